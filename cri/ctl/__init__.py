@@ -1,0 +1,1 @@
+"""`enginectl`: the engine's Docker-like client, speaking to engined over its socket."""

@@ -1,0 +1,1 @@
+"""Test harness shared by `make` targets and pytest fixtures: tools, registry, control plane."""
