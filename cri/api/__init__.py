@@ -1,0 +1,1 @@
+"""Our runtime.v1 .proto and the stubs generated from it (`make proto`)."""

@@ -1,0 +1,1 @@
+"""The runtime.v1 gRPC servicers: RuntimeService and ImageService over the engine."""

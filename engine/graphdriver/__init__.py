@@ -1,0 +1,1 @@
+"""Graph drivers: image and container filesystems as snapshots (overlay, vfs)."""

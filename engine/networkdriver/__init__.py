@@ -1,0 +1,1 @@
+"""Network drivers: pod networking through CNI plugins (ours or the reference ones)."""
