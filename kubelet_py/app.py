@@ -2,12 +2,155 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import socket
 import sys
 
+from kubelet_py.bootstrap.certstore import CertPair
+from kubelet_py.bootstrap.credentials import (
+    JoinRequest,
+    Paths,
+    client_request,
+    join,
+    node_credentials,
+    obtain,
+)
+from kubelet_py.bootstrap.rotation import Rotator
+from kubelet_py.bootstrap.serving import ensure_self_signed, serving_rotator
+from kubelet_py.client.kubeconfig import Credentials, load_kubeconfig
+from kubelet_py.client.rest import RestClient
+from kubelet_py.clock import Clock, RealClock
+from kubelet_py.cri_client import CRIClient, open_cri
+from kubelet_py.errors import KubeletError
+from kubelet_py.node.agent import NodeAgent, NodeConfig
+from kubelet_py.node.machine import collect_machine, default_node_ip
 from kubelet_py.options import KubeletOptions
+
+log = logging.getLogger("kubelet_py")
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    node_name: str
+    node_ip: str | None
+    paths: Paths
+
+
+def identity(options: KubeletOptions) -> Identity:
+    name = (options.hostname_override or socket.gethostname()).lower()
+    cert_dir = options.cert_dir or options.root_dir / "pki"
+    kubeconfig = options.kubeconfig or options.root_dir / "kubeconfig"
+    return Identity(node_name=name, node_ip=options.node_ip or default_node_ip(),
+                    paths=Paths(kubeconfig=kubeconfig, cert_dir=cert_dir))
+
+
+async def credentials(options: KubeletOptions, ns: argparse.Namespace, ident: Identity,
+                      clock: Clock) -> Credentials | None:
+    """Join, bootstrap, or read the kubeconfig; None means standalone (no API server)."""
+    if getattr(ns, "command", None) == "join":
+        request = JoinRequest(server=ns.server, token=ns.token,
+                              ca_cert_hashes=tuple(ns.discovery_token_ca_cert_hash),
+                              skip_ca_verification=ns.discovery_token_unsafe_skip_ca_verification)
+        return await join(request, node_name=ident.node_name, paths=ident.paths, clock=clock)
+    if options.bootstrap_kubeconfig is not None:
+        return await obtain(bootstrap_kubeconfig=options.bootstrap_kubeconfig,
+                            node_name=ident.node_name, paths=ident.paths, clock=clock)
+    if options.kubeconfig is not None:
+        return load_kubeconfig(options.kubeconfig)
+    return None
+
+
+def client_rotator(rest: RestClient, ident: Identity, clock: Clock) -> Rotator | None:
+    """Rotate the client certificate when it lives in the cert dir's `-current` pair."""
+    store = ident.paths.client_store
+    pair = store.load()
+    creds = rest.credentials
+    if pair is None or creds.cert_pem is None or pair.cert_pem.strip() != creds.cert_pem.strip():
+        return None
+    ca = creds.ca_pem
+
+    async def rotated(new: CertPair) -> None:
+        if ca is not None:
+            rest.update_credentials(node_credentials(creds.server, ca, new))
+
+    return Rotator(client=lambda: rest, store=store, request=client_request(ident.node_name),
+                   clock=clock, on_rotated=rotated)
+
+
+async def serve(options: KubeletOptions, ns: argparse.Namespace, clock: Clock) -> int:
+    ident = identity(options)
+    options.root_dir.mkdir(parents=True, exist_ok=True)
+    creds = await credentials(options, ns, ident, clock)
+    if creds is None:
+        raise KubeletError("standalone mode (no --kubeconfig, --bootstrap-kubeconfig or join) "
+                           "needs the static pod source, which this build does not have yet")
+    machine = collect_machine(state_dir=options.root_dir, hostname=ident.node_name)
+    ips = (ident.node_ip,) if ident.node_ip else ()
+    ensure_self_signed(ident.paths.cert_dir, hostname=ident.node_name, ips=ips, now=clock.now())
+    rest = RestClient(creds, user_agent=f"kubelet-py/{ident.node_name}")
+    cri: CRIClient = open_cri(options.container_runtime_endpoint,
+                              image_endpoint=options.image_service_endpoint,
+                              timeout=options.runtime_request_timeout)
+    agent = NodeAgent(rest, config=NodeConfig(
+        node_name=ident.node_name, node_ip=ident.node_ip, port=options.port,
+        max_pods=options.max_pods, labels=options.node_labels, state_dir=options.root_dir),
+        machine=machine, runtime=cri.info, clock=clock)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(agent.run(), name="node")
+            rotator = client_rotator(rest, ident, clock) if options.rotate_certificates else None
+            if rotator is not None:
+                tg.create_task(rotator.run(), name="client-cert-rotation")
+            if options.rotate_server_certificates:
+                tg.create_task(serving_rotator(
+                    lambda: rest, cert_dir=ident.paths.cert_dir, node_name=ident.node_name,
+                    ips=ips, clock=clock).run(), name="serving-cert-rotation")
+    finally:
+        await rest.close()
+        await cri.close()
+    return 0
+
+
+def _setup_logging(verbosity: int) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbosity >= 4 else logging.INFO,
+        format="%(asctime)s %(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
+    if verbosity < 6:
+        logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+async def _main(options: KubeletOptions, ns: argparse.Namespace) -> int:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await serve(options, ns, RealClock())
+    except asyncio.CancelledError:
+        log.info("kubelet-py stopping")
+        return 0
+
+
+def _kubelet_errors(exc: BaseException) -> list[KubeletError]:
+    if isinstance(exc, KubeletError):
+        return [exc]
+    if isinstance(exc, BaseExceptionGroup):
+        return [e for sub in exc.exceptions for e in _kubelet_errors(sub)]
+    return []
 
 
 def run(options: KubeletOptions, ns: argparse.Namespace) -> int:
-    sys.stderr.write("kubelet-py: the node agent is not assembled yet in this build "
-                     f"(runtime endpoint {options.container_runtime_endpoint}).\n")
-    return 2
+    _setup_logging(options.verbosity)
+    try:
+        return asyncio.run(_main(options, ns))
+    except (KubeletError, BaseExceptionGroup) as exc:
+        errors = _kubelet_errors(exc)
+        if not errors:
+            raise
+        for error in errors:
+            sys.stderr.write(f"kubelet-py: {error}\n")
+        return 1

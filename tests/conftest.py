@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.harness.prereq import need_root
+from tests.harness.registry import local_registry  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,18 @@
 """The small interface every graph driver implements, in containerd snapshotter terms.
 
 A *committed* snapshot is a read-only layer (named by its chain ID); an *active* snapshot
-is a writable or read-only view on top of a committed parent (a container rootfs).
+is a writable view on top of a committed parent (a container rootfs, or a layer being
+unpacked); a *view* is a read-only one. Keys are chosen by the caller and unique across
+all kinds. Layers are unpacked with `prepare(tmp, parent)` -> `apply(tmp, tar)` ->
+`commit(chain_id, tmp)`.
 """
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Protocol
+
+from engine.graphdriver.unpack import ApplyStats, Limits, Source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +28,20 @@ class Mount:
 class Usage:
     size: int  # bytes
     inodes: int
+
+
+class Kind(enum.Enum):
+    ACTIVE = "active"
+    VIEW = "view"
+    COMMITTED = "committed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Info:
+    key: str
+    parent: str | None
+    kind: Kind
+    created: float  # unix time
 
 
 class GraphDriver(Protocol):
@@ -40,7 +60,7 @@ class GraphDriver(Protocol):
         ...
 
     def mounts(self, key: str) -> list[Mount]:
-        """The mounts of an existing active snapshot."""
+        """The mounts of an existing active snapshot or view."""
         ...
 
     def remove(self, key: str) -> None:
@@ -49,4 +69,20 @@ class GraphDriver(Protocol):
 
     def usage(self, key: str) -> Usage:
         """Disk used by the snapshot's own layer (not its parents)."""
+        ...
+
+    def apply(self, key: str, src: Source, *, limits: Limits | None = None) -> ApplyStats:
+        """Unpack an uncompressed layer tar into active snapshot `key` (whiteouts converted)."""
+        ...
+
+    def stat(self, key: str) -> Info:
+        """The snapshot `key`, or NotFound."""
+        ...
+
+    def walk(self) -> list[Info]:
+        """Every snapshot."""
+        ...
+
+    def close(self) -> None:
+        """Release the metadata database."""
         ...

@@ -1,0 +1,149 @@
+"""CreateContainer, Start/Stop/RemoveContainer, ListContainers, ContainerStatus, updates."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import grpc
+
+from cri.api import runtime_pb2 as pb
+from cri.errors import Unimplemented
+from cri.server import validate as v
+from cri.server.dispatch import Impl
+from cri.server.ports import ContainerPort
+from engine.errors import InvalidArgument, NotFound
+
+MAX_STOP_TIMEOUT_S = 24 * 3600
+
+
+def check_container_config(config: pb.ContainerConfig) -> None:
+    v.require(config.metadata.name, "config.metadata.name")
+    v.require(config.image.image, "config.image.image")
+    v.command_size([*config.command, *config.args], "config.command + config.args")
+    if config.working_dir:
+        v.absolute(config.working_dir, "config.working_dir")
+    if config.log_path:
+        v.relative(config.log_path, "config.log_path")
+    for i, mount in enumerate(config.mounts):
+        v.absolute(mount.container_path, f"config.mounts[{i}].container_path")
+        if mount.host_path:
+            v.absolute(mount.host_path, f"config.mounts[{i}].host_path")
+        elif not mount.image.image:
+            raise InvalidArgument(f"config.mounts[{i}] needs a host_path or an image")
+        if mount.host_path and mount.image.image:
+            raise InvalidArgument(f"config.mounts[{i}]: host_path and image exclude each other")
+        if mount.image_sub_path:
+            v.relative(mount.image_sub_path, f"config.mounts[{i}].image_sub_path")
+        v.known_enum(mount.propagation, pb.MountPropagation.DESCRIPTOR,
+                     f"config.mounts[{i}].propagation")
+    for i, device in enumerate(config.devices):
+        v.absolute(device.container_path, f"config.devices[{i}].container_path")
+        v.absolute(device.host_path, f"config.devices[{i}].host_path")
+        if set(device.permissions) - set("rwm"):
+            raise InvalidArgument(
+                f"config.devices[{i}].permissions {device.permissions!r}: only r, w, m")
+    for i, env in enumerate(config.envs):
+        if not env.key or "=" in env.key or "\x00" in env.key:
+            raise InvalidArgument(f"config.envs[{i}].key {env.key!r} is not a variable name")
+    v.known_enum(config.stop_signal, pb.Signal.DESCRIPTOR, "config.stop_signal")
+    ns = config.linux.security_context.namespace_options
+    for field in ("network", "pid", "ipc"):
+        v.known_enum(getattr(ns, field), pb.NamespaceMode.DESCRIPTOR,
+                     f"namespace_options.{field}")
+    if ns.pid == pb.TARGET and not ns.target_id:
+        raise InvalidArgument("namespace_options.pid is TARGET but target_id is empty")
+
+
+def matches(item: pb.Container, flt: pb.ContainerFilter) -> bool:
+    if not v.id_matches(item.id, flt.id):
+        return False
+    if flt.pod_sandbox_id and not item.pod_sandbox_id.startswith(flt.pod_sandbox_id):
+        return False
+    if flt.HasField("state") and item.state != flt.state.state:
+        return False
+    return v.labels_match(item.labels, flt.label_selector)
+
+
+class Containers:
+    def __init__(self, port: ContainerPort) -> None:
+        self._port = port
+
+    def rpcs(self) -> dict[str, Impl]:
+        return {"CreateContainer": self.CreateContainer,
+                "StartContainer": self.StartContainer, "StopContainer": self.StopContainer,
+                "RemoveContainer": self.RemoveContainer,
+                "ListContainers": self.ListContainers,
+                "StreamContainers": self.StreamContainers,
+                "ContainerStatus": self.ContainerStatus,
+                "UpdateContainerResources": self.UpdateContainerResources,
+                "ReopenContainerLog": self.ReopenContainerLog}
+
+    def CreateContainer(self, request: pb.CreateContainerRequest,
+                        context: grpc.ServicerContext) -> pb.CreateContainerResponse:
+        sandbox_id = v.require(request.pod_sandbox_id, "pod_sandbox_id")
+        if not request.HasField("config"):
+            raise InvalidArgument("config is required")
+        check_container_config(request.config)
+        container_id = self._port.create_container(sandbox_id, request.config,
+                                                   sandbox_config=request.sandbox_config)
+        return pb.CreateContainerResponse(container_id=container_id)
+
+    def StartContainer(self, request: pb.StartContainerRequest,
+                       context: grpc.ServicerContext) -> pb.StartContainerResponse:
+        self._port.start_container(v.require(request.container_id, "container_id"))
+        return pb.StartContainerResponse()
+
+    def StopContainer(self, request: pb.StopContainerRequest,
+                      context: grpc.ServicerContext) -> pb.StopContainerResponse:
+        container_id = v.require(request.container_id, "container_id")
+        timeout = v.non_negative(request.timeout, "timeout")
+        if timeout > MAX_STOP_TIMEOUT_S:
+            raise InvalidArgument(f"timeout {timeout}s is more than a day")
+        with contextlib.suppress(NotFound):  # idempotent: nothing left to stop
+            self._port.stop_container(container_id, timeout_s=timeout)
+        return pb.StopContainerResponse()
+
+    def RemoveContainer(self, request: pb.RemoveContainerRequest,
+                        context: grpc.ServicerContext) -> pb.RemoveContainerResponse:
+        with contextlib.suppress(NotFound):  # idempotent: already removed
+            self._port.remove_container(v.require(request.container_id, "container_id"))
+        return pb.RemoveContainerResponse()
+
+    def _listed(self, flt: pb.ContainerFilter) -> list[pb.Container]:
+        return [c for c in self._port.list_containers() if matches(c, flt)]
+
+    def ListContainers(self, request: pb.ListContainersRequest,
+                       context: grpc.ServicerContext) -> pb.ListContainersResponse:
+        return pb.ListContainersResponse(containers=self._listed(request.filter))
+
+    def StreamContainers(self, request: pb.StreamContainersRequest,
+                         context: grpc.ServicerContext) -> Iterator[pb.StreamContainersResponse]:
+        for batch in v.batches(self._listed(request.filter)):
+            yield pb.StreamContainersResponse(containers=batch)
+
+    def ContainerStatus(self, request: pb.ContainerStatusRequest,
+                        context: grpc.ServicerContext) -> pb.ContainerStatusResponse:
+        result = self._port.container_status(v.require(request.container_id, "container_id"),
+                                             verbose=request.verbose)
+        return pb.ContainerStatusResponse(status=result.status,
+                                          info=dict(result.info) if request.verbose else {})
+
+    def UpdateContainerResources(self, request: pb.UpdateContainerResourcesRequest,
+                                 context: grpc.ServicerContext
+                                 ) -> pb.UpdateContainerResourcesResponse:
+        container_id = v.require(request.container_id, "container_id")
+        if not request.HasField("linux"):
+            if request.HasField("windows"):
+                raise Unimplemented("Windows container resources are not supported")
+            raise InvalidArgument("linux resources are required")
+        linux = request.linux
+        for field in ("cpu_period", "cpu_quota", "cpu_shares", "memory_limit_in_bytes"):
+            if field != "cpu_quota":  # -1 is "no quota" in cgroup v1 terms
+                v.non_negative(getattr(linux, field), f"linux.{field}")
+        self._port.update_resources(container_id, linux)
+        return pb.UpdateContainerResourcesResponse()
+
+    def ReopenContainerLog(self, request: pb.ReopenContainerLogRequest,
+                           context: grpc.ServicerContext) -> pb.ReopenContainerLogResponse:
+        self._port.reopen_log(v.require(request.container_id, "container_id"))
+        return pb.ReopenContainerLogResponse()

@@ -1,0 +1,134 @@
+"""The cgroup interface shared by v1 and v2, the resource values, and the stats read back.
+
+Paths are relative to the hierarchy root ("kubelet-py/pod-<id>/<cid>"); a manager owns the
+mapping to controller directories.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol
+
+from engine.errors import FailedPrecondition, InvalidArgument
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """0 / "" means "not set" (inherit). cpu_quota < 0 means unlimited."""
+
+    cpu_shares: int = 0
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    memory_limit: int = 0
+    pids_limit: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+
+    def validate(self) -> None:
+        if self.memory_limit < 0 or self.pids_limit < 0 or self.cpu_shares < 0:
+            raise InvalidArgument(f"negative resource value in {self}")
+        if self.cpu_period and not 1000 <= self.cpu_period <= 1_000_000:
+            raise InvalidArgument(f"cpu period {self.cpu_period}us outside [1000, 1000000]")
+        if 0 < self.cpu_quota < 1000:
+            raise InvalidArgument(f"cpu quota {self.cpu_quota}us below the 1000us minimum")
+
+
+@dataclasses.dataclass(frozen=True)
+class CgroupStats:
+    cpu_usage_ns: int
+    memory_usage: int
+    memory_working_set: int
+    memory_rss: int
+    oom_kills: int
+    pids: int
+
+
+class CgroupManager(Protocol):
+    version: int
+
+    def create(self, path: str, resources: Resources) -> None: ...
+    def update(self, path: str, resources: Resources) -> None: ...
+    def join(self, path: str, pid: int) -> None: ...
+    def exists(self, path: str) -> bool: ...
+    def procs(self, path: str) -> list[int]: ...
+    def destroy(self, path: str) -> None: ...
+    def stats(self, path: str) -> CgroupStats: ...
+    def oom_kills(self, path: str) -> int: ...
+    def cgroup_dirs(self, path: str) -> list[Path]: ...
+
+
+def check_path(path: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    if not parts or any(p in {".", ".."} for p in parts):
+        raise InvalidArgument(f"invalid cgroup path {path!r}")
+    return "/".join(parts)
+
+
+def write(file: Path, value: str) -> None:
+    try:
+        file.write_text(value)
+    except OSError as e:
+        raise InvalidArgument(f"cgroup write {value!r} to {file}: {e.strerror}") from e
+
+
+def read_int(file: Path, default: int = 0) -> int:
+    try:
+        text = file.read_text().strip()
+    except FileNotFoundError:
+        return default
+    return int(text) if text and text != "max" else default
+
+
+def read_kv(file: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        for line in file.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if value.strip().lstrip("-").isdigit():
+                out[key] = int(value)
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def kill_and_remove(dirs: Iterable[Path], procs: Callable[[], list[int]],
+                    *, timeout: float = 5.0) -> None:
+    """SIGKILL everything still in the cgroup, then rmdir the directories (deepest first)."""
+    deadline = time.monotonic() + timeout
+    while pids := procs():
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            raise FailedPrecondition(f"processes {pids} survive SIGKILL in the cgroup")
+        time.sleep(0.01)
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        for child in sorted((c for c in d.rglob("*") if c.is_dir()),
+                            key=lambda p: len(p.parts), reverse=True):
+            _rmdir(child, deadline)
+        _rmdir(d, deadline)
+
+
+def _rmdir(d: Path, deadline: float) -> None:
+    while True:
+        try:
+            d.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def shares_to_weight(shares: int) -> int:
+    """The conversion runc and the kubelet use between cpu.shares and cpu.weight."""
+    if shares == 0:
+        return 0
+    return 1 + ((shares - 2) * 9999) // 262142

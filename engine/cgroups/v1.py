@@ -1,0 +1,116 @@
+"""cgroup v1: one hierarchy per controller under /sys/fs/cgroup/<controller>/."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.cgroups.base import (
+    CgroupStats,
+    Resources,
+    check_path,
+    kill_and_remove,
+    read_int,
+    read_kv,
+    write,
+)
+from engine.errors import NotFound
+
+CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "devices", "freezer")
+
+
+class CgroupV1:
+    version = 1
+
+    def __init__(self, root: Path = Path("/sys/fs/cgroup")) -> None:
+        self.root = root
+        self.controllers = [c for c in CONTROLLERS if (root / c).is_dir()]
+
+    def _dir(self, controller: str, path: str) -> Path:
+        return self.root / controller / check_path(path)
+
+    def cgroup_dirs(self, path: str) -> list[Path]:
+        return [self._dir(c, path) for c in self.controllers]
+
+    def exists(self, path: str) -> bool:
+        return any(d.is_dir() for d in self.cgroup_dirs(path))
+
+    def create(self, path: str, resources: Resources) -> None:
+        resources.validate()
+        rel = check_path(path)
+        for controller in self.controllers:
+            cur = self.root / controller
+            for part in rel.split("/"):
+                parent, cur = cur, cur / part
+                if not cur.is_dir():
+                    cur.mkdir(exist_ok=True)
+                    if controller == "cpuset":
+                        for f in ("cpuset.cpus", "cpuset.mems"):
+                            if not (cur / f).read_text().strip():
+                                write(cur / f, (parent / f).read_text().strip())
+        self.update(path, resources)
+
+    def update(self, path: str, resources: Resources) -> None:
+        resources.validate()
+        if not self.exists(path):
+            raise NotFound(f"cgroup {path} does not exist")
+        cpu = self._dir("cpu", path)
+        if resources.cpu_shares:
+            write(cpu / "cpu.shares", str(resources.cpu_shares))
+        if resources.cpu_period:
+            write(cpu / "cpu.cfs_period_us", str(resources.cpu_period))
+        if resources.cpu_quota:
+            write(cpu / "cpu.cfs_quota_us", str(max(resources.cpu_quota, -1)))
+        if resources.memory_limit:
+            mem = self._dir("memory", path)
+            write(mem / "memory.limit_in_bytes", str(resources.memory_limit))
+        if resources.pids_limit and "pids" in self.controllers:
+            write(self._dir("pids", path) / "pids.max", str(resources.pids_limit))
+        cpuset = self._dir("cpuset", path)
+        if resources.cpuset_cpus:
+            write(cpuset / "cpuset.cpus", resources.cpuset_cpus)
+        if resources.cpuset_mems:
+            write(cpuset / "cpuset.mems", resources.cpuset_mems)
+
+    def restrict_devices(self, path: str, rules: list[str]) -> None:
+        """Deny every device, then allow the given rules ("c 1:3 rwm", ...)."""
+        if "devices" not in self.controllers:
+            return
+        d = self._dir("devices", path)
+        write(d / "devices.deny", "a")
+        for rule in rules:
+            write(d / "devices.allow", rule)
+
+    def join(self, path: str, pid: int) -> None:
+        for d in self.cgroup_dirs(path):
+            write(d / "cgroup.procs", str(pid))
+
+    def procs(self, path: str) -> list[int]:
+        pids: set[int] = set()
+        for d in self.cgroup_dirs(path):
+            try:
+                pids.update(int(x) for x in (d / "cgroup.procs").read_text().split())
+            except FileNotFoundError:
+                continue
+        return sorted(pids)
+
+    def destroy(self, path: str) -> None:
+        kill_and_remove(self.cgroup_dirs(path), lambda: self.procs(path))
+
+    def oom_kills(self, path: str) -> int:
+        return read_kv(self._dir("memory", path) / "memory.oom_control").get("oom_kill", 0)
+
+    def stats(self, path: str) -> CgroupStats:
+        mem = self._dir("memory", path)
+        if not mem.is_dir():
+            raise NotFound(f"cgroup {path} does not exist")
+        stat = read_kv(mem / "memory.stat")
+        usage = read_int(mem / "memory.usage_in_bytes")
+        inactive = stat.get("total_inactive_file", 0)
+        return CgroupStats(
+            cpu_usage_ns=read_int(self._dir("cpuacct", path) / "cpuacct.usage"),
+            memory_usage=usage,
+            memory_working_set=max(usage - inactive, 0),
+            memory_rss=stat.get("total_rss", 0),
+            oom_kills=self.oom_kills(path),
+            pids=read_int(self._dir("pids", path) / "pids.current"),
+        )
+

@@ -1,0 +1,1 @@
+"""Exec drivers: `native` (our libcontainer, engine.execdriver.nsexec) and `runc` (OCI bundle)."""

@@ -1,0 +1,206 @@
+"""The small helper the native driver spawns (`python -S -m engine.execdriver.nsexec`):
+never a fork of the daemon. Modes:
+
+  init <spec.json> <sync-fd>   join/unshare namespaces, enter the cgroup, fork the container
+                               init (pid 1 of a new PID namespace), prepare its rootfs, report
+                               {"pid"} then {"ready"} on the sync socket, wait for "S", exec.
+  exec <spec.json> <pid> <process.json>
+                               run one more process inside the running container `pid`;
+                               stays as its parent and exits with its status.
+  sandbox <dir> <hostname> <sysctls.json>
+                               create the pod's net/ipc/uts namespaces and bind-mount them at
+                               <dir>/{net,ipc,uts}.
+
+Imports only the standard library and engine modules that do.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import struct
+import sys
+import termios
+
+from engine.cgroups.detect import manager
+from engine.errors import InvalidArgument
+from engine.execdriver import nsinit
+from engine.execdriver.codec import loads
+from engine.execdriver.seccomp import program
+from engine.execdriver.spec import InitSpec
+from engine.sys import linux as L
+from engine.sys.real import LinuxSyscalls
+
+SYS = LinuxSyscalls()
+
+
+def _send(sock: socket.socket, **msg: object) -> None:
+    sock.sendall(json.dumps(msg).encode() + b"\n")
+
+
+def _load(path: str) -> InitSpec:
+    with open(path) as f:
+        return loads(InitSpec, f.read())
+
+
+def _join_namespaces(paths: dict[str, str]) -> None:
+    fds = {t: os.open(p, os.O_RDONLY | os.O_CLOEXEC) for t, p in paths.items()}
+    try:
+        for t in ("user", "ipc", "uts", "net", "pid", "cgroup", "mnt"):
+            if t in fds:
+                SYS.setns(fds[t], L.NAMESPACE_FLAGS[t])
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def _set_ctty() -> None:
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _exec(spec: InitSpec, args: tuple[str, ...], env: tuple[str, ...], sync: socket.socket | None
+          ) -> None:
+    path = nsinit.find_executable(args[0], env)
+    if spec.seccomp is not None:
+        bpf = program(spec.seccomp)
+        if not spec.no_new_privileges and "CAP_SYS_ADMIN" not in spec.capabilities.effective:
+            SYS.prctl(L.PR_SET_NO_NEW_PRIVS, 1)
+        SYS.seccomp_load(bpf)
+    if sync is not None:
+        os.set_inheritable(sync.fileno(), False)
+    os.execve(path, list(args), {k: v for k, _, v in (e.partition("=") for e in env)})
+
+
+def init(spec_path: str, sync_fd: int) -> int:
+    sync = socket.socket(fileno=sync_fd)
+    SYS.prctl(L.PR_SET_DUMPABLE, 0)
+    try:
+        spec = _load(spec_path)
+        _join_namespaces({n.type: n.path for n in spec.namespaces if n.path})
+        if spec.cgroup_path:
+            manager().join(spec.cgroup_path, os.getpid())
+        new = 0
+        for n in spec.namespaces:
+            if not n.path:
+                new |= L.NAMESPACE_FLAGS[n.type]
+        SYS.unshare(new)
+        pid = os.fork()
+    except Exception as e:
+        _send(sync, error=f"{type(e).__name__}: {e}")
+        return 1
+    if pid:
+        _send(sync, pid=pid)
+        return 0
+    try:
+        _container_init(spec, sync)
+    except BaseException as e:
+        try:
+            _send(sync, error=str(e) if isinstance(e, OSError | ValueError) or
+                  type(e).__module__.startswith("engine") else f"{type(e).__name__}: {e}")
+        finally:
+            os._exit(127)
+    return 127
+
+
+def _container_init(spec: InitSpec, sync: socket.socket) -> None:
+    if spec.terminal:
+        _set_ctty()
+    else:
+        os.setsid()
+    if spec.hostname and (ns := spec.namespace("uts")) is not None and not ns.path:
+        SYS.sethostname(spec.hostname)
+    if spec.oom_score_adj:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(spec.oom_score_adj))
+    nsinit.prepare_rootfs(spec, SYS)
+    nsinit.finish_rootfs(spec, SYS)
+    nsinit.enter_cwd(spec.cwd)
+    nsinit.drop_privileges(spec, SYS, last_cap=L.cap_last_cap())
+    nsinit.enter_cwd(spec.cwd)
+    nsinit.find_executable(spec.args[0], spec.env)
+    nsinit.close_fds({sync.fileno()})
+    _send(sync, ready=True)
+    if sync.recv(1) != b"S":
+        os._exit(0)  # the monitor gave up on this container before starting it
+    _exec(spec, spec.args, spec.env, sync)
+
+
+def exec_in(spec_path: str, pid: int, process_json: str) -> int:
+    """Join container `pid` and run the process described by process_json."""
+    SYS.prctl(L.PR_SET_DUMPABLE, 0)
+    spec = _load(spec_path)
+    proc = json.loads(process_json)
+    ns_paths = {}
+    for t in ("ipc", "uts", "net", "pid", "mnt"):
+        mine, theirs = f"/proc/self/ns/{t}", f"/proc/{pid}/ns/{t}"
+        if os.stat(mine).st_ino != os.stat(theirs).st_ino:
+            ns_paths[t] = theirs
+    if spec.cgroup_path:
+        manager().join(spec.cgroup_path, os.getpid())
+    _join_namespaces(ns_paths)
+    child = os.fork()
+    if child == 0:
+        try:
+            if proc.get("tty"):
+                _set_ctty()
+            nsinit.close_fds(set())
+            nsinit.drop_privileges(spec, SYS, last_cap=L.cap_last_cap())
+            nsinit.enter_cwd(proc.get("cwd") or spec.cwd)
+            _exec(spec, tuple(proc["args"]), tuple(proc["env"]), None)
+        except BaseException as e:
+            os.write(2, f"exec failed: {e}\n".encode())
+            os._exit(126 if not isinstance(e, InvalidArgument) else 127)
+    for fd in (0, 1, 2):
+        os.close(fd)  # the child holds the stdio; our copies would keep pipes open
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
+        128 + os.WTERMSIG(status)
+
+
+def sandbox(ns_dir: str, hostname: str, sysctls_json: str) -> int:
+    SYS.unshare(L.CLONE_NEWNET | L.CLONE_NEWIPC | L.CLONE_NEWUTS)
+    if hostname:
+        SYS.sethostname(hostname)
+    for key, value in json.loads(sysctls_json).items():
+        rel = key.replace(".", "/")
+        if ".." in rel.split("/"):
+            raise ValueError(f"invalid sysctl {key}")
+        with open(f"/proc/sys/{rel}", "w") as f:
+            f.write(str(value))
+    _loopback_up()
+    for t in ("net", "ipc", "uts"):
+        target = os.path.join(ns_dir, t)
+        with open(target, "a"):
+            pass
+        SYS.mount(f"/proc/self/ns/{t}", target, "", L.MS_BIND)
+    return 0
+
+
+def _loopback_up() -> None:
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), siocgifflags, req))[1]
+        fcntl.ioctl(s.fileno(), siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
+
+
+def main(argv: list[str]) -> int:
+    mode = argv[0] if argv else ""
+    try:
+        if mode == "init":
+            return init(argv[1], int(argv[2]))
+        if mode == "exec":
+            return exec_in(argv[1], int(argv[2]), argv[3])
+        if mode == "sandbox":
+            return sandbox(argv[1], argv[2], argv[3])
+    except Exception as e:
+        sys.stderr.write(f"nsexec {mode}: {e}\n")
+        return 1
+    sys.stderr.write("usage: nsexec init|exec|sandbox ...\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

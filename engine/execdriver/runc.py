@@ -1,0 +1,83 @@
+"""The runc exec driver: an OCI bundle handed to runc or crun (the binary is configurable)."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from engine.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from engine.execdriver.base import ExecProcess, Stdio
+from engine.execdriver.codec import write_atomic
+from engine.execdriver.oci import config
+from engine.execdriver.spec import InitSpec
+
+
+class RuncDriver:
+    name = "runc"
+
+    def __init__(self, *, binary: str = "runc", state_root: Path) -> None:
+        self.binary = binary
+        self.state_root = state_root
+
+    def _base(self, bundle: Path) -> list[str]:
+        return [self.binary, "--root", str(self.state_root), "--log", str(bundle / "runc.log"),
+                "--log-format", "json"]
+
+    def _last_error(self, bundle: Path, stderr: bytes) -> str:
+        try:
+            lines = (bundle / "runc.log").read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        for line in reversed(lines):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if entry.get("level") in {"error", "fatal"}:
+                return str(entry.get("msg"))
+        return stderr.decode(errors="replace").strip() or "no reason given"
+
+    def _run(self, argv: list[str], *, bundle: Path, timeout: float,
+             stdio: Stdio | None = None) -> None:
+        try:
+            if stdio is None:
+                done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+            else:
+                # the container inherits these: runc's own errors go to --log
+                done = subprocess.run(argv, stdin=stdio.stdin, stdout=stdio.stdout,
+                                      stderr=stdio.stderr, timeout=timeout, check=False)
+        except FileNotFoundError as e:
+            raise Unavailable(f"{self.binary} is not installed") from e
+        except subprocess.TimeoutExpired as e:
+            raise DeadlineExceeded(f"{' '.join(argv[:1] + argv[-2:])} timed out") from e
+        if done.returncode != 0:
+            raise InvalidArgument(f"{self.binary} {argv[7]}: "
+                                  f"{self._last_error(bundle, done.stderr or b'')}")
+
+    def create(self, spec: InitSpec, *, bundle: Path, stdio: Stdio, timeout: float) -> int:
+        if spec.terminal:
+            raise InvalidArgument("the runc driver does not support TTY containers yet")
+        self.state_root.mkdir(parents=True, exist_ok=True)
+        write_atomic(bundle / "config.json", json.dumps(config(spec), indent=1))
+        pidfile = bundle / "pid"
+        self._run([*self._base(bundle), "create", "--bundle", str(bundle), "--pid-file",
+                   str(pidfile), spec.id], bundle=bundle, timeout=timeout, stdio=stdio)
+        return int(pidfile.read_text().strip())
+
+    def start(self, spec: InitSpec, *, bundle: Path, timeout: float) -> None:
+        self._run([*self._base(bundle), "start", spec.id], bundle=bundle, timeout=timeout)
+
+    def delete(self, spec: InitSpec, *, bundle: Path) -> None:
+        self._run([*self._base(bundle), "delete", "--force", spec.id], bundle=bundle,
+                  timeout=30)
+
+    def exec_argv(self, spec: InitSpec, *, bundle: Path, pid: int,
+                  process: ExecProcess) -> list[str]:
+        argv = [self.binary, "--root", str(self.state_root), "exec"]
+        if process.tty:
+            raise InvalidArgument("the runc driver does not support TTY exec yet")
+        if process.cwd:
+            argv += ["--cwd", process.cwd]
+        for item in process.env:
+            argv += ["--env", item]
+        return [*argv, spec.id, *process.args]

@@ -1,0 +1,209 @@
+"""kpy-bridge: pods on a Linux bridge through veth pairs; addresses from a delegated IPAM."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import Any
+
+from engine.networkdriver.plugins import bridge_config, bridge_link, invoke, netlink, skel, spec
+from engine.networkdriver.plugins.bridge_config import BridgeConfig
+from engine.networkdriver.plugins.bridge_link import Iface
+from engine.networkdriver.plugins.ipam_config import IPAddress
+
+log = logging.getLogger(__name__)
+
+
+def _ipam(req: spec.Request, conf: BridgeConfig, command: str) -> dict[str, Any] | None:
+    return invoke.delegate(conf.ipam_type, command=command, env=req.env, stdin=req.stdin,
+                           path=req.path)
+
+
+def _masq() -> ModuleType:
+    from engine.networkdriver.plugins import masq  # lazy: subprocess is only needed with ipMasq
+
+    return masq
+
+
+class Bridge:
+    def add(self, req: spec.Request) -> dict[str, Any]:
+        conf = bridge_config.load(req.config)
+        nsfd = netlink.open_netns(req.netns)
+        try:
+            raw = _ipam(req, conf, "ADD")
+            if raw is None:
+                raise spec.CNIError(spec.ERR_DECODE, f"IPAM plugin {conf.ipam_type} gave no result")
+            ipam = spec.normalize_result(raw)
+            if not ipam["ips"]:
+                _ipam(req, conf, "DEL")
+                raise spec.CNIError(spec.ERR_INVALID_CONFIG, "IPAM returned no addresses")
+            try:
+                return self._setup(req, conf, nsfd, ipam)
+            except BaseException:
+                try:
+                    _ipam(req, conf, "DEL")
+                except spec.CNIError:
+                    log.warning("IPAM DEL after a failed ADD failed", exc_info=True)
+                raise
+        finally:
+            os.close(nsfd)
+
+    def _setup(self, req: spec.Request, conf: BridgeConfig, nsfd: int,
+               ipam: dict[str, Any]) -> dict[str, Any]:
+        addrs: list[Iface] = [ipaddress.ip_interface(ip["address"]) for ip in ipam["ips"]]
+        gateways: dict[int, IPAddress] = {
+            a.version: ipaddress.ip_address(ip["gateway"])
+            for a, ip in zip(addrs, ipam["ips"], strict=True) if ip.get("gateway")}
+        undo: list[Callable[[], object]] = []
+        with netlink.session() as host:
+            try:
+                br_index, created = bridge_link.ensure_bridge(host, conf)
+                if created:
+                    undo.append(lambda: bridge_link.delete_bridge_if_unused(host, conf.bridge))
+                to_add: list[Iface] = []
+                to_remove: list[Iface] = []
+                if conf.is_gateway:
+                    wanted = [ipaddress.ip_interface(f"{gateways[a.version]}/{a.network.prefixlen}")
+                              for a in addrs if a.version in gateways]
+                    to_add, to_remove = bridge_link.plan_gateway_addresses(
+                        host, br_index, conf, list(dict.fromkeys(wanted)))
+                bridge_link.bridge_up(host, br_index, conf)
+                host_name, host_index = bridge_link.create_veth(
+                    host, ifname=req.ifname, netns_fd=nsfd, mtu=conf.mtu)
+                undo.append(lambda: bridge_link.delete_link(host, host_name))
+                bridge_link.attach_port(host, index=host_index, name=host_name,
+                                        bridge_index=br_index, conf=conf)
+                if conf.is_gateway:
+                    bridge_link.apply_addresses(host, br_index, to_add, to_remove)
+                    bridge_link.enable_forwarding({a.version for a in addrs})
+                routes = list(ipam.get("routes", []))
+                if conf.is_default_gateway:
+                    have = {r["dst"] for r in routes}
+                    for v, gw in sorted(gateways.items()):
+                        dst = "0.0.0.0/0" if v == 4 else "::/0"
+                        if dst not in have:
+                            routes.append({"dst": dst, "gw": str(gw)})
+                with netlink.session(nsfd) as ns:
+                    mac = self._configure_container(ns, req.ifname, addrs, routes, gateways)
+                if conf.ip_masq:
+                    undo.append(lambda: _masq().teardown(conf.name, req.container_id))
+                    _masq().setup(conf.name, req.container_id, addrs)
+                result: dict[str, Any] = {
+                    "cniVersion": spec.SPEC_VERSION,
+                    "interfaces": [
+                        {"name": conf.bridge, "mac": netlink.link_attr(host, br_index,
+                                                                       "IFLA_ADDRESS")},
+                        {"name": host_name, "mac": netlink.link_attr(host, host_index,
+                                                                     "IFLA_ADDRESS")},
+                        {"name": req.ifname, "mac": mac, "sandbox": req.netns},
+                    ],
+                    "ips": [{**ip, "interface": 2} for ip in ipam["ips"]],
+                    "routes": routes,
+                    "dns": dict(conf.dns) or ipam.get("dns", {}),
+                }
+                if conf.mtu:
+                    for iface in result["interfaces"]:
+                        iface["mtu"] = conf.mtu
+                return result
+            except BaseException:
+                for step in reversed(undo):
+                    try:
+                        step()
+                    except Exception:
+                        log.warning("rollback step failed", exc_info=True)
+                raise
+
+    @staticmethod
+    def _configure_container(ns: Any, ifname: str, addrs: list[Iface],
+                             routes: list[Mapping[str, Any]],
+                             gateways: Mapping[int, IPAddress]) -> str:
+        index = netlink.lookup(ns, ifname)
+        if index is None:
+            raise spec.CNIError(spec.ERR_NETLINK, f"{ifname} missing in the container")
+        try:
+            for a in addrs:
+                bridge_link.add_address(ns, index, a)
+            ns.link("set", index=index, state="up")
+            for r in routes:
+                dst = ipaddress.ip_network(r["dst"], strict=False)
+                gw = r.get("gw")
+                if not gw and dst.version in gateways:
+                    gw = str(gateways[dst.version])
+                kwargs: dict[str, Any] = {"dst": str(dst), "oif": index}
+                if gw:
+                    kwargs["gateway"] = gw
+                try:
+                    ns.route("add", **kwargs)
+                except Exception as exc:
+                    if not netlink.is_exists(exc):
+                        raise
+        except spec.CNIError:
+            raise
+        except Exception as exc:
+            raise netlink.netlink_error(f"cannot configure {ifname} in the container", exc) from exc
+        return str(netlink.link_attr(ns, index, "IFLA_ADDRESS"))
+
+    def delete(self, req: spec.Request) -> None:
+        conf = bridge_config.load(req.config)
+        _ipam(req, conf, "DEL")
+        nsfd = None
+        if req.netns:
+            try:
+                nsfd = netlink.open_netns(req.netns)
+            except spec.CNIError as err:
+                if err.code != spec.ERR_UNKNOWN_CONTAINER:
+                    raise
+        if nsfd is not None:
+            try:
+                with netlink.session(nsfd) as ns:
+                    bridge_link.delete_link(ns, req.ifname)
+            except spec.CNIError as err:
+                if err.code != spec.ERR_UNKNOWN_CONTAINER:
+                    raise
+            except Exception as exc:
+                raise netlink.netlink_error(f"cannot delete {req.ifname}", exc) from exc
+            finally:
+                os.close(nsfd)
+        if conf.ip_masq:
+            _masq().teardown(conf.name, req.container_id)
+
+    def check(self, req: spec.Request) -> None:
+        conf = bridge_config.load(req.config)
+        if conf.prev_result is None:
+            raise spec.CNIError(spec.ERR_INVALID_CONFIG, "CHECK needs prevResult")
+        prev = spec.normalize_result(conf.prev_result)
+        _ipam(req, conf, "CHECK")
+        from engine.networkdriver.plugins import bridge_check
+
+        nsfd = netlink.open_netns(req.netns)
+        try:
+            bridge_check.check(conf, req, prev, nsfd)
+        finally:
+            os.close(nsfd)
+
+    def gc(self, req: spec.Request) -> None:
+        conf = bridge_config.load(req.config)
+        _ipam(req, conf, "GC")
+        if conf.ip_masq:
+            from engine.networkdriver.plugins.hostlocal import valid_attachments
+
+            _masq().gc(conf.name, {cid for cid, _ in valid_attachments(req.config)})
+
+    def status(self, req: spec.Request) -> None:
+        conf = bridge_config.load(req.config)
+        _ipam(req, conf, "STATUS")
+
+
+PLUGIN = Bridge()
+
+
+def run(env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes]:
+    """In-process entry point: the same code path as the executable."""
+    return skel.dispatch(PLUGIN, env, stdin)
+
+
+def main() -> None:
+    netlink.fast_import()
+    skel.main(PLUGIN)

@@ -1,0 +1,100 @@
+"""Finding and invoking a plugin as the spec says: a file named ``type`` in CNI_PATH dirs.
+
+When the file found is one of our own console scripts, the caller may run its module
+in-process (same code, same env and stdin), skipping a Python start.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from engine.networkdriver.plugins import spec
+
+_OURS = re.compile(rb"from (engine\.networkdriver\.plugins\.[a-z_]+) import main")
+_PLUGIN_MODULES = {
+    "engine.networkdriver.plugins.bridge",
+    "engine.networkdriver.plugins.hostlocal",
+    "engine.networkdriver.plugins.loopback",
+}
+
+
+def find(kind: str, path: tuple[str, ...] | list[str]) -> str:
+    spec.validate_plugin_type(kind)
+    for d in path:
+        candidate = os.path.join(d, kind)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise spec.CNIError(spec.ERR_PLUGIN_NOT_AVAILABLE, f"failed to find plugin {kind!r} in path",
+                        ":".join(path))
+
+
+def our_module(executable: str) -> str | None:
+    """The plugin module behind one of our console scripts, else None."""
+    try:
+        with open(executable, "rb") as f:
+            head = f.read(1024)
+    except OSError:
+        return None
+    m = _OURS.search(head)
+    if m is None or m.group(1).decode() not in _PLUGIN_MODULES:
+        return None
+    return m.group(1).decode()
+
+
+def parse_output(name: str, code: int, out: bytes, err: bytes = b"") -> dict[str, Any] | None:
+    """A plugin's stdout: the result (or None when empty) on success, a CNIError otherwise."""
+    text = out.strip()
+    if code == 0:
+        if not text:
+            return None
+        try:
+            result = json.loads(text)
+        except ValueError as exc:
+            raise spec.CNIError(spec.ERR_DECODE, f"plugin {name} printed a malformed result",
+                                text[:200].decode(errors="replace")) from exc
+        if not isinstance(result, dict):
+            raise spec.CNIError(spec.ERR_DECODE, f"plugin {name} result is not an object")
+        return result
+    try:
+        body = json.loads(text)
+        return_code = int(body["code"])
+        msg = str(body.get("msg", ""))
+        details = str(body.get("details", ""))
+    except (ValueError, KeyError, TypeError):
+        raise spec.CNIError(spec.ERR_INTERNAL, f"plugin {name} failed with exit code {code}",
+                            (err or text).decode(errors="replace").strip()[:2000]) from None
+    raise spec.CNIError(return_code, msg, details)
+
+
+def call(executable: str, *, env: Mapping[str, str], stdin: bytes,
+         in_process: bool = True, timeout: float | None = None) -> dict[str, Any] | None:
+    """Invoke the plugin at ``executable`` with ``env`` and ``stdin``."""
+    name = os.path.basename(executable)
+    module = our_module(executable) if in_process else None
+    if module is not None:
+        runner = importlib.import_module(module)
+        code, out = runner.run(env, stdin)
+        return parse_output(name, code, out)
+    import subprocess
+
+    try:
+        proc = subprocess.run([executable], input=stdin, env=dict(env), capture_output=True,
+                              check=False, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise spec.CNIError(spec.ERR_TRY_AGAIN_LATER, f"plugin {name} timed out",
+                            f"after {timeout}s") from exc
+    except OSError as exc:
+        raise spec.CNIError(spec.ERR_PLUGIN_NOT_AVAILABLE, f"cannot execute plugin {name}",
+                            str(exc)) from exc
+    return parse_output(name, proc.returncode, proc.stdout, proc.stderr)
+
+
+def delegate(kind: str, *, command: str, env: Mapping[str, str], stdin: bytes,
+             path: tuple[str, ...]) -> dict[str, Any] | None:
+    """A plugin calling its delegate (IPAM): same env, CNI_COMMAND set, same config."""
+    executable = find(kind, path)
+    return call(executable, env={**env, "CNI_COMMAND": command}, stdin=stdin)

@@ -1,0 +1,132 @@
+"""host-local's on-disk layout, shared with the reference plugin.
+
+``<dataDir>/<network>/<ip>`` holds ``<containerID>\\r\\n<ifname>`` (older files: the ID
+alone), ``last_reserved_ip.<range set index>`` holds the last address handed out, and
+``lock`` is flock()ed around every change.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import ipaddress
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from engine.networkdriver.plugins import spec
+from engine.networkdriver.plugins.ipam_config import IPAddress
+
+LINE_BREAK = "\r\n"
+LAST_IP_PREFIX = "last_reserved_ip."
+LOCK_NAME = "lock"
+
+
+def _key(container_id: str, ifname: str) -> str:
+    return container_id.strip() + LINE_BREAK + ifname
+
+
+class DiskStore:
+    def __init__(self, data_dir: str, network: str, *, lock_timeout: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.dir = os.path.join(data_dir, network)
+        self._lock_timeout = lock_timeout
+        self._clock = clock
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the flock on ``lock``; a holder that died (kill -9) releases it with its fd."""
+        os.makedirs(self.dir, mode=0o755, exist_ok=True)
+        fd = os.open(os.path.join(self.dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o644)
+        try:
+            deadline = self._clock() + self._lock_timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if self._clock() >= deadline:
+                        raise spec.CNIError(spec.ERR_TRY_AGAIN_LATER,
+                                            "IPAM store is locked by another invocation",
+                                            os.path.join(self.dir, LOCK_NAME)) from None
+                    time.sleep(0.005)
+            yield
+        finally:
+            os.close(fd)  # closing the only fd drops the flock
+
+    def reserve(self, ip: IPAddress, container_id: str, ifname: str, set_index: int) -> bool:
+        path = os.path.join(self.dir, str(ip))
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            os.write(fd, _key(container_id, ifname).encode())
+        except OSError:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        os.close(fd)
+        with open(os.path.join(self.dir, f"{LAST_IP_PREFIX}{set_index}"), "w") as f:
+            f.write(str(ip))
+        return True
+
+    def last_reserved(self, set_index: int) -> IPAddress | None:
+        try:
+            with open(os.path.join(self.dir, f"{LAST_IP_PREFIX}{set_index}")) as f:
+                return ipaddress.ip_address(f.read().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def reservations(self) -> dict[IPAddress, str]:
+        """Every reserved address and its file's (stripped) content."""
+        out: dict[IPAddress, str] = {}
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return out
+        for name in names:
+            try:
+                ip = ipaddress.ip_address(name)
+            except ValueError:
+                continue  # lock, last_reserved_ip.N, anything else
+            try:
+                with open(os.path.join(self.dir, name), encoding="utf-8", errors="replace",
+                          newline="") as f:
+                    out[ip] = f.read().strip()
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+        return out
+
+    def ips_of(self, container_id: str, ifname: str) -> list[IPAddress]:
+        key, legacy = _key(container_id, ifname), container_id.strip()
+        return [ip for ip, owner in self.reservations().items() if owner in (key, legacy)]
+
+    def release(self, container_id: str, ifname: str) -> list[IPAddress]:
+        """Release by container ID and interface; files of the ID-only format match the ID."""
+        key, legacy = _key(container_id, ifname), container_id.strip()
+        held = self.reservations()
+        mine = [ip for ip, owner in held.items() if owner == key]
+        if not mine:
+            mine = [ip for ip, owner in held.items() if owner == legacy]
+        return self._remove(mine)
+
+    def gc(self, valid: Iterable[tuple[str, str]]) -> list[IPAddress]:
+        """Release every address that no valid (containerID, ifname) attachment holds."""
+        keys = {_key(cid, ifname) for cid, ifname in valid}
+        ids = {cid.strip() for cid, _ in valid}
+        stale = [ip for ip, owner in self.reservations().items()
+                 if owner not in keys and owner not in ids]
+        return self._remove(stale)
+
+    def _remove(self, ips: Iterable[IPAddress]) -> list[IPAddress]:
+        done = []
+        for ip in ips:
+            try:
+                os.unlink(os.path.join(self.dir, str(ip)))
+                done.append(ip)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+        return done

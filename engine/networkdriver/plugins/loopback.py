@@ -1,0 +1,72 @@
+"""kpy-loopback: bring ``lo`` up in the pod's netns."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from engine.networkdriver.plugins import netlink, skel, spec
+
+
+def _set_lo(netns: str, state: str) -> bool:
+    """False when the netns is gone."""
+    try:
+        fd = netlink.open_netns(netns)
+    except spec.CNIError as err:
+        if err.code == spec.ERR_UNKNOWN_CONTAINER and state == "down":
+            return False
+        raise
+    try:
+        with netlink.session(fd) as ns:
+            ns.link("set", index=netlink.lookup(ns, "lo") or 1, state=state)
+    except spec.CNIError:
+        raise
+    except Exception as exc:
+        raise netlink.netlink_error(f"cannot set lo {state}", exc) from exc
+    finally:
+        os.close(fd)
+    return True
+
+
+class Loopback:
+    def add(self, req: spec.Request) -> dict[str, Any]:
+        _set_lo(req.netns, "up")
+        prev = req.config.get("prevResult")
+        if isinstance(prev, Mapping):
+            return spec.normalize_result(prev)
+        return {"cniVersion": spec.SPEC_VERSION,
+                "interfaces": [{"name": "lo", "mac": "00:00:00:00:00:00", "sandbox": req.netns}],
+                "ips": [{"address": "127.0.0.1/8", "interface": 0},
+                        {"address": "::1/128", "interface": 0}]}
+
+    def delete(self, req: spec.Request) -> None:
+        if req.netns:
+            _set_lo(req.netns, "down")
+
+    def check(self, req: spec.Request) -> None:
+        fd = netlink.open_netns(req.netns)
+        try:
+            with netlink.session(fd) as ns:
+                flags = ns.get_links(netlink.lookup(ns, "lo") or 1)[0]["flags"]
+        finally:
+            os.close(fd)
+        if not flags & 1:
+            raise spec.CNIError(spec.ERR_CHECK_FAILED, "lo is down in the container", req.netns)
+
+    def gc(self, req: spec.Request) -> None:
+        return None  # nothing outlives a netns
+
+    def status(self, req: spec.Request) -> None:
+        return None
+
+
+PLUGIN = Loopback()
+
+
+def run(env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes]:
+    return skel.dispatch(PLUGIN, env, stdin)
+
+
+def main() -> None:
+    netlink.fast_import()
+    skel.main(PLUGIN)

@@ -1,0 +1,93 @@
+"""IP masquerade for an attachment: one nat chain per (network, container), removed on DEL.
+
+Uses iptables-restore/ip6tables-restore (one exec per family and change) with a comment
+naming the network and container, so GC can find chains whose attachment is gone.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import subprocess
+from collections.abc import Iterable
+
+from engine.networkdriver.plugins import spec
+
+CHAIN_PREFIX = "KPY-"
+_MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
+_TOOLS = {4: ("iptables-save", "iptables-restore"), 6: ("ip6tables-save", "ip6tables-restore")}
+_COMMENT = re.compile(r'--comment "?kpy name=(\S+) id=([^"\s]+)"?')
+
+
+def chain_name(network: str, container_id: str) -> str:
+    digest = hashlib.sha256(f"{network}\x00{container_id}".encode()).hexdigest()
+    return CHAIN_PREFIX + digest[:24].upper()
+
+
+def _comment(network: str, container_id: str) -> str:
+    return f'-m comment --comment "kpy name={network} id={container_id}"'
+
+
+def _run(argv: list[str], stdin: str = "") -> str:
+    try:
+        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise spec.CNIError(spec.ERR_FIREWALL, f"{argv[0]} not found", str(exc)) from exc
+    if proc.returncode != 0:
+        raise spec.CNIError(spec.ERR_FIREWALL, f"{argv[0]} failed",
+                            (proc.stderr or proc.stdout).strip())
+    return proc.stdout
+
+
+def setup(network: str, container_id: str,
+          addresses: Iterable[ipaddress.IPv4Interface | ipaddress.IPv6Interface]) -> None:
+    chain, comment = chain_name(network, container_id), _comment(network, container_id)
+    addrs = list(addresses)
+    by_family: dict[int, list[str]] = {}
+    for addr in addrs:
+        lines = by_family.setdefault(addr.version, [f":{chain} - [0:0]"])
+        lines.append(f"-A {chain} -d {addr.network} {comment} -j ACCEPT")
+    for family, lines in by_family.items():
+        lines.append(f"-A {chain} ! -d {_MULTICAST[family]} {comment} -j MASQUERADE")
+        for addr in addrs:
+            if addr.version == family:
+                lines.append(f"-A POSTROUTING -s {addr.ip} {comment} -j {chain}")
+        _run([_TOOLS[family][1], "-w", "--noflush"], "*nat\n" + "\n".join(lines) + "\nCOMMIT\n")
+
+
+def _remove(family: int, chains: set[str], saved: str) -> None:
+    lines = [line.replace("-A POSTROUTING", "-D POSTROUTING", 1)
+             for line in saved.splitlines()
+             if line.startswith("-A POSTROUTING") and line.split()[-1] in chains]
+    present = {line.split()[0][1:] for line in saved.splitlines() if line.startswith(":")}
+    for chain in sorted(chains & present):
+        lines += [f"-F {chain}", f"-X {chain}"]
+    if lines:
+        _run([_TOOLS[family][1], "-w", "--noflush"], "*nat\n" + "\n".join(lines) + "\nCOMMIT\n")
+
+
+def _save(family: int) -> str:
+    return _run([_TOOLS[family][0], "-t", "nat"])
+
+
+def teardown(network: str, container_id: str, families: Iterable[int] = (4, 6)) -> None:
+    chain = chain_name(network, container_id)
+    for family in families:
+        saved = _save(family)
+        if chain in saved:
+            _remove(family, {chain}, saved)
+
+
+def gc(network: str, valid_ids: set[str], families: Iterable[int] = (4, 6)) -> None:
+    keep = {chain_name(network, cid) for cid in valid_ids}
+    for family in families:
+        saved = _save(family)
+        stale = set()
+        for line in saved.splitlines():
+            m = _COMMENT.search(line)
+            if m and m.group(1) == network and line.startswith("-A " + CHAIN_PREFIX):
+                chain = line.split()[1]
+                if chain not in keep:
+                    stale.add(chain)
+        if stale:
+            _remove(family, stale, saved)

@@ -1,0 +1,71 @@
+"""The plugin skeleton: CNI_* env and stdin in, result or error JSON out, exit code."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from engine.networkdriver.plugins import spec
+
+log = logging.getLogger(__name__)
+
+
+class Plugin(Protocol):
+    def add(self, req: spec.Request) -> dict[str, Any]:
+        """The result in the internal form (see spec.normalize_result)."""
+        ...
+
+    def delete(self, req: spec.Request) -> None: ...
+
+    def check(self, req: spec.Request) -> None: ...
+
+    def gc(self, req: spec.Request) -> None: ...
+
+    def status(self, req: spec.Request) -> None: ...
+
+
+def dispatch(plugin: Plugin, env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes]:
+    """Run one command; returns (exit code, stdout). Never raises for a plugin error."""
+    version = spec.SPEC_VERSION
+    try:
+        req = spec.parse_request(env, stdin)
+        if req.command == "VERSION":
+            return 0, _dump(spec.version_info())
+        version = req.cni_version
+        if req.command == "ADD":
+            return 0, _dump(spec.convert_result(plugin.add(req), version))
+        if req.command == "DEL":
+            plugin.delete(req)
+        elif req.command == "CHECK":
+            plugin.check(req)
+        elif req.command == "GC":
+            plugin.gc(req)
+        else:
+            plugin.status(req)
+        return 0, b""
+    except spec.CNIError as err:
+        if err.code != spec.ERR_INCOMPATIBLE_VERSION and version not in spec.SUPPORTED_VERSIONS:
+            version = spec.SPEC_VERSION
+        return 1, _dump(err.to_json(version))
+    except OSError as exc:
+        log.debug("I/O failure", exc_info=True)
+        return 1, _dump(spec.CNIError(spec.ERR_IO, "I/O failure", str(exc)).to_json(version))
+
+
+def _dump(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def main(plugin: Plugin) -> None:
+    """The executable's entry point."""
+    if os.environ.get("KPY_CNI_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
+    code, out = dispatch(plugin, os.environ, stdin)
+    if out:
+        sys.stdout.buffer.write(out + b"\n")
+        sys.stdout.buffer.flush()
+    sys.exit(code)

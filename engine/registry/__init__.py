@@ -1,0 +1,1 @@
+"""OCI distribution client: references, manifests, auth challenges, mirrors, blob fetches."""

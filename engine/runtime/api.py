@@ -1,0 +1,162 @@
+"""The engine's runtime API, the one the CRI layer calls. Thin: each verb lives in its own
+module (sandbox, container, exec, stats); this class wires them to one context and does the
+recovery pass on start.
+
+    rt = Runtime(RuntimeOptions(run_root=Path("/run/kubelet-py/engine")), network=driver)
+    sid = rt.run_sandbox(SandboxConfig(name=..., namespace=..., uid=...))
+    cid = rt.create_container(sid, ContainerConfig(name="c"), rootfs=Rootfs(directory=...),
+                              image=ImageConfig(cmd=("/bin/true",)))
+    rt.start_container(cid); rt.container_status(cid).state.exit_code
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+from engine.cgroups.base import CgroupManager, CgroupStats, Resources
+from engine.cgroups.detect import manager
+from engine.networkdriver.base import NetworkDriver
+from engine.runtime import container, exec, sandbox, stats
+from engine.runtime.context import Ctx, RuntimeOptions
+from engine.runtime.spec import ContainerConfig, ImageConfig, Rootfs, SandboxConfig
+from engine.runtime.state import ContainerState
+from engine.runtime.status import SandboxStatus, Status
+from engine.runtime.store import ContainerRecord, SandboxRecord, Store
+from engine.shim.client import monitor_alive
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxInfo:
+    record: SandboxRecord
+    status: SandboxStatus
+    netns_path: str
+    monitor_alive: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerInfo:
+    record: ContainerRecord
+    state: ContainerState
+
+
+class Runtime:
+    def __init__(self, options: RuntimeOptions, *, network: NetworkDriver | None = None,
+                 cgroups: CgroupManager | None = None,
+                 clock: Callable[[], int] = time.time_ns, recover: bool = True) -> None:
+        self.ctx = Ctx(options=options, store=Store(options.run_root),
+                       cgroups=cgroups or manager(), network=network, clock=clock)
+        if recover:
+            self.recover()
+
+    # -- recovery ------------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Reconcile disk with reality after a daemon restart: containers of a dead monitor
+        are killed (via their cgroup) and recorded as exited. Returns the affected IDs."""
+        affected = []
+        for sid in self.ctx.store.sandbox_ids():
+            if monitor_alive(self.ctx.store.sandbox_dir(sid)):
+                continue
+            for cid in self.ctx.store.container_ids(sid):
+                rec = self.ctx.store.load_container(cid)
+                if self.ctx.store.state(rec).status is not Status.EXITED:
+                    container.mark_monitor_died(self.ctx, rec)
+                    affected.append(cid)
+        if affected:
+            log.warning("recovered %d containers whose monitor died", len(affected))
+        return affected
+
+    # -- sandboxes ------------------------------------------------------------------------
+    def run_sandbox(self, config: SandboxConfig) -> str:
+        return sandbox.run(self.ctx, config)
+
+    def stop_sandbox(self, sid: str) -> None:
+        sandbox.stop(self.ctx, self.resolve_sandbox(sid))
+
+    def remove_sandbox(self, sid: str) -> None:
+        sid = self.resolve_sandbox(sid)
+        rec = self.ctx.store.load_sandbox(sid)
+        if rec.state == SandboxStatus.READY.value:
+            sandbox.stop(self.ctx, sid)
+        for cid in self.ctx.store.container_ids(sid):
+            container.remove(self.ctx, cid)
+        sandbox.remove(self.ctx, sid)
+
+    def sandbox_status(self, sid: str) -> SandboxInfo:
+        sid = self.resolve_sandbox(sid)
+        rec = self.ctx.store.load_sandbox(sid)
+        d = self.ctx.store.sandbox_dir(sid)
+        alive = monitor_alive(d)
+        ready = rec.state == SandboxStatus.READY.value and alive
+        return SandboxInfo(record=rec, status=SandboxStatus.READY if ready
+                           else SandboxStatus.NOTREADY,
+                           netns_path="" if rec.config.host_network else str(d / "ns" / "net"),
+                           monitor_alive=alive)
+
+    def list_sandboxes(self) -> list[SandboxInfo]:
+        return [self.sandbox_status(sid) for sid in self.ctx.store.sandbox_ids()]
+
+    def resolve_sandbox(self, prefix: str) -> str:
+        return self.ctx.store.resolve(prefix, self.ctx.store.sandbox_ids(), "sandbox")
+
+    # -- containers -----------------------------------------------------------------------
+    def create_container(self, sid: str, config: ContainerConfig, *, rootfs: Rootfs,
+                         image: ImageConfig) -> str:
+        return container.create(self.ctx, self.resolve_sandbox(sid), config, rootfs=rootfs,
+                                image=image)
+
+    def start_container(self, cid: str) -> None:
+        container.start(self.ctx, self.resolve_container(cid))
+
+    def stop_container(self, cid: str, *, timeout: float) -> None:
+        container.stop(self.ctx, self.resolve_container(cid), timeout=timeout)
+
+    def remove_container(self, cid: str) -> None:
+        container.remove(self.ctx, self.resolve_container(cid))
+
+    def wait_container(self, cid: str, *, timeout: float) -> ContainerState:
+        rec = self.ctx.store.load_container(self.resolve_container(cid))
+        return container.wait_exited(self.ctx, rec, timeout)
+
+    def container_status(self, cid: str) -> ContainerInfo:
+        rec = self.ctx.store.load_container(self.resolve_container(cid))
+        state = self.ctx.store.state(rec)
+        if state.status is not Status.EXITED and not monitor_alive(
+                self.ctx.store.sandbox_dir(rec.sandbox_id)):
+            state = container.mark_monitor_died(self.ctx, rec)
+        return ContainerInfo(record=rec, state=state)
+
+    def list_containers(self, sid: str | None = None) -> list[ContainerInfo]:
+        ids = self.ctx.store.container_ids(self.resolve_sandbox(sid) if sid else None)
+        return [self.container_status(cid) for cid in ids]
+
+    def update_container_resources(self, cid: str, resources: Resources) -> None:
+        container.update(self.ctx, self.resolve_container(cid), resources)
+
+    def reopen_container_log(self, cid: str) -> None:
+        container.reopen_log(self.ctx, self.resolve_container(cid))
+
+    def resolve_container(self, prefix: str) -> str:
+        return self.ctx.store.resolve(prefix, self.ctx.store.container_ids(), "container")
+
+    # -- exec, port-forward, stats ---------------------------------------------------------
+    def exec_sync(self, cid: str, args: tuple[str, ...], *, timeout: float) -> exec.ExecResult:
+        return exec.exec_sync(self.ctx, self.resolve_container(cid), args, timeout=timeout)
+
+    def exec_stream(self, cid: str, args: tuple[str, ...], *, tty: bool) -> exec.ExecSession:
+        return exec.exec_stream(self.ctx, self.resolve_container(cid), args, tty=tty)
+
+    def port_forward(self, sid: str, port: int) -> socket.socket:
+        return exec.port_forward(self.ctx, self.resolve_sandbox(sid), port)
+
+    def container_stats(self, cid: str) -> stats.Stats:
+        rec = self.ctx.store.load_container(self.resolve_container(cid))
+        return stats.container_stats(self.ctx.cgroups, rec, now=self.ctx.clock())
+
+    def sandbox_stats(self, sid: str) -> CgroupStats:
+        rec = self.ctx.store.load_sandbox(self.resolve_sandbox(sid))
+        return self.ctx.cgroups.stats(rec.cgroup_path)

@@ -1,0 +1,134 @@
+"""Sandbox verbs: run, stop, remove. A sandbox = a run dir, namespaces bind-mounted under
+<dir>/ns (made by the nsexec helper), a /dev/shm tmpfs, a pod cgroup, a monitor, a network."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+from engine.cgroups.base import Resources
+from engine.errors import EngineError, FailedPrecondition, InvalidArgument, Unavailable
+from engine.execdriver.codec import dumps
+from engine.execdriver.helper import helper_env, python_argv
+from engine.networkdriver.base import PodNetworkRequest
+from engine.runtime import files
+from engine.runtime.context import Ctx
+from engine.runtime.spec import SandboxConfig
+from engine.runtime.status import SandboxStatus
+from engine.runtime.store import SandboxRecord
+from engine.shim.client import MonitorClient, monitor_alive, start_monitor
+from engine.sys import linux
+
+log = logging.getLogger(__name__)
+NAMESPACES = ("net", "ipc", "uts")
+
+
+def network_request(rec: SandboxRecord, sandbox_dir: Path) -> PodNetworkRequest:
+    c = rec.config
+    return PodNetworkRequest(sandbox_id=rec.id, netns_path=str(sandbox_dir / "ns" / "net"),
+                             pod_name=c.name, pod_namespace=c.namespace, pod_uid=c.uid,
+                             port_mappings=c.port_mappings, annotations=dict(c.annotations))
+
+
+def _make_namespaces(d: Path, config: SandboxConfig) -> None:
+    (d / "ns").mkdir(parents=True, exist_ok=True)
+    hostname = "" if config.host_network else config.hostname
+    done = subprocess.run(
+        python_argv("engine.execdriver.nsexec", "sandbox", str(d / "ns"), hostname,
+                    dumps(config.sysctls)),
+        env=helper_env(), capture_output=True, timeout=30, check=False)
+    if done.returncode != 0:
+        raise InvalidArgument(f"sandbox namespaces: {done.stderr.decode().strip()}")
+
+
+def _release(d: Path) -> None:
+    for name in NAMESPACES:
+        with contextlib.suppress(OSError):
+            linux.umount2(str(d / "ns" / name), linux.MNT_DETACH)
+    with contextlib.suppress(OSError):
+        linux.umount2(str(d / "shm"), linux.MNT_DETACH)
+
+
+def run(ctx: Ctx, config: SandboxConfig) -> str:
+    if not (config.name and config.namespace and config.uid):
+        raise InvalidArgument("sandbox metadata needs name, namespace and uid")
+    driver, binary = ctx.handler(config.runtime_handler)
+    for sid in ctx.store.sandbox_ids():
+        other = ctx.store.load_sandbox(sid).config
+        if (other.name, other.namespace, other.uid, other.attempt) == (
+                config.name, config.namespace, config.uid, config.attempt):
+            raise FailedPrecondition(f"sandbox {config.namespace}/{config.name} attempt "
+                                     f"{config.attempt} already exists as {sid}")
+    sid = secrets.token_hex(32)
+    d = ctx.store.sandbox_dir(sid)
+    d.mkdir(parents=True)
+    cgroup = f"{config.cgroup_parent.strip('/') or ctx.options.cgroup_root}/kpy-{sid[:16]}"
+    rec = SandboxRecord(id=sid, config=config, created_at=ctx.clock(), cgroup_path=cgroup,
+                        driver=driver, runtime_binary=binary,
+                        state=SandboxStatus.NOTREADY.value)
+    try:
+        ctx.store.save_sandbox(rec)
+        (d / "shm").mkdir()
+        linux.mount("shm", str(d / "shm"), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV
+                    | linux.MS_NOEXEC, "mode=1777,size=65536k")
+        _make_namespaces(d, config)
+        ctx.cgroups.create(cgroup, Resources())
+        start_monitor(d)
+        ips: tuple[str, ...] = ()
+        if ctx.network is not None and not config.host_network:
+            ready, reason = ctx.network.ready()
+            if not ready:
+                raise Unavailable(f"pod network is not ready: {reason}")
+            ips = ctx.network.setup(network_request(rec, d)).ips
+        files.write_sandbox_files(d, hostname=config.hostname, ips=ips, dns=config.dns)
+        rec = SandboxRecord(**{**rec.__dict__, "ips": ips, "state": SandboxStatus.READY.value,
+                               "network_attached": bool(ips)})
+        ctx.store.save_sandbox(rec)
+    except BaseException:
+        _teardown(ctx, rec)
+        raise
+    return sid
+
+
+def _teardown(ctx: Ctx, rec: SandboxRecord) -> None:
+    """Undo everything run() may have made; each step tolerates "already gone"."""
+    d = ctx.store.sandbox_dir(rec.id)
+    if monitor_alive(d):
+        with contextlib.suppress(EngineError):
+            MonitorClient(d).call("shutdown")
+    if ctx.network is not None and not rec.config.host_network and (d / "ns" / "net").exists():
+        try:
+            ctx.network.teardown(network_request(rec, d))
+        except EngineError:
+            log.exception("network teardown of sandbox %s", rec.id)
+    _release(d)
+    if ctx.cgroups.exists(rec.cgroup_path):
+        ctx.cgroups.destroy(rec.cgroup_path)
+    ctx.store.remove_sandbox_dir(rec.id)
+
+
+def stop(ctx: Ctx, sid: str) -> None:
+    """Kill every container, shut the monitor down, detach the network. Idempotent."""
+    rec = ctx.store.load_sandbox(sid)
+    d = ctx.store.sandbox_dir(sid)
+    if monitor_alive(d):
+        MonitorClient(d).call("shutdown")
+    if ctx.cgroups.exists(rec.cgroup_path):
+        for pid in ctx.cgroups.procs(rec.cgroup_path):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+    if ctx.network is not None and not rec.config.host_network and rec.network_attached:
+        ctx.network.teardown(network_request(rec, d))
+    ctx.store.save_sandbox(SandboxRecord(**{**rec.__dict__, "network_attached": False,
+                                            "state": SandboxStatus.NOTREADY.value}))
+
+
+def remove(ctx: Ctx, sid: str) -> None:
+    rec = ctx.store.load_sandbox(sid)
+    if rec.state == SandboxStatus.READY.value:
+        stop(ctx, sid)
+    _teardown(ctx, rec)
+

@@ -1,0 +1,1 @@
+"""The per-pod monitor process and the runtime's client for it."""

@@ -1,0 +1,85 @@
+"""The runtime's side of the monitor: start one, and call it over its unix socket."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from engine import errors
+from engine.execdriver.helper import helper_env, python_argv
+from engine.shim import protocol as P
+
+
+def start_monitor(sandbox_dir: Path, *, timeout: float = 30.0) -> int:
+    """Start the detached monitor for a sandbox; return its pid once it listens."""
+    with open(sandbox_dir / "monitor.log", "ab") as log:
+        try:
+            done = subprocess.run(python_argv("engine.shim.monitor", str(sandbox_dir)),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=log, env=helper_env(), start_new_session=True,
+                                  timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as e:
+            raise errors.DeadlineExceeded("the pod monitor did not start in time") from e
+    if done.returncode != 0:
+        tail = (sandbox_dir / "monitor.log").read_text(errors="replace")[-2000:]
+        raise errors.Unavailable(f"the pod monitor failed to start: {tail.strip()}")
+    return int((sandbox_dir / P.PIDFILE).read_text())
+
+
+def monitor_alive(sandbox_dir: Path) -> bool:
+    try:
+        pid = int((sandbox_dir / P.PIDFILE).read_text())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return False
+    if b"engine.shim.monitor" not in cmdline:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class MonitorClient:
+    def __init__(self, sandbox_dir: Path, *, timeout: float = 60.0) -> None:
+        self.dir = sandbox_dir
+        self.timeout = timeout
+
+    def call(self, op: str, **args: Any) -> dict[str, Any]:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            try:
+                dirfd = os.open(self.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError as e:
+                raise errors.NotFound(f"sandbox directory {self.dir} is gone") from e
+            try:
+                # via the directory fd: run dirs exceed the 108-byte sun_path limit
+                sock.connect(f"/proc/self/fd/{dirfd}/{P.SOCKET}")
+            except (FileNotFoundError, ConnectionRefusedError) as e:
+                raise errors.Unavailable(f"the pod monitor in {self.dir} is not running") from e
+            finally:
+                os.close(dirfd)
+            sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise errors.Unavailable(f"the pod monitor closed the connection ({op})")
+                buf += chunk
+        except TimeoutError as e:
+            raise errors.DeadlineExceeded(f"the pod monitor did not answer {op}") from e
+        finally:
+            sock.close()
+        reply = json.loads(buf)
+        assert isinstance(reply, dict)
+        if not reply.get("ok"):
+            kind = getattr(errors, str(reply.get("kind")), errors.EngineError)
+            if not (isinstance(kind, type) and issubclass(kind, errors.EngineError)):
+                kind = errors.EngineError
+            raise kind(str(reply.get("error")))
+        return reply
+
+

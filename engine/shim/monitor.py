@@ -1,0 +1,314 @@
+"""The pod monitor: one small process per sandbox (`python -S -m engine.shim.monitor <dir>`).
+
+Why one per pod and not one supervisor: a pod is the unit the kubelet creates and destroys,
+so a crash or a hung container start hurts one pod only; its lifetime is the pod's (exit =
+pod gone); and `kill -9` of a monitor has a blast radius the runtime can clean up from the
+pod's cgroup. The cost is one interpreter per pod, paid with `-S` and a stdlib-only import set.
+
+It detaches from the daemon (double fork, own session) and is a child subreaper, so every
+container init is its descendant: it owns their stdio, writes their CRI logs, reaps them and
+records the exit in <dir>/containers/<id>/state.json. It never restarts; the runtime treats a
+dead monitor as "all its containers exited" and cleans up from the cgroups.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.errors import EngineError, FailedPrecondition, InvalidArgument, NotFound
+from engine.execdriver.codec import from_jsonable
+from engine.execdriver.spec import InitSpec
+from engine.runtime.state import ContainerState, read_state, write_state
+from engine.runtime.status import Status
+from engine.shim import protocol as P
+from engine.shim.drivers import driver_for
+from engine.shim.procs import Proc, exit_reason, open_stdio
+from engine.sys import linux
+
+log = logging.getLogger("engine.shim.monitor")
+CREATE_TIMEOUT = 30.0
+
+
+class Monitor:
+    def __init__(self, sandbox_dir: Path) -> None:
+        self.dir = sandbox_dir
+        self.sel = selectors.DefaultSelector()
+        self.procs: dict[str, Proc] = {}
+        self.by_pid: dict[int, str] = {}
+        self.running = True
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    # -- setup and loop -------------------------------------------------------------------
+    def listen(self) -> None:
+        path = self.dir / P.SOCKET
+        if path.exists():
+            path.unlink()
+        os.chdir(self.dir)  # bind relatively: run dirs exceed the 108-byte sun_path limit
+        self.listener.bind(P.SOCKET)
+        self.listener.listen(16)
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, ("accept", None))
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.sel.register(r, selectors.EVENT_READ, ("signal", None))
+
+    def serve(self) -> None:
+        while self.running:
+            for key, _ in self.sel.select(timeout=1.0):
+                kind, arg = key.data
+                if kind == "accept":
+                    conn, _ = self.listener.accept()
+                    conn.setblocking(True)
+                    self.sel.register(conn, selectors.EVENT_READ, ("client", bytearray()))
+                elif kind == "client":
+                    self._client(key.fileobj, arg)  # type: ignore[arg-type]
+                elif kind == "signal":
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(key.fd, 4096)
+                elif kind == "output":
+                    self._output(key.fd, arg)
+            self._reap()
+        self.sel.close()
+
+    def _client(self, conn: socket.socket, buf: bytearray) -> None:
+        try:
+            chunk = conn.recv(1 << 20)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.sel.unregister(conn)
+            conn.close()
+            return
+        buf.extend(chunk)
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            reply = self._dispatch(line)
+            with contextlib.suppress(OSError):
+                conn.sendall(json.dumps(reply).encode() + b"\n")
+
+    def _dispatch(self, line: bytes) -> dict[str, Any]:
+        try:
+            req = json.loads(line)
+            op = req.get("op")
+            handler = getattr(self, f"op_{op}", None)
+            if handler is None:
+                raise InvalidArgument(f"unknown monitor op {op!r}")
+            result = handler(req)
+            return {"ok": True, **(result or {})}
+        except EngineError as e:
+            return {"ok": False, "kind": type(e).__name__, "error": str(e)}
+        except Exception as e:
+            log.exception("monitor op failed")
+            return {"ok": False, "kind": "EngineError", "error": f"{type(e).__name__}: {e}"}
+
+    # -- operations -----------------------------------------------------------------------
+    def op_ping(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"pid": os.getpid()}
+
+    def _proc(self, req: dict[str, Any]) -> Proc:
+        proc = self.procs.get(str(req.get("id")))
+        if proc is None:
+            raise NotFound(f"container {req.get('id')} is not known to this monitor")
+        return proc
+
+    def op_create(self, req: dict[str, Any]) -> dict[str, Any]:
+        meta = from_jsonable(P.MonitorContainer, req["container"])
+        spec = from_jsonable(InitSpec, req["spec"])
+        if meta.id in self.procs:
+            raise FailedPrecondition(f"container {meta.id} already exists")
+        bundle = P.bundle_dir(self.dir, meta.id)
+        bundle.mkdir(parents=True, exist_ok=True)
+        driver = driver_for(meta, self.dir)
+        stdio, ours = open_stdio(meta)
+        created = time.time_ns()
+        try:
+            pid = driver.create(spec, bundle=bundle, stdio=stdio, timeout=CREATE_TIMEOUT)
+        except BaseException:
+            ours.close_all()
+            raise
+        finally:
+            stdio_fds = {stdio.stdin, stdio.stdout, stdio.stderr}
+            for fd in stdio_fds:
+                os.close(fd)
+        proc = Proc(meta=meta, spec=spec, driver=driver, bundle=bundle, pid=pid, fds=ours,
+                    log_path=Path(meta.log_path))
+        proc.oom_baseline = proc.oom_kills()
+        self.procs[meta.id] = proc
+        self.by_pid[pid] = meta.id
+        for fd, stream in ours.outputs():
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, ("output", (meta.id, stream)))
+        self._save(proc, ContainerState(status=Status.CREATED, pid=pid, created_at=created))
+        return {"pid": pid}
+
+    def op_start(self, req: dict[str, Any]) -> dict[str, Any]:
+        proc = self._proc(req)
+        state = read_state(P.state_path(self.dir, proc.meta.id))
+        if not state.status.can_start():
+            raise FailedPrecondition(f"container {proc.meta.id} is {state.status.value}")
+        proc.open_log()
+        started = time.time_ns()
+        try:
+            proc.driver.start(proc.spec, bundle=proc.bundle, timeout=CREATE_TIMEOUT)
+        except EngineError as e:
+            self._save(proc, state.exited(exit_code=128, reason="StartError", message=str(e),
+                                          at=time.time_ns()))
+            raise
+        current = read_state(P.state_path(self.dir, proc.meta.id))
+        if current.status is Status.CREATED:  # it may already have exited and been reaped
+            self._save(proc, dataclasses.replace(current, status=Status.RUNNING,
+                                                 started_at=started))
+        return {}
+
+    def op_kill(self, req: dict[str, Any]) -> dict[str, Any]:
+        proc = self._proc(req)
+        if proc.exited:
+            return {}
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, int(req.get("signal", signal.SIGKILL)))
+        return {}
+
+    def op_reopen_log(self, req: dict[str, Any]) -> dict[str, Any]:
+        proc = self._proc(req)
+        if proc.log is not None:
+            proc.log.reopen()
+        return {}
+
+    def op_delete(self, req: dict[str, Any]) -> dict[str, Any]:
+        proc = self._proc(req)
+        if not proc.exited:
+            if proc.started:
+                raise FailedPrecondition(f"container {proc.meta.id} is still running")
+            os.kill(proc.pid, signal.SIGKILL)  # created, never started: discard it
+            self._wait_exit(proc)
+        self._forget(proc)
+        return {}
+
+    def op_shutdown(self, req: dict[str, Any]) -> dict[str, Any]:
+        for proc in list(self.procs.values()):
+            if not proc.exited:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                self._wait_exit(proc)
+            self._forget(proc)
+        self.running = False
+        return {}
+
+    # -- processes ------------------------------------------------------------------------
+    def _wait_exit(self, proc: Proc) -> None:
+        deadline = time.monotonic() + 10
+        while not proc.exited and time.monotonic() < deadline:
+            self._reap(block_pid=proc.pid)
+
+    def _forget(self, proc: Proc) -> None:
+        for fd, _ in proc.fds.outputs():
+            self._drain(proc, fd, final=True)
+        proc.driver.delete(proc.spec, bundle=proc.bundle)
+        proc.fds.close_all()
+        if proc.log is not None:
+            proc.log.close()
+        self.procs.pop(proc.meta.id, None)
+        self.by_pid.pop(proc.pid, None)
+
+    def _output(self, fd: int, arg: tuple[str, str]) -> None:
+        proc = self.procs.get(arg[0])
+        if proc is not None:
+            self._drain(proc, fd, final=False)
+
+    def _drain(self, proc: Proc, fd: int, *, final: bool) -> None:
+        stream = proc.fds.stream_of(fd)
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self.sel.unregister(fd)
+                proc.fds.closed(fd)
+                if proc.log is not None and stream is not None:
+                    proc.log.close_stream(stream)
+                break
+            if proc.log is not None and stream is not None:
+                proc.log.write(stream, data)
+        if final and proc.log is not None and stream is not None:
+            proc.log.close_stream(stream)
+
+    def _reap(self, block_pid: int = 0) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                if block_pid:
+                    time.sleep(0.005)
+                    continue
+                return
+            cid = self.by_pid.get(pid)
+            if cid is not None:
+                self._exited(self.procs[cid], status)
+                if pid == block_pid:
+                    return
+
+    def _exited(self, proc: Proc, status: int) -> None:
+        proc.exited = True
+        for fd, _ in list(proc.fds.outputs()):
+            self._drain(proc, fd, final=True)
+        code, reason = exit_reason(status, oom=proc.oom_kills() > proc.oom_baseline)
+        path = P.state_path(self.dir, proc.meta.id)
+        state = read_state(path)
+        if state.status.can_become(Status.EXITED):
+            message = "" if proc.log is None or not proc.log.dropped else \
+                f"{proc.log.dropped} log lines dropped (log disk full)"
+            self._save(proc, state.exited(exit_code=code, reason=reason, message=message,
+                                          at=time.time_ns()))
+
+    def _save(self, proc: Proc, state: ContainerState) -> None:
+        proc.started = proc.started or state.status is Status.RUNNING
+        write_state(P.state_path(self.dir, proc.meta.id), state)
+
+
+def _daemonize(sandbox_dir: Path) -> Monitor:
+    """Fork once; the parent exits when the child listens (its exit = "monitor ready")."""
+    r, w = os.pipe()
+    if os.fork():
+        os.close(w)
+        ok = os.read(r, 1)
+        os._exit(0 if ok == b"1" else 1)
+    os.close(r)
+    os.setsid()
+    linux.set_child_subreaper()
+    monitor = Monitor(sandbox_dir)
+    monitor.listen()
+    (sandbox_dir / P.PIDFILE).write_text(str(os.getpid()))
+    os.write(w, b"1")
+    os.close(w)
+    return monitor
+
+
+def main(argv: list[str]) -> int:
+    sandbox_dir = Path(argv[0])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s monitor %(message)s",
+                        stream=sys.stderr)
+    _daemonize(sandbox_dir).serve()
+    (sandbox_dir / P.SOCKET).unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

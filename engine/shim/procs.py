@@ -1,0 +1,97 @@
+"""What the monitor keeps per container: its stdio ends, log writer, driver, exit facts."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pty
+import signal
+from pathlib import Path
+
+from engine.cgroups.detect import manager
+from engine.execdriver.base import ExecDriver, Stdio
+from engine.execdriver.spec import InitSpec
+from engine.runtime.state import REASON_COMPLETED, REASON_ERROR, REASON_OOM
+from engine.shim.crilog import CriLogWriter
+from engine.shim.protocol import MonitorContainer
+
+
+@dataclasses.dataclass
+class Fds:
+    """The monitor's ends: output fds by stream, and the stdin writer (or -1)."""
+
+    streams: dict[int, str] = dataclasses.field(default_factory=dict)
+    stdin: int = -1
+
+    def outputs(self) -> list[tuple[int, str]]:
+        return list(self.streams.items())
+
+    def stream_of(self, fd: int) -> str | None:
+        return self.streams.get(fd)
+
+    def closed(self, fd: int) -> None:
+        if self.streams.pop(fd, None) is not None:
+            os.close(fd)
+
+    def close_all(self) -> None:
+        for fd in list(self.streams):
+            self.closed(fd)
+        if self.stdin >= 0:
+            os.close(self.stdin)
+            self.stdin = -1
+
+
+def open_stdio(meta: MonitorContainer) -> tuple[Stdio, Fds]:
+    """(the container's stdio fds, our ends). A TTY is one pty; else pipes and /dev/null."""
+    if meta.tty:
+        master, slave = pty.openpty()
+        os.set_inheritable(master, False)
+        return Stdio(slave, slave, slave), Fds(streams={master: "stdout"},
+                                               stdin=os.dup(master) if meta.stdin else -1)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    if meta.stdin:
+        in_r, in_w = os.pipe()
+    else:
+        in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
+    return Stdio(in_r, out_w, err_w), Fds(streams={out_r: "stdout", err_r: "stderr"},
+                                          stdin=in_w)
+
+
+def exit_reason(status: int, *, oom: bool) -> tuple[int, str]:
+    """(exit code, reason) from a wait status: signals become 128+n, OOM kills OOMKilled."""
+    if os.WIFSIGNALED(status):
+        code = 128 + os.WTERMSIG(status)
+        if oom and os.WTERMSIG(status) == signal.SIGKILL:
+            return code, REASON_OOM
+        return code, REASON_ERROR
+    code = os.WEXITSTATUS(status)
+    if oom and code == 137:
+        return code, REASON_OOM
+    return code, REASON_COMPLETED if code == 0 else REASON_ERROR
+
+
+@dataclasses.dataclass
+class Proc:
+    meta: MonitorContainer
+    spec: InitSpec
+    driver: ExecDriver
+    bundle: Path
+    pid: int
+    fds: Fds
+    log_path: Path
+    log: CriLogWriter | None = None
+    started: bool = False
+    exited: bool = False
+    oom_baseline: int = 0
+
+    def open_log(self) -> None:
+        if self.log is None:
+            self.log = CriLogWriter(self.log_path)
+
+    def oom_kills(self) -> int:
+        if not self.spec.cgroup_path:
+            return 0
+        try:
+            return manager().oom_kills(self.spec.cgroup_path)
+        except OSError:
+            return 0

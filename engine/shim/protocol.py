@@ -1,0 +1,37 @@
+"""The monitor's control protocol: one JSON object per line on <sandbox dir>/monitor.sock.
+
+Requests: {"op": "ping"}, {"op": "create", "container": MonitorContainer, "spec": InitSpec},
+{"op": "start"|"delete"|"reopen_log", "id"}, {"op": "kill", "id", "signal"},
+{"op": "shutdown"}. Replies: {"ok": true, ...} or {"ok": false, "kind": <EngineError
+subclass name>, "error": <message>}.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+SOCKET = "monitor.sock"
+PIDFILE = "monitor.pid"
+CONTAINERS = "containers"
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorContainer:
+    id: str
+    driver: str  # "native" | "runc"
+    log_path: str
+    runtime_binary: str = ""  # for the runc driver: runc or crun
+    tty: bool = False
+    stdin: bool = False
+
+
+def container_dir(sandbox_dir: Path, cid: str) -> Path:
+    return sandbox_dir / CONTAINERS / cid
+
+
+def state_path(sandbox_dir: Path, cid: str) -> Path:
+    return container_dir(sandbox_dir, cid) / "state.json"
+
+
+def bundle_dir(sandbox_dir: Path, cid: str) -> Path:
+    return container_dir(sandbox_dir, cid) / "bundle"

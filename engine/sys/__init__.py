@@ -1,0 +1,1 @@
+"""The syscall seam: ctypes wrappers (linux), the Syscalls Protocol, and a recording fake."""

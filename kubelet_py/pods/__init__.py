@@ -1,0 +1,1 @@
+"""Pods: sources, one worker per pod, a pure planner, the CRI executor, PLEG and status."""

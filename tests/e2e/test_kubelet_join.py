@@ -1,0 +1,170 @@
+"""`kubelet-py join` against the real control plane: CSR, kubeconfig, Node, Lease."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.cluster import ControlPlane, control_plane  # noqa: F401
+
+pytestmark = pytest.mark.e2e
+
+
+def kubectl_json(cluster: ControlPlane, *args: str) -> Any:
+    return json.loads(cluster.kubectl(*args, "-o", "json").stdout)
+
+
+def wait(predicate: Any, what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Kubelet:
+    def __init__(self, root: Path, name: str, args: list[str]) -> None:
+        self.root = root
+        self.name = name
+        self.log = root / "kubelet.log"
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "kubelet_py.cli", *args], stdout=subprocess.DEVNULL,
+            stderr=self.log.open("wb"), env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def join_args(cluster: ControlPlane, root: Path, name: str, *, token: str | None = None,
+              ca_hash: str | None = None) -> list[str]:
+    return ["join", "--server", cluster.server, "--token", token or cluster.token,
+            "--discovery-token-ca-cert-hash", ca_hash or cluster.ca_cert_hash,
+            "--root-dir", str(root), "--hostname-override", name, "--node-ip", "127.0.0.1",
+            "--container-runtime-endpoint", f"unix://{root}/no-runtime.sock"]
+
+
+@pytest.fixture
+def node_name(control_plane: ControlPlane) -> Iterator[str]:  # noqa: F811
+    name = f"kubelet-py-e2e-{secrets.token_hex(3)}"
+    yield name
+    control_plane.kubectl("delete", "node", name, "--ignore-not-found", "--wait=false",
+                          check=False)
+    control_plane.kubectl("delete", "lease", "-n", "kube-node-lease", name,
+                          "--ignore-not-found", "--wait=false", check=False)
+
+
+def test_join_registers_node_and_renews_lease(control_plane: ControlPlane,  # noqa: F811
+                                              node_name: str, tmp_path: Path) -> None:
+    kubelet = Kubelet(tmp_path, node_name, join_args(control_plane, tmp_path, node_name))
+    try:
+        node = wait(lambda: _get(control_plane, "node", node_name), "node registration")
+        registered = time.monotonic() - kubelet.started
+        kubeconfig = tmp_path / "kubeconfig"
+        current = tmp_path / "pki" / "kubelet-client-current.pem"
+        assert kubeconfig.exists() and current.is_symlink()
+        assert (current.resolve().stat().st_mode & 0o777) == 0o600
+        csrs = kubectl_json(control_plane, "get", "csr")["items"]
+        mine = [c for c in csrs if c["spec"]["username"].startswith("system:bootstrap:")
+                and "kube-apiserver-client-kubelet" in c["spec"]["signerName"]
+                and c.get("status", {}).get("certificate")]
+        assert mine, "no issued kube-apiserver-client-kubelet CSR from the bootstrap token"
+        labels = node["metadata"]["labels"]
+        assert labels["kubernetes.io/hostname"] == node_name
+        assert labels["kubernetes.io/os"] == "linux"
+        status = node["status"]
+        assert {"type": "InternalIP", "address": "127.0.0.1"} in status["addresses"]
+        assert status["capacity"]["pods"] == "110"
+        assert status["nodeInfo"]["bootID"]
+        conds = {c["type"]: c for c in status["conditions"]}
+        # No runtime is listening: the node must say so rather than claim Ready.
+        assert conds["Ready"]["status"] == "False"
+        assert "container runtime is down" in conds["Ready"]["message"]
+        lease = wait(lambda: _get(control_plane, "lease", node_name, "-n", "kube-node-lease"),
+                     "lease")
+        assert lease["spec"]["leaseDurationSeconds"] == 40
+        assert lease["metadata"]["ownerReferences"][0]["uid"] == node["metadata"]["uid"]
+        first = lease["spec"]["renewTime"]
+        wait(lambda: _get(control_plane, "lease", node_name, "-n", "kube-node-lease")
+             ["spec"]["renewTime"] != first, "lease renewal", timeout=15)
+        # The same identity authenticates as the node with the written kubeconfig.
+        who = subprocess.run([str(control_plane.tools / "kubectl"), f"--kubeconfig={kubeconfig}",
+                              "auth", "whoami", "-o", "json"], capture_output=True, text=True,
+                             check=True)
+        assert json.loads(who.stdout)["status"]["userInfo"]["username"] == \
+            f"system:node:{node_name}"
+        print(f"\nnode registered {registered:.2f}s after `kubelet-py join` started")
+    finally:
+        kubelet.stop()
+        print(kubelet.output()[-3000:])
+
+
+def test_restart_reuses_kubeconfig(control_plane: ControlPlane,  # noqa: F811
+                                   node_name: str, tmp_path: Path) -> None:
+    first = Kubelet(tmp_path, node_name, join_args(control_plane, tmp_path, node_name))
+    try:
+        wait(lambda: _get(control_plane, "node", node_name), "node registration")
+    finally:
+        first.stop()
+    pem = (tmp_path / "pki" / "kubelet-client-current.pem").resolve()
+    again = Kubelet(tmp_path, node_name, [
+        "--kubeconfig", str(tmp_path / "kubeconfig"), "--root-dir", str(tmp_path),
+        "--hostname-override", node_name, "--node-ip", "127.0.0.1",
+        "--container-runtime-endpoint", f"unix://{tmp_path}/no-runtime.sock"])
+    try:
+        lease = _get(control_plane, "lease", node_name, "-n", "kube-node-lease")
+        wait(lambda: _get(control_plane, "lease", node_name, "-n", "kube-node-lease")
+             ["spec"]["renewTime"] != lease["spec"]["renewTime"], "lease renewal", timeout=15)
+        assert (tmp_path / "pki" / "kubelet-client-current.pem").resolve() == pem
+    finally:
+        again.stop()
+
+
+def test_wrong_ca_hash_refuses_to_join(control_plane: ControlPlane,  # noqa: F811
+                                       tmp_path: Path) -> None:
+    args = join_args(control_plane, tmp_path, "never", ca_hash="sha256:" + "0" * 64)
+    done = subprocess.run([sys.executable, "-m", "kubelet_py.cli", *args], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert "refusing to join" in done.stderr
+    assert not (tmp_path / "kubeconfig").exists()
+    assert not (tmp_path / "pki").exists()
+
+
+@pytest.mark.parametrize("kind", ["wrong-secret", "unknown-id"])
+def test_bad_token_refuses_to_join(control_plane: ControlPlane,  # noqa: F811
+                                   tmp_path: Path, kind: str) -> None:
+    token_id, _, secret = control_plane.token.partition(".")
+    bad = f"{token_id}.{'x' * 16}" if kind == "wrong-secret" else f"zzzzzz.{secret}"
+    args = join_args(control_plane, tmp_path, "never", token=bad)
+    done = subprocess.run([sys.executable, "-m", "kubelet_py.cli", *args], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    expected = "does not verify" if kind == "wrong-secret" else "not signed for token zzzzzz"
+    assert expected in done.stderr
+    assert not (tmp_path / "kubeconfig").exists()
+
+
+def _get(cluster: ControlPlane, *args: str) -> Any:
+    done = cluster.kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(done.stdout) if done.returncode == 0 else None
