@@ -13,22 +13,33 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
 from cri.errors import status_for
+from cri.server import listener
+from cri.server.engine_events import EnginePublisher
+from cri.server.engine_images import EngineImages
+from cri.server.engine_runtime import EngineContainers, EngineSandboxes
+from cri.server.engine_stats import EngineStats
+from cri.server.engine_streams import EngineStreams
+from cri.server.events import EventBus
 from cri.server.ports import Ports
 from cri.server.serve import CriServer
+from cri.streaming.server import StreamingServer
 from engine import __version__
 from engine.config import DEFAULT_LISTEN, DEFAULT_ROOT, DEFAULT_RUN_ROOT, EngineConfig
 from engine.errors import EngineError
+from engine.images import ImageService
+from engine.networkdriver.cni import DEFAULT_BIN_DIRS, DEFAULT_CONF_DIR, CNIDriver
+from engine.registry.hosts import load_hosts
+from engine.runtime.api import Runtime
+from engine.runtime.context import HANDLERS, RuntimeOptions
 
 log = logging.getLogger("engined")
 
-DEFAULT_CNI_CONF_DIR = Path("/etc/cni/net.d")
-DEFAULT_CNI_BIN_DIR = Path("/opt/cni/bin")
-EXEC_DRIVERS = ("native", "runc")
+EXEC_DRIVERS = tuple(sorted(HANDLERS))  # native, and runc/crun through an OCI bundle
 GRAPH_DRIVERS = ("overlay", "vfs")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -36,12 +47,13 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 @dataclasses.dataclass(frozen=True)
 class DaemonOptions:
     engine: EngineConfig
-    cni_conf_dir: Path = DEFAULT_CNI_CONF_DIR
-    cni_bin_dir: Path = DEFAULT_CNI_BIN_DIR
+    cni_conf_dir: Path = DEFAULT_CONF_DIR
+    cni_bin_dirs: tuple[Path, ...] = DEFAULT_BIN_DIRS
     exec_driver: str = "native"
     graph_driver: str = "overlay"
     log_level: str = "info"
     shutdown_grace_s: float = 5.0
+    registry_hosts: Path | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,14 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--listen", default=DEFAULT_LISTEN,
                         help=f"CRI socket (default {DEFAULT_LISTEN})")
     parser.add_argument("--config", type=Path, help="engine configuration file (YAML)")
-    parser.add_argument("--cni-conf-dir", type=Path, default=DEFAULT_CNI_CONF_DIR,
-                        help=f"CNI network configurations (default {DEFAULT_CNI_CONF_DIR})")
-    parser.add_argument("--cni-bin-dir", type=Path, default=DEFAULT_CNI_BIN_DIR,
-                        help=f"CNI plugin executables (default {DEFAULT_CNI_BIN_DIR})")
+    parser.add_argument("--cni-conf-dir", type=Path, default=DEFAULT_CONF_DIR,
+                        help=f"CNI network configurations (default {DEFAULT_CONF_DIR})")
+    parser.add_argument("--cni-bin-dir", type=Path, action="append", dest="cni_bin_dirs",
+                        help="CNI plugin executables; repeatable (default "
+                             f"{', '.join(str(d) for d in DEFAULT_BIN_DIRS)})")
     parser.add_argument("--exec-driver", choices=EXEC_DRIVERS, default="native",
-                        help="how containers are run (default native)")
+                        help="the default runtime handler (default native)")
     parser.add_argument("--graph-driver", choices=GRAPH_DRIVERS, default="overlay",
                         help="how image layers are stored (default overlay)")
+    parser.add_argument("--registry-hosts", type=Path, metavar="FILE",
+                        help="registry mirrors and TLS settings (YAML or JSON)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument("--shutdown-grace", type=float, default=5.0, metavar="SECONDS",
                         help="time running RPCs get to finish on SIGTERM (default 5)")
@@ -80,30 +95,84 @@ def options_from_args(ns: argparse.Namespace) -> DaemonOptions:
     if ns.shutdown_grace < 0:
         raise SystemExit("engined: --shutdown-grace must not be negative")
     return DaemonOptions(engine=config_from_args(ns), cni_conf_dir=ns.cni_conf_dir,
-                         cni_bin_dir=ns.cni_bin_dir, exec_driver=ns.exec_driver,
+                         cni_bin_dirs=tuple(ns.cni_bin_dirs or DEFAULT_BIN_DIRS),
+                         exec_driver=ns.exec_driver,
                          graph_driver=ns.graph_driver, log_level=ns.log_level,
-                         shutdown_grace_s=ns.shutdown_grace)
+                         shutdown_grace_s=ns.shutdown_grace, registry_hosts=ns.registry_hosts)
 
 
-def build_ports(options: DaemonOptions) -> Ports:
-    """The engine parts this build can wire. Each lands here as its facade appears."""
-    ports = Ports(runtime_name="kubelet-py", runtime_version=__version__)
+@dataclasses.dataclass
+class Engine:
+    """The engine parts this daemon built, and how to release them."""
+
+    ports: Ports
+    closers: list[Callable[[], None]] = dataclasses.field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception:
+                log.exception("closing an engine part failed")
+
+
+def build_engine(options: DaemonOptions) -> Engine:
+    """The engine parts this build can wire; raises EngineError when a configured part
+    cannot be used (a daemon without its image store would only pretend to work)."""
+    engine = Engine(Ports(runtime_name="kubelet-py", runtime_version=__version__))
+    try:
+        _wire(engine, options)
+    except BaseException:
+        engine.close()
+        raise
+    ports = engine.ports
     unwired = [f.name for f in dataclasses.fields(ports)
                if f.name not in ("runtime_name", "runtime_version")
                and getattr(ports, f.name) is None]
     if unwired:
         log.warning("engine parts not wired in this build (their RPCs answer "
                     "UNIMPLEMENTED): %s", ", ".join(unwired))
-    return ports
+    return engine
+
+
+def _wire(engine: Engine, options: DaemonOptions) -> None:
+    root, run_root = options.engine.root, options.engine.run_root
+    images = ImageService(root / "images", driver=options.graph_driver,
+                          hosts=load_hosts(options.registry_hosts))
+    engine.closers.append(images.close)
+    network = CNIDriver(conf_dir=options.cni_conf_dir, bin_dirs=options.cni_bin_dirs,
+                        cache_dir=root / "cni")
+    runtime = Runtime(RuntimeOptions(run_root=run_root, default_handler=options.exec_driver),
+                      network=network)
+    bus = EventBus()
+    publisher = EnginePublisher(bus, runtime, images)
+    publisher.start()
+    engine.closers.append(publisher.stop)
+    streaming = StreamingServer(EngineStreams(runtime))
+    streaming.start()
+    engine.closers.append(streaming.stop)
+    engine.ports = dataclasses.replace(
+        engine.ports, images=EngineImages(images), network=network,
+        sandboxes=EngineSandboxes(runtime, images),
+        containers=EngineContainers(runtime, images, publish=publisher.publish),
+        streaming=streaming, stats=EngineStats(runtime, image_fs_mountpoint=str(images.root)),
+        events=bus)
 
 
 def serve(options: DaemonOptions, *, stop: threading.Event) -> int:
-    """Serve until `stop` is set; 0 on a clean shutdown, 1 when the socket is unusable."""
-    server = CriServer(listen=options.engine.listen, ports=build_ports(options))
+    """Serve until `stop` is set; 0 on a clean shutdown, 1 when it cannot start."""
+    try:
+        listener.prepare(listener.socket_path(options.engine.listen))  # before opening state
+        engine = build_engine(options)
+    except EngineError as exc:
+        log.error("cannot start: %s", status_for(exc).message)
+        return 1
+    server = CriServer(listen=options.engine.listen, ports=engine.ports)
     try:
         server.start()
     except EngineError as exc:
         log.error("cannot serve %s: %s", options.engine.listen, status_for(exc).message)
+        engine.close()
         return 1
     try:
         while not stop.wait(1.0):
@@ -111,6 +180,7 @@ def serve(options: DaemonOptions, *, stop: threading.Event) -> int:
     finally:
         log.info("shutting down (grace %.1fs)", options.shutdown_grace_s)
         server.stop(options.shutdown_grace_s)
+        engine.close()
     return 0
 
 

@@ -12,6 +12,7 @@ from worker threads with PullEvent values (per-layer phase and bytes) for progre
 """
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import re
 import time
@@ -105,7 +106,7 @@ class ImageService:
         if not self.graph.meta.image(image_id).refs:
             self.graph.remove_image(image_id)
 
-    def layers(self) -> list[Layer]:
+    def layers(self) -> builtins.list[Layer]:
         return self.graph.layers()
 
     def gc(self) -> GcStats:
@@ -116,20 +117,21 @@ class ImageService:
         return FsInfo(mountpoint=str(self.root), used_bytes=used, inodes_used=inodes,
                       timestamp_ns=time.time_ns())
 
-    def load(self, path: Path) -> list[Image]:
+    def load(self, path: Path) -> builtins.list[Image]:
         from engine.archive.load import load_archive
         return load_archive(self.graph, path)
 
-    def save(self, refs: list[str], path: Path) -> None:
+    def save(self, refs: builtins.list[str], path: Path) -> None:
         from engine.archive.save import save_archive
         images = [self.get(r) for r in refs]
-        save_archive(self.graph, images, [r for r in refs], path)
+        save_archive(self.graph, images, refs, path)
 
     # container root filesystems
-    def create_rootfs(self, key: str, image: str, *, readonly: bool = False) -> list[Mount]:
+    def create_rootfs(self, key: str, image: str, *,
+                      readonly: bool = False) -> builtins.list[Mount]:
         return self.graph.acquire(key, self.resolve_id(image), readonly=readonly)
 
-    def rootfs_mounts(self, key: str) -> list[Mount]:
+    def rootfs_mounts(self, key: str) -> builtins.list[Mount]:
         return self.graph.mounts(key)
 
     def remove_rootfs(self, key: str) -> None:

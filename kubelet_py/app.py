@@ -28,6 +28,11 @@ from kubelet_py.errors import KubeletError
 from kubelet_py.node.agent import NodeAgent, NodeConfig
 from kubelet_py.node.machine import collect_machine, default_node_ip
 from kubelet_py.options import KubeletOptions
+from kubelet_py.pods.cri_config import NodeContext
+from kubelet_py.pods.executor import Executor
+from kubelet_py.pods.manager import PodManager
+from kubelet_py.pods.pull_auth import SecretPullAuth
+from kubelet_py.pods.volumes import Volumes
 
 log = logging.getLogger("kubelet_py")
 
@@ -61,6 +66,18 @@ async def credentials(options: KubeletOptions, ns: argparse.Namespace, ident: Id
     if options.kubeconfig is not None:
         return load_kubeconfig(options.kubeconfig)
     return None
+
+
+def pod_manager(options: KubeletOptions, ident: Identity, *, rest: RestClient,
+                cri: CRIClient, clock: Clock) -> PodManager:
+    host_ips = (ident.node_ip,) if ident.node_ip else ()
+    ctx = NodeContext(node_name=ident.node_name, host_ips=host_ips,
+                      cluster_dns=options.cluster_dns, cluster_domain=options.cluster_domain,
+                      log_root=options.pod_logs_dir)
+    volumes = Volumes(rest, root=options.root_dir)
+    executor = Executor(cri, ctx=ctx, volumes=volumes, auth=SecretPullAuth(rest))
+    return PodManager(rest, cri, node_name=ident.node_name, executor=executor, clock=clock,
+                      host_ips=host_ips, cleanup=volumes.cleanup)
 
 
 def client_rotator(rest: RestClient, ident: Identity, clock: Clock) -> Rotator | None:
@@ -98,9 +115,11 @@ async def serve(options: KubeletOptions, ns: argparse.Namespace, clock: Clock) -
         node_name=ident.node_name, node_ip=ident.node_ip, port=options.port,
         max_pods=options.max_pods, labels=options.node_labels, state_dir=options.root_dir),
         machine=machine, runtime=cri.info, clock=clock)
+    pods = pod_manager(options, ident, rest=rest, cri=cri, clock=clock)
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(agent.run(), name="node")
+            tg.create_task(pods.run(), name="pods")
             rotator = client_rotator(rest, ident, clock) if options.rotate_certificates else None
             if rotator is not None:
                 tg.create_task(rotator.run(), name="client-cert-rotation")

@@ -32,6 +32,7 @@ class KubeletOptions:
     port: int
     healthz_port: int
     runtime_request_timeout: float
+    pod_logs_dir: Path
     verbosity: int
 
 
@@ -87,6 +88,8 @@ def add_kubelet_flags(parser: argparse.ArgumentParser) -> None:
     add("--healthz-port", type=int, default=10248, help="plain healthz port, 0 disables")
     add("--runtime-request-timeout", type=_duration, default=120.0,
         help="timeout of CRI requests except long-running ones (default 2m)")
+    add("--pod-logs-dir", type=Path, default=Path("/var/log/pods"),
+        help="where container logs go (podLogsDir; default /var/log/pods)")
     add("-v", "--v", dest="verbosity", type=int, default=0, help="log verbosity")
 
 
@@ -113,5 +116,6 @@ def options_from_args(ns: argparse.Namespace) -> KubeletOptions:
         port=ns.port,
         healthz_port=ns.healthz_port,
         runtime_request_timeout=ns.runtime_request_timeout,
+        pod_logs_dir=ns.pod_logs_dir,
         verbosity=ns.verbosity,
     )

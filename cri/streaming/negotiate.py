@@ -10,15 +10,14 @@ from collections.abc import Iterable, Sequence
 
 from engine.errors import InvalidArgument
 
-# Remote command (exec, attach), newest first.
-SPDY_REMOTECOMMAND = ("v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io",
-                      "channel.k8s.io")
+# Remote command (exec, attach), newest first. Only the versions whose error channel carries
+# a Status JSON (v4 and later) are offered, so exit codes always reach the client; over SPDY
+# v5 behaves as v4 (its close channel exists only on WebSocket).
+SPDY_REMOTECOMMAND = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 WEBSOCKET_REMOTECOMMAND = ("v5.channel.k8s.io", "v4.channel.k8s.io",
-                           "v4.base64.channel.k8s.io", "v3.channel.k8s.io",
-                           "v2.channel.k8s.io", "channel.k8s.io", "base64.channel.k8s.io")
+                           "v4.base64.channel.k8s.io")
 SPDY_PORTFORWARD = ("portforward.k8s.io",)
-WEBSOCKET_PORTFORWARD = ("v4.channel.k8s.io", "v4.base64.channel.k8s.io",
-                         "channel.k8s.io", "base64.channel.k8s.io")
+WEBSOCKET_PORTFORWARD = ("v4.channel.k8s.io", "v4.base64.channel.k8s.io")
 
 STREAM_PROTOCOL_HEADER = "X-Stream-Protocol-Version"
 

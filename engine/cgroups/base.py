@@ -10,7 +10,7 @@ import dataclasses
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -96,18 +96,32 @@ def read_kv(file: Path) -> dict[str, int]:
     return out
 
 
-def kill_and_remove(dirs: Iterable[Path], procs: Callable[[], list[int]],
-                    *, timeout: float = 5.0) -> None:
-    """SIGKILL everything still in the cgroup, then rmdir the directories (deepest first)."""
+def tree_pids(dirs: Iterable[Path]) -> list[int]:
+    """Every pid in the cgroups and all their descendants."""
+    pids: set[int] = set()
+    for d in dirs:
+        for procs in d.rglob("cgroup.procs"):
+            try:
+                pids.update(int(x) for x in procs.read_text().split())
+            except FileNotFoundError:
+                continue
+    return sorted(pids)
+
+
+def kill_and_remove(dirs: list[Path], *, timeout: float = 5.0) -> None:
+    """SIGKILL everything in the cgroups (descendants included), then rmdir them all,
+    deepest first."""
     deadline = time.monotonic() + timeout
-    while pids := procs():
+    while pids := tree_pids(dirs):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if time.monotonic() > deadline:
             raise FailedPrecondition(f"processes {pids} survive SIGKILL in the cgroup")
         time.sleep(0.01)
-    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+    for d in dirs:
+        if not d.is_dir():
+            continue
         for child in sorted((c for c in d.rglob("*") if c.is_dir()),
                             key=lambda p: len(p.parts), reverse=True):
             _rmdir(child, deadline)

@@ -30,6 +30,12 @@ class CgroupV1:
     def cgroup_dirs(self, path: str) -> list[Path]:
         return [self._dir(c, path) for c in self.controllers]
 
+    def all_dirs(self, path: str) -> list[Path]:
+        """The path in every mounted hierarchy (runc also creates it in name=systemd and in
+        the hybrid unified tree); what destroy removes."""
+        rel = check_path(path)
+        return [h / rel for h in sorted(self.root.iterdir()) if (h / rel).is_dir()]
+
     def exists(self, path: str) -> bool:
         return any(d.is_dir() for d in self.cgroup_dirs(path))
 
@@ -40,12 +46,11 @@ class CgroupV1:
             cur = self.root / controller
             for part in rel.split("/"):
                 parent, cur = cur, cur / part
-                if not cur.is_dir():
-                    cur.mkdir(exist_ok=True)
-                    if controller == "cpuset":
-                        for f in ("cpuset.cpus", "cpuset.mems"):
-                            if not (cur / f).read_text().strip():
-                                write(cur / f, (parent / f).read_text().strip())
+                cur.mkdir(exist_ok=True)
+                if controller == "cpuset":  # a new v1 cpuset starts empty: inherit
+                    for f in ("cpuset.cpus", "cpuset.mems"):
+                        if not (cur / f).read_text().strip():
+                            write(cur / f, (parent / f).read_text().strip())
         self.update(path, resources)
 
     def update(self, path: str, resources: Resources) -> None:
@@ -93,7 +98,7 @@ class CgroupV1:
         return sorted(pids)
 
     def destroy(self, path: str) -> None:
-        kill_and_remove(self.cgroup_dirs(path), lambda: self.procs(path))
+        kill_and_remove(self.all_dirs(path))
 
     def oom_kills(self, path: str) -> int:
         return read_kv(self._dir("memory", path) / "memory.oom_control").get("oom_kill", 0)

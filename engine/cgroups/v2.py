@@ -78,7 +78,7 @@ class CgroupV2:
         d = self._dir(path)
         if (d / "cgroup.kill").exists():
             write(d / "cgroup.kill", "1")
-        kill_and_remove([d], lambda: self.procs(path))
+        kill_and_remove([d])
 
     def oom_kills(self, path: str) -> int:
         return read_kv(self._dir(path) / "memory.events").get("oom_kill", 0)

@@ -4,11 +4,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import json
 import os
 import tempfile
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,29 +30,39 @@ def to_jsonable(value: Any) -> Any:
 
 
 def from_jsonable(cls: type[T], data: Any) -> T:
-    return typing.cast(T, _decode(cls, data))
+    return typing.cast(T, _decoder(cls)(data))
 
 
-def _decode(tp: Any, data: Any) -> Any:
+def _identity(data: Any) -> Any:
+    return data
+
+
+@functools.cache
+def _decoder(tp: Any) -> Callable[[Any], Any]:
+    """A decoding function per type, built once (decoding runs on every state read)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if data is None else _decode(args[0], data)
+        inner = _decoder(next(a for a in typing.get_args(tp) if a is not type(None)))
+        return lambda d: None if d is None else inner(d)
     if origin is tuple:
-        return tuple(_decode(typing.get_args(tp)[0], v) for v in data)
+        item = _decoder(typing.get_args(tp)[0])
+        return tuple if item is _identity else (lambda d: tuple(item(v) for v in d))
     if origin is dict:
-        _, vt = typing.get_args(tp)
-        return {str(k): _decode(vt, v) for k, v in data.items()}
+        value = _decoder(typing.get_args(tp)[1])
+        return lambda d: {str(k): value(v) for k, v in d.items()}
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(data)
+        return tp
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(data, dict):
-            raise InvalidArgument(f"expected an object for {tp.__name__}, got {data!r}")
         hints = typing.get_type_hints(tp)
-        kwargs = {f.name: _decode(hints[f.name], data[f.name])
-                  for f in dataclasses.fields(tp) if f.name in data}
-        return tp(**kwargs)
-    return data
+        fields = [(f.name, _decoder(hints[f.name])) for f in dataclasses.fields(tp)]
+        cls: Any = tp
+
+        def decode(d: Any) -> Any:
+            if not isinstance(d, dict):
+                raise InvalidArgument(f"expected an object for {cls.__name__}, got {d!r}")
+            return cls(**{name: f(d[name]) for name, f in fields if name in d})
+        return decode
+    return _identity
 
 
 def dumps(value: Any) -> str:

@@ -1,20 +1,26 @@
-"""The native exec driver: our libcontainer (engine.execdriver.nsexec) in a small helper."""
+"""The native exec driver: our libcontainer (engine.execdriver.nsexec).
+
+Container setup runs in a fork of the pod monitor: a small, single-threaded process with
+nsexec already imported, so a fork costs about a millisecond where a fresh interpreter costs
+100-300 ms on this machine (measured; see bench/runtime). The big daemon never forks: exec
+sessions it starts run nsexec as a fresh `python -S` helper (engine.execdriver.helper).
+"""
 from __future__ import annotations
 
 import json
+import os
 import select
+import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
-from engine.cgroups.detect import manager
-from engine.cgroups.v1 import CgroupV1
 from engine.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+from engine.execdriver import cgroup_setup, nsexec
 from engine.execdriver.base import ExecProcess, Stdio
 from engine.execdriver.codec import dumps, to_jsonable, write_atomic
-from engine.execdriver.helper import helper_env, python_argv
-from engine.execdriver.spec import DEFAULT_DEVICE_RULES, InitSpec
+from engine.execdriver.helper import python_argv
+from engine.execdriver.spec import InitSpec
 
 SPEC_FILE = "init.json"
 
@@ -35,6 +41,16 @@ def _read_message(sock: socket.socket, buf: bytearray, deadline: float) -> dict[
     return msg
 
 
+def _become_helper(stdio: Stdio) -> None:
+    """In the forked child: the container's stdio on 0-2, default signal dispositions."""
+    os.dup2(stdio.stdin, 0)
+    os.dup2(stdio.stdout, 1)
+    os.dup2(stdio.stderr, 2)
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 class NativeDriver:
     name = "native"
 
@@ -42,27 +58,25 @@ class NativeDriver:
         self._sync: dict[str, socket.socket] = {}
 
     def create(self, spec: InitSpec, *, bundle: Path, stdio: Stdio, timeout: float) -> int:
-        spec_path = bundle / SPEC_FILE
-        if spec.cgroup_path:
-            cgroups = manager()
-            cgroups.create(spec.cgroup_path, spec.resources)
-            if isinstance(cgroups, CgroupV1) and not spec.privileged:
-                cgroups.restrict_devices(spec.cgroup_path, list(DEFAULT_DEVICE_RULES))
-        write_atomic(spec_path, dumps(spec))
+        cgroup_setup.prepare(spec)
+        write_atomic(bundle / SPEC_FILE, dumps(spec))  # what exec sessions join with
         ours, theirs = socket.socketpair()
-        try:
-            helper = subprocess.Popen(
-                python_argv("engine.execdriver.nsexec", "init", str(spec_path),
-                            str(theirs.fileno())),
-                stdin=stdio.stdin, stdout=stdio.stdout, stderr=stdio.stderr,
-                pass_fds=(theirs.fileno(),), env=helper_env(), close_fds=True)
-        finally:
-            theirs.close()
+        helper = os.fork()
+        if helper == 0:  # the forked monitor: becomes the container's setup process
+            code = 1
+            try:
+                ours.close()
+                _become_helper(stdio)
+                code = nsexec.init(spec, theirs)
+            finally:
+                os._exit(code)
+        theirs.close()
         deadline = time.monotonic() + timeout
         buf = bytearray()
         try:
             first = _read_message(ours, buf, deadline)
-            helper.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            os.waitpid(helper, 0)
+            helper = 0
             if "pid" not in first:
                 raise InvalidArgument(f"container init failed: {first.get('error', 'no reason')}")
             pid = int(str(first["pid"]))
@@ -72,9 +86,9 @@ class NativeDriver:
                     f"container init failed: {second.get('error', 'exited before ready')}")
         except BaseException:
             ours.close()
-            if helper.poll() is None:
-                helper.kill()
-                helper.wait()
+            if helper:
+                os.kill(helper, signal.SIGKILL)
+                os.waitpid(helper, 0)
             raise
         self._sync[spec.id] = ours
         return pid
@@ -93,8 +107,7 @@ class NativeDriver:
         sock = self._sync.pop(spec.id, None)
         if sock is not None:
             sock.close()
-        if spec.cgroup_path:
-            manager().destroy(spec.cgroup_path)
+        cgroup_setup.remove(spec)
 
     def exec_argv(self, spec: InitSpec, *, bundle: Path, pid: int,
                   process: ExecProcess) -> list[str]:

@@ -1,15 +1,16 @@
-"""The small helper the native driver spawns (`python -S -m engine.execdriver.nsexec`):
-never a fork of the daemon. Modes:
+"""Our libcontainer's process side.
 
-  init <spec.json> <sync-fd>   join/unshare namespaces, enter the cgroup, fork the container
-                               init (pid 1 of a new PID namespace), prepare its rootfs, report
-                               {"pid"} then {"ready"} on the sync socket, wait for "S", exec.
+`init(spec, sync)` runs in a fork of the pod monitor (see engine.execdriver.native): join or
+unshare namespaces, enter the cgroup, fork the container init (pid 1 of a new PID namespace),
+prepare its rootfs, report {"pid"} then {"ready"} on the sync socket, wait for "S", exec.
+
+`sandbox(dir, hostname, sysctls)` also runs in a fork of the monitor: the pod namespaces.
+
+As a small helper (`python -S -m engine.execdriver.nsexec`, never a fork of the daemon):
+
   exec <spec.json> <pid> <process.json>
                                run one more process inside the running container `pid`;
                                stays as its parent and exits with its status.
-  sandbox <dir> <hostname> <sysctls.json>
-                               create the pod's net/ipc/uts namespaces and bind-mount them at
-                               <dir>/{net,ipc,uts}.
 
 Imports only the standard library and engine modules that do.
 """
@@ -73,11 +74,11 @@ def _exec(spec: InitSpec, args: tuple[str, ...], env: tuple[str, ...], sync: soc
     os.execve(path, list(args), {k: v for k, _, v in (e.partition("=") for e in env)})
 
 
-def init(spec_path: str, sync_fd: int) -> int:
-    sync = socket.socket(fileno=sync_fd)
+def init(spec: InitSpec, sync: socket.socket) -> int:
+    """Called in a fork of the monitor: join/unshare namespaces and the cgroup, fork the
+    container init, report its pid, and exit (the monitor, a subreaper, inherits it)."""
     SYS.prctl(L.PR_SET_DUMPABLE, 0)
     try:
-        spec = _load(spec_path)
         _join_namespaces({n.type: n.path for n in spec.namespaces if n.path})
         if spec.cgroup_path:
             manager().join(spec.cgroup_path, os.getpid())
@@ -159,11 +160,13 @@ def exec_in(spec_path: str, pid: int, process_json: str) -> int:
         128 + os.WTERMSIG(status)
 
 
-def sandbox(ns_dir: str, hostname: str, sysctls_json: str) -> int:
+def sandbox(ns_dir: str, hostname: str, sysctls: dict[str, str]) -> None:
+    """In a fork of the monitor: new net/ipc/uts namespaces, hostname, sysctls, lo up, then
+    bind-mount the namespaces at <ns_dir>/{net,ipc,uts} so they outlive this process."""
     SYS.unshare(L.CLONE_NEWNET | L.CLONE_NEWIPC | L.CLONE_NEWUTS)
     if hostname:
         SYS.sethostname(hostname)
-    for key, value in json.loads(sysctls_json).items():
+    for key, value in sysctls.items():
         rel = key.replace(".", "/")
         if ".." in rel.split("/"):
             raise ValueError(f"invalid sysctl {key}")
@@ -175,7 +178,6 @@ def sandbox(ns_dir: str, hostname: str, sysctls_json: str) -> int:
         with open(target, "a"):
             pass
         SYS.mount(f"/proc/self/ns/{t}", target, "", L.MS_BIND)
-    return 0
 
 
 def _loopback_up() -> None:
@@ -189,16 +191,12 @@ def _loopback_up() -> None:
 def main(argv: list[str]) -> int:
     mode = argv[0] if argv else ""
     try:
-        if mode == "init":
-            return init(argv[1], int(argv[2]))
         if mode == "exec":
             return exec_in(argv[1], int(argv[2]), argv[3])
-        if mode == "sandbox":
-            return sandbox(argv[1], argv[2], argv[3])
     except Exception as e:
         sys.stderr.write(f"nsexec {mode}: {e}\n")
         return 1
-    sys.stderr.write("usage: nsexec init|exec|sandbox ...\n")
+    sys.stderr.write("usage: nsexec exec <spec.json> <pid> <process.json>\n")
     return 2
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from engine.execdriver.codec import write_atomic
 from engine.execdriver.oci import config
 from engine.execdriver.spec import InitSpec
 
+HYBRID = "/sys/fs/cgroup/unified"
+
 
 class RuncDriver:
     name = "runc"
@@ -18,10 +21,19 @@ class RuncDriver:
     def __init__(self, *, binary: str = "runc", state_root: Path) -> None:
         self.binary = binary
         self.state_root = state_root
+        # crun (1.8) refuses hybrid cgroup hosts (v1 plus a unified tree with controllers):
+        # it runs in a private mount namespace without the unified tree, i.e. on plain v1.
+        self.hide_unified = os.path.basename(binary) == "crun" and os.path.ismount(HYBRID)
+
+    def _global(self) -> list[str]:
+        prefix: list[str] = []
+        if self.hide_unified:
+            prefix = ["unshare", "--mount", "--propagation", "slave", "sh", "-c",
+                      f'umount -l {HYBRID} && exec "$@"', "crun"]
+        return [*prefix, self.binary, "--root", str(self.state_root)]
 
     def _base(self, bundle: Path) -> list[str]:
-        return [self.binary, "--root", str(self.state_root), "--log", str(bundle / "runc.log"),
-                "--log-format", "json"]
+        return [*self._global(), "--log", str(bundle / "runc.log"), "--log-format", "json"]
 
     def _last_error(self, bundle: Path, stderr: bytes) -> str:
         try:
@@ -51,7 +63,7 @@ class RuncDriver:
         except subprocess.TimeoutExpired as e:
             raise DeadlineExceeded(f"{' '.join(argv[:1] + argv[-2:])} timed out") from e
         if done.returncode != 0:
-            raise InvalidArgument(f"{self.binary} {argv[7]}: "
+            raise InvalidArgument(f"{self.binary} {argv[len(self._base(bundle))]}: "
                                   f"{self._last_error(bundle, done.stderr or b'')}")
 
     def create(self, spec: InitSpec, *, bundle: Path, stdio: Stdio, timeout: float) -> int:
@@ -71,9 +83,10 @@ class RuncDriver:
         self._run([*self._base(bundle), "delete", "--force", spec.id], bundle=bundle,
                   timeout=30)
 
+
     def exec_argv(self, spec: InitSpec, *, bundle: Path, pid: int,
                   process: ExecProcess) -> list[str]:
-        argv = [self.binary, "--root", str(self.state_root), "exec"]
+        argv = [*self._global(), "exec"]
         if process.tty:
             raise InvalidArgument("the runc driver does not support TTY exec yet")
         if process.cwd:

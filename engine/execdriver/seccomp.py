@@ -100,7 +100,8 @@ def program(profile: Seccomp) -> list[bpf.Insn]:
 def to_oci(profile: Seccomp) -> dict[str, Any]:
     return {
         "defaultAction": profile.default_action,
-        "defaultErrnoRet": profile.default_errno,
+        **({"defaultErrnoRet": profile.default_errno}
+           if profile.default_action == "SCMP_ACT_ERRNO" else {}),
         "architectures": ["SCMP_ARCH_X86_64"],
         "syscalls": [
             {"names": list(r.names), "action": r.action,

@@ -12,9 +12,9 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
-from engine.errors import NotFound
+from engine.errors import NotFound, ResourceExhausted
 from engine.graph import digest as dg
 from engine.graph.errors import DigestMismatch, SizeMismatch, TruncatedContent
 
@@ -113,6 +113,29 @@ class ContentStore:
         with self.writer(want, len(data)) as w:
             w.write(data)
             return w.commit()
+
+    def ingest(self, src: IO[bytes], *, max_bytes: int) -> tuple[str, int]:
+        """Store a stream whose digest is not known in advance; returns (digest, size)."""
+        tmp = self.ingest_dir / f"unknown-{secrets.token_hex(8)}"
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with tmp.open("xb") as out:
+                while chunk := src.read(1 << 20):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ResourceExhausted(f"blob larger than {max_bytes} bytes")
+                    h.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = "sha256:" + h.hexdigest()
+            final = self.path(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            return digest, size
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def delete(self, digest: str) -> None:
         self.path(digest).unlink(missing_ok=True)

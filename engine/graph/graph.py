@@ -43,6 +43,25 @@ class GcStats:
     bytes: int
 
 
+class Protection:
+    """In-flight work's hold on blobs and layers; GC leaves them alone until release()."""
+
+    def __init__(self, graph: Graph) -> None:
+        self._graph = graph
+        self._blobs: list[str] = []
+        self._chains: list[str] = []
+
+    def add(self, blobs: Iterable[str] = (), chains: Iterable[str] = ()) -> None:
+        b, c = list(blobs), list(chains)
+        self._graph._hold(b, c, 1)
+        self._blobs += b
+        self._chains += c
+
+    def release(self) -> None:
+        self._graph._hold(self._blobs, self._chains, -1)
+        self._blobs, self._chains = [], []
+
+
 class Graph:
     def __init__(self, root: Path, driver: GraphDriver, *, limits: Limits | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -74,19 +93,28 @@ class Graph:
 
     # protection of in-flight work from GC
     @contextlib.contextmanager
-    def protect(self, blobs: Iterable[str], chains: Iterable[str]) -> Iterator[None]:
-        b, c = list(blobs), list(chains)
-        with self._gc_lock:
-            self._blobs.update(b)
-            self._chains.update(c)
+    def protect(self, blobs: Iterable[str], chains: Iterable[str]) -> Iterator[Protection]:
+        """Keep these blobs and layers (and any added to the handle) out of GC's reach."""
+        handle = Protection(self)
+        handle.add(blobs, chains)
         try:
-            yield
+            yield handle
         finally:
-            with self._gc_lock:
-                self._blobs.subtract(b)
-                self._chains.subtract(c)
-                self._blobs += collections.Counter()  # drop zero counts
-                self._chains += collections.Counter()
+            handle.release()
+
+    @contextlib.contextmanager
+    def gc_paused(self) -> Iterator[None]:
+        with self._gc_lock:
+            yield
+
+    def _hold(self, blobs: list[str], chains: list[str], sign: int) -> None:
+        with self._gc_lock:
+            for b in blobs:
+                self._blobs[b] += sign
+            for c in chains:
+                self._chains[c] += sign
+            self._blobs += collections.Counter()  # drop zero counts
+            self._chains += collections.Counter()
 
     # repair and garbage collection
     def repair(self) -> GcStats:
@@ -189,9 +217,12 @@ class Graph:
         for lr in row.layers:
             if not self.has_layer(lr.chain_id):
                 raise FailedPrecondition(f"layer {lr.chain_id} of image {row.id} is missing")
+        existed = self.meta.has_image(row.id)
         for name in row.refs:  # a tag moves: the old image keeps its other names
             self.meta.delete_ref(name)
         self.meta.put_image(row)
+        if existed:
+            self.gc()  # the same image through another manifest: the old blobs may go
         return self.image_by_id(row.id)
 
     def config_bytes(self, image_id: str) -> bytes:
@@ -249,6 +280,7 @@ class Graph:
             with contextlib.suppress(NotFound):
                 self.driver.remove(key)
             self.meta.delete_lease(key)
+            self.gc()
 
     def usage(self) -> tuple[int, int]:
         """(bytes, inodes) the store holds: blobs plus unpacked layers."""

@@ -25,6 +25,8 @@ class LayerReader:
         self.total = 0
         self._hash = hashlib.sha256()
         head = raw.read(CHUNK)
+        if not head:
+            raise InvalidArgument("layer blob is empty (0 bytes): not a tar archive")
         self._tail = b""
         self._zstd = None
         self._gz: zlib._Decompress | None = None

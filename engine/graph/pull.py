@@ -55,27 +55,31 @@ class Puller:
         man = resolved.parsed
         docs = [resolved.manifest] + ([resolved.index] if resolved.index else [])
         blobs = [d.digest for d in docs] + [man.config.digest] + [d.digest for d in man.layers]
-        with self.graph.protect(blobs, ()):
-            for doc in docs:
-                self.graph.content.put(doc.data, doc.digest)
-            config = self._config(resolved)
-            diff_ids = parse_config(config).diff_ids
-            if len(diff_ids) != len(man.layers):
-                raise InvalidArgument(
-                    f"{ref}: manifest has {len(man.layers)} layers, config has "
-                    f"{len(diff_ids)} diff_ids")
-            chains = dg.chain_ids(diff_ids)
-            refs = [LayerRef(d.digest, d.size, d.media_type, diff, chain)
-                    for d, diff, chain in zip(man.layers, diff_ids, chains, strict=True)]
-            try:
-                with self.graph.protect((), chains):
-                    self._layers(resolved, refs, report)
-                    image = self._commit(resolved, refs, len(config))
-            except BaseException:
-                self.graph.gc()
-                raise
+        try:
+            with self.graph.protect(blobs, ()):
+                image = self._pull(ref, resolved, report)
+        except BaseException:
+            self.graph.gc()  # whatever this pull left unreferenced goes; a retry starts clean
+            raise
         report(PullEvent("done"))
         return image
+
+    def _pull(self, ref: Reference, resolved: Resolved, report: ProgressFn) -> Image:
+        man = resolved.parsed
+        for doc in [resolved.manifest] + ([resolved.index] if resolved.index else []):
+            self.graph.content.put(doc.data, doc.digest)
+        config = self._config(resolved)
+        diff_ids = parse_config(config).diff_ids
+        if len(diff_ids) != len(man.layers):
+            raise InvalidArgument(
+                f"{ref}: manifest has {len(man.layers)} layers, config has "
+                f"{len(diff_ids)} diff_ids")
+        chains = dg.chain_ids(diff_ids)
+        refs = [LayerRef(d.digest, d.size, d.media_type, diff, chain)
+                for d, diff, chain in zip(man.layers, diff_ids, chains, strict=True)]
+        with self.graph.protect((), chains):
+            self._layers(resolved, refs, report)
+            return self._commit(resolved, refs, len(config))
 
     def _config(self, r: Resolved) -> bytes:
         desc = r.parsed.config
@@ -102,19 +106,19 @@ class Puller:
         self.graph.blob_flight.do(desc.digest, work)
 
     def _layers(self, r: Resolved, refs: list[LayerRef], report: ProgressFn) -> None:
-        todo = [(i, lr) for i, lr in enumerate(refs) if not self.graph.has_layer(lr.chain_id)]
-        for lr in refs:
-            if self.graph.has_layer(lr.chain_id):
-                report(PullEvent("exists", lr.blob, lr.blob_size, lr.blob_size))
-        if not todo:
-            return
+        """Download what is missing (concurrently), unpack what is missing (in order).
+
+        A blob is kept even when its layer is already unpacked (another image reached the
+        same diff ID through another compression), so `save` can always export it."""
         descs = {d.digest: d for d in r.parsed.layers}
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="pull") as pool:
             futures: list[Future[None]] = [
-                pool.submit(self._download, r, descs[lr.blob], report) for _, lr in todo]
+                pool.submit(self._download, r, descs[lr.blob], report) for lr in refs]
             try:
-                for (i, lr), fut in zip(todo, futures, strict=True):
+                for i, (lr, fut) in enumerate(zip(refs, futures, strict=True)):
                     fut.result()
+                    if self.graph.has_layer(lr.chain_id):
+                        continue
                     report(PullEvent("unpacking", lr.blob, 0, lr.blob_size))
                     self.graph.unpack(lr, refs[i - 1].chain_id if i else None)
                     report(PullEvent("unpacked", lr.blob, lr.blob_size, lr.blob_size))
@@ -124,7 +128,7 @@ class Puller:
                 raise
 
     def _commit(self, r: Resolved, refs: list[LayerRef], config_size: int) -> Image:
-        names = [str(r.ref.with_digest(r.ref.digest or r.manifest.digest))]
+        names = [str(r.ref.with_digest(r.digest))]
         if r.ref.tag:
             names.append(f"{r.ref.name}:{r.ref.tag}")
         idx: Document | None = r.index

@@ -89,7 +89,11 @@ class MetaStore:
     # images and references
     def put_image(self, row: ImageRow) -> None:
         with self.tx() as db:
-            db.execute("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?)",
+            # an upsert, not REPLACE: replacing would cascade-delete the image's other refs
+            db.execute("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO "
+                       "UPDATE SET manifest = excluded.manifest, manifest_size = "
+                       "excluded.manifest_size, idx = excluded.idx, idx_size = "
+                       "excluded.idx_size, pulled_at = excluded.pulled_at",
                        (row.id, row.manifest, row.manifest_size, row.index, row.index_size,
                         row.config_size, row.pulled_at))
             db.execute("DELETE FROM image_layers WHERE image_id = ?", (row.id,))
@@ -111,6 +115,9 @@ class MetaStore:
                                "image_layers WHERE image_id = ? ORDER BY pos", (image_id,)))
         return ImageRow(str(i), str(man), int(str(msize)), None if idx is None else str(idx),
                         int(str(isize)), int(str(csize)), float(str(at)), refs, layers)
+
+    def has_image(self, image_id: str) -> bool:
+        return bool(self._q("SELECT 1 FROM images WHERE id = ?", (image_id,)))
 
     def image_ids(self) -> list[str]:
         return [str(r[0]) for r in self._q("SELECT id FROM images ORDER BY pulled_at, id")]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import errno
 import os
 import posixpath
 import shutil
@@ -75,10 +76,13 @@ class _Applier:
         self._forget_dirs()
         os.close(self.root_fd)
 
-    def _forget_dirs(self) -> None:
+    def _forget_dirs(self, keep: int = -1) -> None:
+        """Close cached directory fds (all but `keep`, the parent of what is removed)."""
+        kept = {p: fd for p, fd in self.dirs.items() if fd == keep}
         for fd in self.dirs.values():
-            os.close(fd)
-        self.dirs.clear()
+            if fd != keep:
+                os.close(fd)
+        self.dirs = kept
 
     def dir_fd(self, path: str) -> int:
         """An O_PATH fd of directory `path` inside the root, creating missing parents."""
@@ -92,9 +96,17 @@ class _Applier:
             pfd = self.dir_fd(parent)
             with contextlib.suppress(FileExistsError):  # a dangling symlink fails below
                 os.mkdir(base, 0o755, dir_fd=pfd)
-            fd = open_in_root(self.root_fd, path, _O_PATH_DIR)
+            try:
+                fd = open_in_root(self.root_fd, path, _O_PATH_DIR)
+            except FileNotFoundError:
+                raise InvalidArgument(
+                    f"layer entry path {path!r} goes through a dangling symlink") from None
         except NotADirectoryError:
             raise InvalidArgument(f"layer entry needs {path!r} to be a directory") from None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise InvalidArgument(f"layer entry path {path!r}: too many symlinks") from None
         if len(self.dirs) > 256:
             self._forget_dirs()
         self.dirs[path] = fd
@@ -105,7 +117,7 @@ class _Applier:
             st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             return
-        self._forget_dirs()  # cached fds may point below what is removed
+        self._forget_dirs(keep=pfd)  # cached fds may point below what is removed
         if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(base, dir_fd=pfd)
         else:

@@ -166,6 +166,11 @@ class CNIDriver:
     # ---- the NetworkDriver verbs ------------------------------------------------------------
     def setup(self, request: PodNetworkRequest) -> PodNetworkResult:
         conf = self._load()
+        if self.cache.load(conf.name, request.sandbox_id, request.ifname) is not None:
+            # refuse before any plugin runs: the DEL that undoes a failed ADD would tear
+            # down the live attachment of this same sandbox and interface
+            raise errors.AlreadyExists(f"sandbox {request.sandbox_id} already has {request.ifname}"
+                                       f" on network {conf.name}; tear it down first")
         conf_json = conf.to_json()
         entry = CachedAttachment(network=conf.name, container_id=request.sandbox_id,
                                  ifname=request.ifname, netns=request.netns_path,

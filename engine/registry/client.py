@@ -32,7 +32,8 @@ class Document:
 
 @dataclasses.dataclass(frozen=True)
 class Resolved:
-    ref: Reference
+    ref: Reference  # as asked for (tag and/or digest)
+    digest: str  # of the top document: the index if there was one, else the manifest
     manifest: Document
     parsed: mf.Manifest
     index: Document | None
@@ -93,8 +94,7 @@ class RegistryClient:
             doc = self.fetch_manifest(session, chosen.digest, chosen.digest, size=chosen.size)
             parsed = mf.parse(doc.data, doc.media_type)
         top = index or doc
-        return Resolved(ref.with_digest(top.digest) if ref.digest is None else ref,
-                        doc, parsed, index, session)
+        return Resolved(ref, top.digest, doc, parsed, index, session)
 
     def fetch_manifest(self, session: Session, obj: str, digest: str | None, *,
                        size: int | None = None) -> Document:

@@ -167,12 +167,15 @@ def init_spec(cid: str, *, sandbox: SandboxFacts, config: ContainerConfig, image
     cwd = config.working_dir or image.workdir or "/"
     secure_target(rootfs, cwd)  # refuses a working dir resolving outside the rootfs
     hostname = sandbox.config.hostname
+    mount_points = mounts(sandbox, config, image_volumes=image_volumes, privileged=privileged)
+    for m in mount_points:
+        secure_target(rootfs, m.destination)  # refuses targets that are symlinks out
     return InitSpec(
         id=cid, rootfs=rootfs, args=command(config, image),
         env=environment(config, image, hostname=hostname, home=users.home_of(rootfs, user.uid)),
         cwd=cwd, user=user, hostname=hostname, readonly_rootfs=sec.readonly_rootfs,
         terminal=config.tty, namespaces=namespaces(sandbox),
-        mounts=mounts(sandbox, config, image_volumes=image_volumes, privileged=privileged),
+        mounts=mount_points,
         devices=() if privileged else DEFAULT_DEVICES,
         masked_paths=() if privileged else (
             DEFAULT_MASKED if sec.masked_paths is None else sec.masked_paths),

@@ -6,13 +6,10 @@ import contextlib
 import logging
 import os
 import secrets
-import subprocess
 from pathlib import Path
 
 from engine.cgroups.base import Resources
 from engine.errors import EngineError, FailedPrecondition, InvalidArgument, Unavailable
-from engine.execdriver.codec import dumps
-from engine.execdriver.helper import helper_env, python_argv
 from engine.networkdriver.base import PodNetworkRequest
 from engine.runtime import files
 from engine.runtime.context import Ctx
@@ -33,15 +30,24 @@ def network_request(rec: SandboxRecord, sandbox_dir: Path) -> PodNetworkRequest:
                              port_mappings=c.port_mappings, annotations=dict(c.annotations))
 
 
+# Namespaced sysctls a pod may set (the kubelet's "safe" and "unsafe" namespaced groups).
+NAMESPACED_SYSCTLS = (("kernel.shm", "ipc"), ("kernel.msg", "ipc"), ("kernel.sem", "ipc"),
+                      ("fs.mqueue.", "ipc"), ("net.", "net"))
+
+
+def check_sysctls(config: SandboxConfig) -> None:
+    for key in config.sysctls:
+        ns = next((n for prefix, n in NAMESPACED_SYSCTLS if key.startswith(prefix)), None)
+        if ns is None:
+            raise InvalidArgument(f"sysctl {key} is not namespaced; a pod may not set it")
+        if (ns == "net" and config.host_network) or (ns == "ipc" and config.host_ipc):
+            raise InvalidArgument(f"sysctl {key} would change the host's {ns} namespace")
+
+
 def _make_namespaces(d: Path, config: SandboxConfig) -> None:
     (d / "ns").mkdir(parents=True, exist_ok=True)
-    hostname = "" if config.host_network else config.hostname
-    done = subprocess.run(
-        python_argv("engine.execdriver.nsexec", "sandbox", str(d / "ns"), hostname,
-                    dumps(config.sysctls)),
-        env=helper_env(), capture_output=True, timeout=30, check=False)
-    if done.returncode != 0:
-        raise InvalidArgument(f"sandbox namespaces: {done.stderr.decode().strip()}")
+    MonitorClient(d).call("namespaces", hostname="" if config.host_network else config.hostname,
+                          sysctls=dict(config.sysctls))
 
 
 def _release(d: Path) -> None:
@@ -56,6 +62,7 @@ def run(ctx: Ctx, config: SandboxConfig) -> str:
     if not (config.name and config.namespace and config.uid):
         raise InvalidArgument("sandbox metadata needs name, namespace and uid")
     driver, binary = ctx.handler(config.runtime_handler)
+    check_sysctls(config)
     for sid in ctx.store.sandbox_ids():
         other = ctx.store.load_sandbox(sid).config
         if (other.name, other.namespace, other.uid, other.attempt) == (
@@ -74,9 +81,9 @@ def run(ctx: Ctx, config: SandboxConfig) -> str:
         (d / "shm").mkdir()
         linux.mount("shm", str(d / "shm"), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV
                     | linux.MS_NOEXEC, "mode=1777,size=65536k")
-        _make_namespaces(d, config)
         ctx.cgroups.create(cgroup, Resources())
         start_monitor(d)
+        _make_namespaces(d, config)
         ips: tuple[str, ...] = ()
         if ctx.network is not None and not config.host_network:
             ready, reason = ctx.network.ready()

@@ -42,7 +42,8 @@ def resolve(rootfs: str, user: str, *, group: int | None = None,
     username = entry[0] if entry else ""
     extra = [int(g[2]) for g in groups
              if len(g) >= 4 and username and username in g[3].split(",")]
-    additional = tuple(dict.fromkeys(x for x in (*extra, *supplemental) if x != gid))
+    # like containerd: the primary group is also a supplementary group
+    additional = tuple(dict.fromkeys((gid, *extra, *supplemental)))
     return User(uid=uid, gid=gid, additional_gids=additional)
 
 def home_of(rootfs: str, uid: int) -> str:

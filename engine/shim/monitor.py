@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import EngineError, FailedPrecondition, InvalidArgument, NotFound
+from engine.execdriver import nsexec
 from engine.execdriver.codec import from_jsonable
 from engine.execdriver.spec import InitSpec
 from engine.runtime.state import ContainerState, read_state, write_state
@@ -117,6 +118,29 @@ class Monitor:
     # -- operations -----------------------------------------------------------------------
     def op_ping(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"pid": os.getpid()}
+
+    def op_namespaces(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Make the pod's namespaces in a fork of this (small) process."""
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(r)
+                nsexec.sandbox(str(self.dir / "ns"), str(req.get("hostname", "")),
+                               {str(k): str(v) for k, v in dict(req.get("sysctls", {})).items()})
+                code = 0
+            except BaseException as e:
+                os.write(w, f"{type(e).__name__}: {e}".encode())
+            finally:
+                os._exit(code)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            error = f.read().decode(errors="replace")
+        _, status = os.waitpid(pid, 0)
+        if status != 0:
+            raise InvalidArgument(f"sandbox namespaces: {error or status}")
+        return {}
 
     def _proc(self, req: dict[str, Any]) -> Proc:
         proc = self.procs.get(str(req.get("id")))

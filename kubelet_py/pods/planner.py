@@ -130,6 +130,8 @@ def compute_pod_actions(pod: Pod, runtime: PodRuntime, now: dt.datetime, *,
                         backoff: Mapping[str, BackoffEntry] | None = None,
                         failures: Mapping[str, StartFailure] | None = None) -> PodActions:
     plan = _Plan(pod, runtime, now, backoff or {}, failures or {})
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return _done(runtime)
     inits: list[dict[str, Any]] = plan.spec.get("initContainers") or []
     apps: list[dict[str, Any]] = plan.spec.get("containers") or []
     sandbox = runtime.sandbox
@@ -137,7 +139,7 @@ def compute_pod_actions(pod: Pod, runtime: PodRuntime, now: dt.datetime, *,
     if sandbox is None or not sandbox.ready:
         if sandbox is not None and plan.policy == "Never" and runtime.containers:
             # The pod ran and must not restart: it is over, whatever its sandbox did.
-            return PodActions(kill_pod=True, done=True)
+            return _done(runtime)
         names = [inits[0]["name"]] if inits else [c["name"] for c in apps]
         return PodActions(kill_pod=sandbox is not None, create_sandbox=True,
                           sandbox_attempt=0 if sandbox is None else sandbox.attempt + 1,
@@ -149,7 +151,7 @@ def compute_pod_actions(pod: Pod, runtime: PodRuntime, now: dt.datetime, *,
     if initialized and plan.policy != "Always" and all(
             _finished(plan.view.latest(c["name"]), plan.policy) for c in apps):
         # Every app container finished for good: stop the sidecars and the sandbox.
-        return PodActions(kill_pod=True, sandbox_id=sandbox.id, done=True)
+        return _done(runtime)
     for init in inits:
         name = init["name"]
         if restartable(init):
@@ -164,13 +166,20 @@ def compute_pod_actions(pod: Pod, runtime: PodRuntime, now: dt.datetime, *,
         if c is not None and c.state == State.RUNNING:
             return plan.actions(sandbox.id)
         if c is not None and c.state == State.EXITED and plan.policy == "Never":
-            return PodActions(kill_pod=True, sandbox_id=sandbox.id, done=True)
+            return _done(runtime)
         plan.ensure(name, "OnFailure")
         return plan.actions(sandbox.id)
 
     for container in apps:
         plan.ensure(container["name"], plan.policy)
     return plan.actions(sandbox.id)
+
+
+def _done(runtime: PodRuntime) -> PodActions:
+    """A pod in its final phase: only stop what still runs (sidecars, the sandbox)."""
+    sandbox = runtime.sandbox
+    alive = bool(runtime.running()) or any(s.ready for s in runtime.sandboxes)
+    return PodActions(kill_pod=alive, sandbox_id=sandbox.id if sandbox else "", done=True)
 
 
 def _finished(c: RuntimeContainer | None, policy: str) -> bool:

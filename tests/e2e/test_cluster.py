@@ -21,7 +21,7 @@ from tests.harness import cluster
 from tests.harness.cluster import ControlPlane
 from tests.harness.cluster_api import Endpoint
 from tests.harness.cluster_config import COMPONENTS, BootstrapToken, ClusterError, interface_for
-from tests.harness.cluster_proc import interface_exists, read_state, strays
+from tests.harness.cluster_proc import free_port, interface_exists, read_state, strays
 from tests.harness.pki import ca_cert_hash, verify_detached_jws
 from tests.harness.prereq import need_root, need_tool
 
@@ -178,7 +178,11 @@ def test_stale_state_is_cleaned_and_down_leaves_nothing(tmp_path: Path) -> None:
     tools = _tools()
     root = tmp_path / "c"
     try:
-        first = cluster.up(root, tools=tools, detach=False)
+        pinned = {"apiserver": free_port()}
+        first = cluster.up(root, tools=tools, ports=pinned, detach=False)
+        assert first.env.ports.apiserver == pinned["apiserver"]
+        # Idempotent even with a pinned port, which the running cluster now holds.
+        assert cluster.up(root, tools=tools, ports=pinned, detach=False).already_running
         state = read_state(first.layout.state_file)
         assert state is not None and set(state.pids) == set(COMPONENTS)
         os.kill(state.pids["kube-apiserver"], signal.SIGKILL)
@@ -196,7 +200,7 @@ def test_stale_state_is_cleaned_and_down_leaves_nothing(tmp_path: Path) -> None:
         cluster.down(root)
     assert strays(root.resolve()) == []
     assert not interface_exists(interface_for(root.resolve())[0])
-    assert sorted(p.name for p in root.iterdir()) == ["logs"]
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "logs"]
     assert cluster.status(root)[0] == "absent"
 
 
@@ -228,6 +232,9 @@ def test_taken_port_and_missing_binary_are_clear(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         with pytest.raises(ClusterError, match=f"port {port} .* already in use"):
             cluster.up(tmp_path / "c", tools=tools, ports={"apiserver": port})
+    # Refused before anything was made: no state, no interface, no process.
+    assert [p.name for p in (tmp_path / "c").iterdir()] == [".lock"]
+    assert not interface_exists(interface_for((tmp_path / "c").resolve())[0])
     with pytest.raises(ClusterError, match="run `make tools`"):
-        cluster.up(tmp_path / "c", tools=tmp_path)
-    assert not (tmp_path / "c").exists()
+        cluster.up(tmp_path / "d", tools=tmp_path)
+    assert not (tmp_path / "d").exists()

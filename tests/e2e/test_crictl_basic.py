@@ -20,8 +20,9 @@ pytestmark = pytest.mark.e2e
 
 
 class Engined:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *extra: str) -> None:
         self.workdir = workdir
+        self.extra = extra
         self.sock = workdir / "engine.sock"
         self.endpoint = f"unix://{self.sock}"
         self.log = workdir / "engined.log"
@@ -30,7 +31,7 @@ class Engined:
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "cri.daemon", "--listen", self.endpoint,
                 "--root", str(self.workdir / "root"), "--run-root", str(self.workdir / "run"),
-                "--log-level", "debug", "--shutdown-grace", "1"]
+                "--log-level", "debug", "--shutdown-grace", "1", *self.extra]
 
     def start(self) -> None:
         with self.log.open("ab") as log:

@@ -39,7 +39,7 @@ class Kubelet:
         self.name = name
         self.log = root / "kubelet.log"
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "kubelet_py.cli", *args], stdout=subprocess.DEVNULL,
             stderr=self.log.open("wb"), env={**os.environ, "PYTHONUNBUFFERED": "1"})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import images
+from tests.harness import images, registry_server
 from tests.harness import images_build as b
 from tests.harness.oci_image import (
     DOCKER_LIST,
@@ -20,8 +21,11 @@ from tests.harness.oci_image import (
     OCI_MANIFEST,
     host_arch,
 )
+from tests.harness.oci_layout import docker_archive, write_layout_dir
 from tests.harness.prereq import REPO, need_binary
 from tests.harness.registry import LocalRegistry
+from tests.harness.registry import down as registry_down
+from tests.harness.registry import up as registry_up
 from tests.harness.registry_client import Credentials, RegistryClient, RegistryError
 
 pytestmark = pytest.mark.e2e
@@ -51,9 +55,10 @@ def test_push_then_read_everything_back_by_digest(local_registry: LocalRegistry)
 def test_cross_repository_mount_uploads_nothing(local_registry: LocalRegistry) -> None:
     layer = b.marker_image(f"mount-{uuid.uuid4().hex[:8]}").layers[-1]
     with local_registry.client() as client:
-        assert client.push_blob("e2e/mount-src", layer.blob, digest=layer.digest)
+        assert client.push_blob("e2e/mount-src", layer.blob, digest=layer.digest) == "uploaded"
         assert client.push_blob("e2e/mount-dst", layer.blob, digest=layer.digest,
-                                mount_from="e2e/mount-src")
+                                mount_from="e2e/mount-src") == "mounted"
+        assert client.push_blob("e2e/mount-dst", layer.blob, digest=layer.digest) == "exists"
         assert client.blob_exists("e2e/mount-dst", layer.digest)
 
 
@@ -183,7 +188,7 @@ def test_cli_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -> None:
         second = subprocess.run([*cmd, "up", "--dir", str(tmp_path)], capture_output=True,
                                 text=True, cwd=REPO, timeout=300, check=False)
         assert second.returncode == 0 and second.stdout.strip().splitlines()[-1] == last
-        assert "nothing to do" in second.stderr
+        assert "nothing to do" in second.stderr, second.stderr
         # A killed instance is stale state: the next `up` notices and starts afresh.
         os.kill(pids[0], 9)
         third = subprocess.run([*cmd, "up", "--dir", str(tmp_path)], capture_output=True,
@@ -199,3 +204,68 @@ def test_cli_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -> None:
         assert not Path(f"/proc/{pid}").exists() or "docker-registry" not in \
             Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     assert not (tmp_path / "state.json").exists()
+
+
+@pytest.mark.parametrize("name", ["kubelet-py/index", "kubelet-py/docker-list",
+                                  "library/busybox"])
+def test_index_children_resolve_by_digest(local_registry: LocalRegistry, name: str) -> None:
+    tag = "1.36" if name == "library/busybox" else "latest"
+    with local_registry.client() as client:
+        index = json.loads(client.get_manifest(name, tag).data)
+        assert index["manifests"]
+        for desc in index["manifests"]:
+            child = client.get_manifest(name, desc["digest"])
+            assert child.digest == desc["digest"] and child.media_type == desc["mediaType"]
+            config = json.loads(child.data)["config"]
+            blob = json.loads(client.get_blob(name, config["digest"]))
+            assert blob["architecture"] == desc["platform"]["architecture"]
+
+
+def test_up_never_kills_a_recorded_pid_that_is_not_our_registry(tmp_path: Path) -> None:
+    need_binary("docker-registry", "apt-get install docker-registry")
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        (tmp_path / "state.json").write_text(json.dumps({"instances": {
+            "plain": {"name": "plain", "pid": bystander.pid, "port": 1,
+                      "config": str(tmp_path / "plain/config.yml"), "tls": False}}}))
+        reg = registry_up(tmp_path)
+        try:
+            assert bystander.poll() is None  # stale record, live stranger: left alone
+            with reg.client() as client:
+                assert client.ping().status == 200
+        finally:
+            notes = registry_down(tmp_path)
+        assert any("stopped plain" in note for note in notes)
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_skopeo_reads_our_offline_archives(tmp_path: Path) -> None:
+    skopeo = need_binary("skopeo", "apt-get install skopeo")
+    image = b.env_image()
+    write_layout_dir(tmp_path / "layout", [("env", image), ("idx", b.multi_platform_index())])
+    out = json.loads(_run(skopeo, "inspect", f"oci:{tmp_path / 'layout'}:env"))
+    assert out["Digest"] == image.manifest.digest
+    archive = tmp_path / "save.tar"
+    archive.write_bytes(docker_archive(image, ["kubelet-py/env:latest"]))
+    raw = json.loads(_run(skopeo, "inspect", "--config", f"docker-archive:{archive}"))
+    assert raw["rootfs"]["diff_ids"] == [layer.diff_id for layer in image.layers]
+
+
+def test_a_port_taken_meanwhile_is_retried_on_another(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    need_binary("docker-registry", "apt-get install docker-registry")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        real = registry_server.free_port
+        monkeypatch.setattr(registry_server, "free_port", lambda: next(ports, None) or real())
+        instance = registry_server.start(tmp_path, name="retry")
+        try:
+            assert instance.port != taken.getsockname()[1]
+            assert "address already in use" in (tmp_path / "registry.log").read_text()
+        finally:
+            assert registry_server.stop(instance)

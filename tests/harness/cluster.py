@@ -6,8 +6,9 @@ directory (`.cluster/` or a test's temp dir); see docs in mk/cluster.mk.
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
 import datetime
+import fcntl
 import functools
 import logging
 import os
@@ -51,7 +52,7 @@ from tests.harness.cluster_proc import (
     write_state,
 )
 from tests.harness.pki import ca_cert_hash, verify_detached_jws
-from tests.harness.prereq import REPO, need_root, need_tool, tools_bin
+from tests.harness.prereq import need_root, need_tool
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,13 @@ APISERVER_TIMEOUT = 120.0
 COMPONENT_TIMEOUT = 60.0
 # Children started by this process, reaped on `down` (the fixture's are not detached).
 _children: dict[int, subprocess.Popen[bytes]] = {}
+LOCK = ".lock"
+PORT_ATTEMPTS = 3  # free ports are picked before binding: another process may win the race
+KEEP = ("logs", LOCK)  # what `down` leaves: the logs for a post-mortem, and the lock
+
+
+class PortRaceError(ClusterError):
+    """A component could not bind the free port chosen for it."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,7 @@ def healthy(layout: Layout, ports: Ports) -> bool:
 
 
 def _has_leftovers(root: Path) -> bool:
-    return root.is_dir() and any(p.name != "logs" for p in root.iterdir())
+    return root.is_dir() and any(p.name not in KEEP for p in root.iterdir())
 
 
 def status(root: Path) -> tuple[str, ClusterEnv | None]:
@@ -172,32 +180,58 @@ def _died(procs: Mapping[str, subprocess.Popen[bytes]], layout: Layout) -> None:
         code = proc.poll()
         if code is not None:
             tail = log_tail(layout.log(name))
-            hint = ("a port was taken meanwhile: run `make cluster` again"
-                    if "address already in use" in tail else "fix the cause in its log")
-            raise ClusterError(f"{name} exited with code {code} while starting ({hint}); "
-                               f"last lines of {layout.log(name)}:\n{tail}")
+            message = (f"{name} exited with code {code} while starting (%s); "
+                       f"last lines of {layout.log(name)}:\n{tail}")
+            if "address already in use" in tail:
+                raise PortRaceError(message % "a port was taken meanwhile: run it again")
+            raise ClusterError(message % "fix the cause shown in its log")
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """One `up` or `down` at a time per cluster directory (two terminals, two sessions)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another `up` or `down` works in %s; waiting for it", root)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def up(root: Path, *, tools: Path, ports: Mapping[str, int] | None = None,
        detach: bool = True, timeout: float = APISERVER_TIMEOUT) -> ControlPlane:
-    """Start a cluster in `root`, or return the healthy one already there (idempotent)."""
+    """Start a cluster in `root`, or return the healthy one already there (idempotent).
+
+    With `detach=False` the components get SIGTERM when the calling thread exits.
+    """
     layout = Layout(root.resolve())
     bins = binaries(tools)
-    kind, env = status(layout.root)
-    if kind == "running" and env is not None:
-        return ControlPlane(env=env, tools=tools, already_running=True)
-    if kind == "stale":
-        log.warning("stale cluster state in %s (a killed or failed run): cleaning it up",
-                    layout.root)
-        down(layout.root)
-    chosen = choose_ports(ports or {})
-    started = time.monotonic()
-    try:
-        return _start(layout, bins=bins, ports=chosen, tools=tools, detach=detach,
-                      timeout=timeout, started=started)
-    except BaseException:
-        down(layout.root)
-        raise
+    chosen_overrides = dict(ports or {})
+    with _locked(layout.root):
+        kind, env = status(layout.root)
+        if kind == "running" and env is not None:
+            return ControlPlane(env=env, tools=tools, already_running=True)
+        if kind == "stale":
+            log.warning("stale cluster state in %s (a killed or failed run): cleaning it up",
+                        layout.root)
+            _down(layout)
+        started = time.monotonic()
+        for attempt in range(PORT_ATTEMPTS):
+            chosen = choose_ports(chosen_overrides)
+            try:
+                return _start(layout, bins=bins, ports=chosen, tools=tools, detach=detach,
+                              timeout=timeout, started=started)
+            except PortRaceError:
+                _down(layout)
+                if chosen_overrides or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                log.warning("a free port was taken before its component bound it; retrying")
+            except BaseException:
+                _down(layout)
+                raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _start(layout: Layout, *, bins: Mapping[str, Path], ports: Ports, tools: Path,
@@ -241,8 +275,9 @@ def _start(layout: Layout, *, bins: Mapping[str, Path], ports: Ports, tools: Pat
                                  cluster_info_kubeconfig=cluster_files.dump_kubeconfig(info))
     for name in ("kube-controller-manager", "kube-scheduler"):
         ep, path = endpoints[name]
-        wait_for(f"{name} {path}", functools.partial(ep.healthy, path),
-                 timeout=COMPONENT_TIMEOUT, check=check)
+        waited = wait_for(f"{name} {path}", functools.partial(ep.healthy, path),
+                          timeout=COMPONENT_TIMEOUT, check=check)
+        log.info("%s healthy after %.1f s more", name, waited)
     signed: list[tuple[str, str]] = []
 
     def cluster_info_signed() -> bool:
@@ -253,6 +288,7 @@ def _start(layout: Layout, *, bins: Mapping[str, Path], ports: Ports, tools: Pat
 
     wait_for("the bootstrapsigner's signature on cluster-info", cluster_info_signed,
              timeout=COMPONENT_TIMEOUT, check=check)
+    log.info("cluster-info signed %.1f s after start", time.monotonic() - started)
     kubeconfig_yaml, jws = signed[-1]
     if not verify_detached_jws(jws, kubeconfig_yaml, token_id=token.token_id,
                                token_secret=token.secret):
@@ -267,6 +303,14 @@ def _start(layout: Layout, *, bins: Mapping[str, Path], ports: Ports, tools: Pat
 def down(root: Path) -> None:
     """Stop every component working in `root`, remove its interface and state; keep logs."""
     layout = Layout(root.resolve())
+    if not layout.root.is_dir():
+        delete_interface(interface_for(layout.root)[0])
+        return
+    with _locked(layout.root):
+        _down(layout)
+
+
+def _down(layout: Layout) -> None:
     state = read_state(layout.state_file) or State()
     alive = alive_in(layout.root)
     named = {*state.pids.items(), *strays(layout.root)}
@@ -277,14 +321,13 @@ def down(root: Path) -> None:
         if proc is not None:
             proc.wait()
     delete_interface(state.interface or interface_for(layout.root)[0])
-    if layout.root.is_dir():
-        for entry in layout.root.iterdir():
-            if entry.name == "logs":
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+    for entry in layout.root.iterdir():
+        if entry.name in KEEP:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 @pytest.fixture(scope="session")
@@ -302,63 +345,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         down(root)
 
 
-def _port_overrides(environ: Mapping[str, str]) -> dict[str, int]:
-    overrides = {}
-    for name in PORT_NAMES:
-        raw = environ.get(f"CLUSTER_{name.upper()}_PORT")
-        if raw:
-            if not raw.isdigit() or not 0 < int(raw) < 65536:
-                raise ClusterError(f"CLUSTER_{name.upper()}_PORT={raw!r} is not a port number")
-            overrides[name] = int(raw)
-    return overrides
-
-
-def _tools() -> Path:
-    if os.environ.get("TOOLS_BIN"):
-        return Path(os.environ["TOOLS_BIN"])
-    try:
-        return tools_bin()
-    except (subprocess.CalledProcessError, OSError, IndexError) as exc:
-        raise ClusterError(f"cannot locate TOOLS_BIN ({exc}): run `make tools`") from None
-
-
-def _print_env(cluster: ControlPlane) -> None:
-    print(cluster.env.render(), end="")
-    print(cluster.env.join_command())
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.cluster",
-                                     description="A local control plane on 127.0.0.1.")
-    parser.add_argument("command", choices=("up", "down", "status"))
-    parser.add_argument("--dir", type=Path,
-                        default=Path(os.environ.get("CLUSTER_DIR") or REPO / ".cluster"))
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="cluster: %(message)s")
-    root: Path = args.dir
-    try:
-        if args.command == "down":
-            down(root)
-            print(f"cluster in {root} stopped")
-            return 0
-        if args.command == "status":
-            kind, env = status(root)
-            print(f"cluster in {root}: {kind}")
-            return 0 if env is not None else 1
-        tools = _tools()
-        cluster = up(root, tools=tools, ports=_port_overrides(os.environ))
-    except ClusterError as exc:
-        print(f"cluster: error: {exc}", file=sys.stderr)
-        return 1
-    if cluster.already_running:
-        print(f"cluster in {cluster.env.cluster_dir} is already up and healthy")
-    else:
-        print(f"cluster up in {cluster.start_seconds:.1f} s; state in {cluster.env.cluster_dir}")
-    _print_env(cluster)
-    return 0
-
-
 if __name__ == "__main__":
+    from tests.harness.cluster_cli import main
+
     sys.exit(main())

@@ -37,7 +37,7 @@ Notes on the critest images (cri-tools v1.36, ``pkg/validate/consts.go`` and
 * ``registry.k8s.io/e2e-test-images/httpd:2.4.39-4``: serves port 80 and prints Apache's
   ``Command line: 'httpd -D FOREGROUND'`` line, which the multi-container log spec greps.
 * ``registry.k8s.io/e2e-test-images/nonewprivs:1.3``: ``/usr/local/bin/nnp``, setuid root,
-  prints ``Effective uid: N`` (a 200-byte static ELF we emit; amd64 only), USER 1000.
+  prints ``Effective uid: N`` (a 239-byte static ELF we emit; amd64 only), USER 1000.
 * ``registry.k8s.io/pause:3.10``: ``/pause`` is a shell loop that exits 0 on SIGTERM/SIGINT,
   run as 65535:65535 like upstream's.
 """

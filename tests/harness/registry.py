@@ -120,10 +120,18 @@ def _stop_all(directory: Path, state: dict[str, object]) -> list[str]:
 
 def _reusable(state: dict[str, object], tls: TlsMaterial, fp: str) -> bool:
     found = _instances(state)
-    if set(found) != {"plain", "tls"} or state.get("fingerprint") != fp:
+    if set(found) != {"plain", "tls"}:
+        return False
+    if state.get("fingerprint") != fp:
+        log.info("the image set changed since the last push")
         return False
     for instance in found.values():
-        if not registry_server.is_ours(instance) or not registry_server.responds(instance, tls):
+        if not registry_server.is_ours(instance):
+            log.info("%s registry (pid %d) is gone", instance.name, instance.pid)
+            return False
+        # A live registry on a loaded machine may be slow: do not mistake that for stale.
+        if not registry_server.responds(instance, tls, timeout=15.0):
+            log.info("%s registry on %s does not answer", instance.name, instance.host)
             return False
     pushed = state.get("pushed")
     if not isinstance(pushed, dict):
@@ -145,19 +153,25 @@ def _clients(found: dict[str, Instance], tls: TlsMaterial) -> tuple[RegistryClie
 
 
 def _start_and_push(directory: Path, tls: TlsMaterial, fp: str) -> dict[str, Instance]:
-    found = {"plain": registry_server.start(directory / "plain", name="plain"),
-             "tls": registry_server.start(directory / "tls", name="tls", tls=tls)}
-    instances = {k: v.to_json() for k, v in found.items()}
-    # Record the pids first, so that `down` can stop them even if a push fails.
-    _save_state(directory, {"instances": instances})
-    built = build_all(images.local_images())
-    local_only = [item for item in built if item[0].startswith(images.LOCAL_PREFIX)]
-    plain, secure = _clients(found, tls)
-    with plain, secure, ThreadPoolExecutor(max_workers=2) as pool:
-        jobs = {"plain": pool.submit(push_all, plain, built),
-                "tls": pool.submit(push_all, secure, local_only)}
-        pushed = {name: job.result() for name, job in jobs.items()}
-    _save_state(directory, {"instances": instances, "fingerprint": fp, "pushed": pushed})
+    """Start both instances and push; on any failure stop whatever was started."""
+    found: dict[str, Instance] = {}
+    try:
+        for name, material in (("plain", None), ("tls", tls)):
+            found[name] = registry_server.start(directory / name, name=name, tls=material)
+            # Record each pid at once, so that nothing started is ever unaccounted for.
+            _save_state(directory, {"instances": {k: v.to_json() for k, v in found.items()}})
+        built = build_all(images.local_images())
+        local_only = [item for item in built if item[0].startswith(images.LOCAL_PREFIX)]
+        plain, secure = _clients(found, tls)
+        with plain, secure, ThreadPoolExecutor(max_workers=2) as pool:
+            jobs = {"plain": pool.submit(push_all, plain, built),
+                    "tls": pool.submit(push_all, secure, local_only)}
+            pushed = {name: job.result() for name, job in jobs.items()}
+    except BaseException:
+        _stop_all(directory, _load_state(directory))
+        raise
+    _save_state(directory, {"instances": {k: v.to_json() for k, v in found.items()},
+                            "fingerprint": fp, "pushed": pushed})
     return found
 
 

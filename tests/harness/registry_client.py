@@ -14,6 +14,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from tests.harness.oci_image import (
     DOCKER_LIST,
@@ -28,6 +29,7 @@ from tests.harness.oci_layer import Layer, sha256_digest
 
 log = logging.getLogger(__name__)
 MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
+BlobPush = Literal["exists", "mounted", "uploaded"]
 
 
 class RegistryError(RuntimeError):
@@ -162,16 +164,18 @@ class RegistryClient:
 
     # --- writes ----------------------------------------------------------------------
     def push_blob(self, repo: str, data: bytes, *, digest: str | None = None,
-                  mount_from: str | None = None) -> bool:
-        """Upload one blob; returns False when it was already there (nothing sent)."""
+                  mount_from: str | None = None) -> BlobPush:
+        """Make `repo` hold one blob: "exists" (nothing sent), "mounted" (cross-repository
+        mount from `mount_from`) or "uploaded" (monolithic POST + PUT)."""
         digest = digest or sha256_digest(data)
         if self.blob_exists(repo, digest):
-            return False
+            return "exists"
         if mount_from:
             query = urllib.parse.urlencode({"mount": digest, "from": mount_from})
             resp = self.request("POST", f"/v2/{repo}/blobs/uploads/?{query}", body=b"")
             if resp.status == 201:
-                return True
+                return "mounted"
+            # 202: the registry could not mount and opened an ordinary upload instead.
             self._expect(resp, (202,), f"mount {digest} into {repo}")
             self._delete_upload(resp)
         resp = self._expect(self.request("POST", f"/v2/{repo}/blobs/uploads/", body=b""),
@@ -181,7 +185,7 @@ class RegistryClient:
         resp = self.request("PUT", f"{target}{sep}digest={urllib.parse.quote(digest)}",
                             body=data, headers={"Content-Type": "application/octet-stream"})
         self._expect(resp, (201,), f"PUT blob {digest} to {repo}")
-        return True
+        return "uploaded"
 
     def _location(self, resp: Response) -> str:
         location = resp.headers.get("location")
@@ -211,7 +215,7 @@ class RegistryClient:
         sent = 0
         for blob in image.blobs():
             data = blob.blob if isinstance(blob, Layer) else blob.data
-            sent += self.push_blob(repo, data, digest=blob.digest)
+            sent += self.push_blob(repo, data, digest=blob.digest) != "exists"
         self.put_manifest(repo, tag or image.manifest.digest, image.manifest)
         return sent
 

@@ -58,12 +58,10 @@ class Pusher:
     def push(self, repo: str, tag: str, item: Pushable) -> str:
         for digest, data in self._blobs(item):
             source = self._where.get(digest)
-            if self.client.push_blob(repo, data, digest=digest,
-                                     mount_from=source if source != repo else None):
-                if source:
-                    self.mounted += 1
-                else:
-                    self.uploaded += 1
+            outcome = self.client.push_blob(repo, data, digest=digest,
+                                            mount_from=source if source != repo else None)
+            self.mounted += outcome == "mounted"
+            self.uploaded += outcome == "uploaded"
             self._where.setdefault(digest, repo)
         if isinstance(item, Image):
             return self.client.put_manifest(repo, tag, item.manifest)
@@ -74,7 +72,8 @@ class Pusher:
 
 def build_all(selection: Iterable[tuple[str, str, Callable[[], Pushable]]]
               ) -> list[tuple[str, str, Pushable]]:
-    """Build each distinct builder once (`test-image-tags:1/2/3` share one image)."""
+    """Build every image; a builder listed under several names is built once. Images
+    whose builder cannot run on this machine are left out with a warning."""
     out: list[tuple[str, str, Pushable]] = []
     cache: dict[int, Pushable] = {}
     for repo, tag, build in selection:
@@ -93,7 +92,7 @@ def push_all(client: RegistryClient, built: list[tuple[str, str, Pushable]], *,
              workers: int = 4) -> dict[str, str]:
     """Push everything; returns {"repo:tag": manifest digest}. The first image goes alone
     (it uploads the shared base layer); the rest go `workers` at a time, each worker on its
-    own connection, mounting blobs that another repository already has."""
+    own connection and its own repositories, mounting blobs another repository has."""
     if not built:
         return {}
     first = Pusher(client)
@@ -101,8 +100,13 @@ def push_all(client: RegistryClient, built: list[tuple[str, str, Pushable]], *,
     pushers = [first] + [Pusher(client.clone()) for _ in range(max(workers, 1) - 1)]
     for other in pushers[1:]:
         other.share(first)
-    rest = built[1:]
-    lanes = [rest[i::len(pushers)] for i in range(len(pushers))]
+    # One repository is only ever written by one worker: docker-registry 2.8 can answer 500
+    # to a HEAD while another client links the same blob into the same repository.
+    lanes: list[list[tuple[str, str, Pushable]]] = [[] for _ in pushers]
+    lane_of: dict[str, int] = {built[0][0]: 0}
+    for item in built[1:]:
+        lane = lane_of.setdefault(item[0], len(lane_of) % len(pushers))
+        lanes[lane].append(item)
 
     def run(pusher: Pusher, lane: list[tuple[str, str, Pushable]]) -> dict[str, str]:
         return {f"{repo}:{tag}": pusher.push(repo, tag, item) for repo, tag, item in lane}

@@ -134,10 +134,10 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def responds(instance: Instance, tls: TlsMaterial | None) -> bool:
+def responds(instance: Instance, tls: TlsMaterial | None, *, timeout: float = 2.0) -> bool:
     """True when the registry answers the API version check (200, or 401 when auth is on)."""
     client = RegistryClient(instance.host, tls=instance.tls,
-                            ca_file=tls.ca_cert if tls else None, timeout=2.0)
+                            ca_file=tls.ca_cert if tls else None, timeout=timeout)
     try:
         return client.ping(auth=False).status in (200, 401)
     except (OSError, ConnectionError):

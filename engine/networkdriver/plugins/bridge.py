@@ -12,6 +12,7 @@ from engine.networkdriver.plugins import bridge_config, bridge_link, invoke, net
 from engine.networkdriver.plugins.bridge_config import BridgeConfig
 from engine.networkdriver.plugins.bridge_link import Iface
 from engine.networkdriver.plugins.ipam_config import IPAddress
+from engine.networkdriver.plugins.netlink import Rtnl
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,6 @@ class Bridge:
                     "routes": routes,
                     "dns": dict(conf.dns) or ipam.get("dns", {}),
                 }
-                if conf.mtu:
-                    for iface in result["interfaces"]:
-                        iface["mtu"] = conf.mtu
                 return result
             except BaseException:
                 for step in reversed(undo):
@@ -116,7 +114,7 @@ class Bridge:
                 raise
 
     @staticmethod
-    def _configure_container(ns: Any, ifname: str, addrs: list[Iface],
+    def _configure_container(ns: Rtnl, ifname: str, addrs: list[Iface],
                              routes: list[Mapping[str, Any]],
                              gateways: Mapping[int, IPAddress]) -> str:
         index = netlink.lookup(ns, ifname)
@@ -125,23 +123,18 @@ class Bridge:
         try:
             for a in addrs:
                 bridge_link.add_address(ns, index, a)
-            ns.link("set", index=index, state="up")
+            ns.set_link(index, up=True)
             for r in routes:
                 dst = ipaddress.ip_network(r["dst"], strict=False)
                 gw = r.get("gw")
                 if not gw and dst.version in gateways:
                     gw = str(gateways[dst.version])
-                kwargs: dict[str, Any] = {"dst": str(dst), "oif": index}
-                if gw:
-                    kwargs["gateway"] = gw
                 try:
-                    ns.route("add", **kwargs)
-                except Exception as exc:
+                    ns.add_route(dst, oif=index, gateway=gw or "")
+                except netlink.NetlinkError as exc:
                     if not netlink.is_exists(exc):
                         raise
-        except spec.CNIError:
-            raise
-        except Exception as exc:
+        except (netlink.NetlinkError, OSError) as exc:
             raise netlink.netlink_error(f"cannot configure {ifname} in the container", exc) from exc
         return str(netlink.link_attr(ns, index, "IFLA_ADDRESS"))
 
@@ -162,7 +155,7 @@ class Bridge:
             except spec.CNIError as err:
                 if err.code != spec.ERR_UNKNOWN_CONTAINER:
                     raise
-            except Exception as exc:
+            except netlink.NetlinkError as exc:
                 raise netlink.netlink_error(f"cannot delete {req.ifname}", exc) from exc
             finally:
                 os.close(nsfd)

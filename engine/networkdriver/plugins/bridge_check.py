@@ -30,7 +30,7 @@ def check(conf: BridgeConfig, req: spec.Request, prev: Mapping[str, Any], nsfd: 
         if want_mac and mac != want_mac:
             raise _fail(f"{req.ifname} has MAC {mac}, ADD gave {want_mac}")
         have = {ipaddress.ip_interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
-                for m in ns.get_addr(index=index)}
+                for m in ns.addresses(index)}
         missing = want_addrs - have
         if missing:
             lost = ", ".join(sorted(map(str, missing)))

@@ -22,7 +22,6 @@ class BridgeConfig:
     mtu: int
     hairpin: bool
     promisc: bool
-    vlan: int
     dns: Mapping[str, Any]
     prev_result: Mapping[str, Any] | None
 
@@ -46,12 +45,10 @@ def load(conf: Mapping[str, Any]) -> BridgeConfig:
     mtu = conf.get("mtu", 0)
     if not isinstance(mtu, int) or isinstance(mtu, bool) or mtu < 0 or mtu > 65535:
         raise spec.CNIError(spec.ERR_INVALID_CONFIG, "mtu must be an integer 0..65535", repr(mtu))
-    vlan = conf.get("vlan", 0)
-    if not isinstance(vlan, int) or isinstance(vlan, bool) or vlan < 0 or vlan > 4094:
-        raise spec.CNIError(spec.ERR_INVALID_CONFIG, "vlan must be an integer 0..4094", repr(vlan))
-    if vlan and (conf.get("isGateway") or conf.get("isDefaultGateway")):
-        raise spec.CNIError(spec.ERR_UNSUPPORTED_FIELD, "vlan with isGateway is not supported",
-                            "kpy-bridge tags the pod's port only; route the VLAN elsewhere")
+    for field in ("vlan", "vlanTrunk", "preserveDefaultVlan"):
+        if conf.get(field):
+            raise spec.CNIError(spec.ERR_UNSUPPORTED_FIELD, f"kpy-bridge does not support {field}",
+                                "VLAN tagging is not implemented; use the reference bridge")
     backend = conf.get("ipMasqBackend", "iptables")
     if backend != "iptables":
         raise spec.CNIError(spec.ERR_UNSUPPORTED_FIELD, "unsupported ipMasqBackend",
@@ -67,5 +64,5 @@ def load(conf: Mapping[str, Any]) -> BridgeConfig:
         name=spec.validate_network_name(conf.get("name")), bridge=bridge, ipam_type=ipam_type,
         is_gateway=_bool(conf, "isGateway") or is_default, is_default_gateway=is_default,
         force_address=_bool(conf, "forceAddress"), ip_masq=_bool(conf, "ipMasq"), mtu=mtu,
-        hairpin=_bool(conf, "hairpinMode"), promisc=_bool(conf, "promiscMode"), vlan=vlan,
+        hairpin=_bool(conf, "hairpinMode"), promisc=_bool(conf, "promiscMode"),
         dns=dns, prev_result=prev)

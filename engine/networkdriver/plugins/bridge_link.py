@@ -7,40 +7,46 @@ from typing import Any
 
 from engine.networkdriver.plugins import netlink, spec
 from engine.networkdriver.plugins.bridge_config import BridgeConfig
+from engine.networkdriver.plugins.netlink import Rtnl
 
 Iface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
-def ensure_bridge(ipr: Any, conf: BridgeConfig) -> tuple[int, bool]:
+def random_mac() -> str:
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFE) | 0x02  # unicast, locally administered
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def ensure_bridge(nl: Rtnl, conf: BridgeConfig) -> tuple[int, bool]:
     """(index, created): create the bridge or reuse the existing one (not yet up)."""
     created = False
-    index = netlink.lookup(ipr, conf.bridge)
+    index = netlink.lookup(nl, conf.bridge)
     if index is None:
-        extra: dict[str, Any] = {"mtu": conf.mtu} if conf.mtu else {}
-        if conf.vlan:
-            extra["br_vlan_filtering"] = 1
         try:
-            ipr.link("add", ifname=conf.bridge, kind="bridge", **extra)
+            # a fixed MAC: a bridge without one takes its lowest port's, which changes as pods
+            # come and go and leaves stale gateway entries in the pods' neighbour caches
+            nl.add_link(conf.bridge, "bridge", mtu=conf.mtu, address=random_mac())
             created = True
-        except Exception as exc:
+        except netlink.NetlinkError as exc:
             if not netlink.is_exists(exc):
                 raise netlink.netlink_error(f"cannot create bridge {conf.bridge}", exc) from exc
-        index = netlink.lookup(ipr, conf.bridge)
+        index = netlink.lookup(nl, conf.bridge)
         if index is None:
             raise spec.CNIError(spec.ERR_NETLINK, f"bridge {conf.bridge} vanished after creation")
-    kind = netlink.link_kind(ipr, index)
+    kind = netlink.link_kind(nl, index)
     if kind != "bridge":
         raise spec.CNIError(spec.ERR_INVALID_CONFIG, f"{conf.bridge} exists and is not a bridge",
                             f"its kind is {kind or 'unknown'!r}")
     return index, created
 
 
-def bridge_up(ipr: Any, index: int, conf: BridgeConfig) -> None:
+def bridge_up(nl: Rtnl, index: int, conf: BridgeConfig) -> None:
     try:
         if conf.promisc:
-            ipr.link("set", index=index, flags=netlink.IFF_PROMISC, change=netlink.IFF_PROMISC)
-        ipr.link("set", index=index, state="up")
-    except Exception as exc:
+            nl.set_link(index, flags=netlink.IFF_PROMISC, change=netlink.IFF_PROMISC)
+        nl.set_link(index, up=True)
+    except netlink.NetlinkError as exc:
         raise netlink.netlink_error(f"cannot bring bridge {conf.bridge} up", exc) from exc
 
 
@@ -51,29 +57,25 @@ def bridge_ports(bridge: str) -> list[str]:
         return []
 
 
-def delete_bridge_if_unused(ipr: Any, bridge: str) -> None:
-    index = netlink.lookup(ipr, bridge)
+def delete_bridge_if_unused(nl: Rtnl, bridge: str) -> None:
+    index = netlink.lookup(nl, bridge)
     if index is not None and not bridge_ports(bridge):
         try:
-            ipr.link("del", index=index)
-        except Exception as exc:
+            nl.del_link(index)
+        except netlink.NetlinkError as exc:
             if not netlink.is_missing(exc):
                 raise
 
 
-def _addrs(ipr: Any, index: int) -> list[tuple[Iface, int]]:
-    out = []
-    for msg in ipr.get_addr(index=index):
-        addr = msg.get("IFA_ADDRESS")
-        if addr:
-            out.append((ipaddress.ip_interface(f"{addr}/{msg['prefixlen']}"), msg["flags"]))
-    return out
+def addresses(nl: Rtnl, index: int) -> list[Iface]:
+    return [ipaddress.ip_interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
+            for m in nl.addresses(index) if m.get("IFA_ADDRESS")]
 
 
-def plan_gateway_addresses(ipr: Any, index: int, conf: BridgeConfig,
+def plan_gateway_addresses(nl: Rtnl, index: int, conf: BridgeConfig,
                            wanted: list[Iface]) -> tuple[list[Iface], list[Iface]]:
     """(to_add, to_remove) on the bridge; CNIError 102 on a conflicting address."""
-    have = [a for a, _ in _addrs(ipr, index) if not (a.version == 6 and a.ip.is_link_local)]
+    have = [a for a in addresses(nl, index) if not (a.version == 6 and a.ip.is_link_local)]
     to_add, to_remove = [], []
     for want in wanted:
         if want in have:
@@ -89,37 +91,30 @@ def plan_gateway_addresses(ipr: Any, index: int, conf: BridgeConfig,
     return to_add, to_remove
 
 
-def apply_addresses(ipr: Any, index: int, add: list[Iface], remove: list[Iface]) -> None:
+def apply_addresses(nl: Rtnl, index: int, add: list[Iface], remove: list[Iface]) -> None:
     for a in remove:
-        ipr.addr("del", index=index, address=str(a.ip), prefixlen=a.network.prefixlen)
+        nl.del_address(index, a)
     for a in add:
-        add_address(ipr, index, a)
+        add_address(nl, index, a)
 
 
-def add_address(ipr: Any, index: int, a: Iface) -> None:
-    kwargs: dict[str, Any] = {}
-    if a.version == 6:
-        kwargs["flags"] = netlink.IFA_F_NODAD
+def add_address(nl: Rtnl, index: int, a: Iface) -> None:
+    """IPv6 with IFA_F_NODAD: usable at once, no duplicate address detection wait."""
     try:
-        ipr.addr("add", index=index, address=str(a.ip), prefixlen=a.network.prefixlen, **kwargs)
-    except Exception as exc:
+        nl.add_address(index, a, flags=netlink.IFA_F_NODAD if a.version == 6 else 0)
+    except netlink.NetlinkError as exc:
         if not netlink.is_exists(exc):
             raise
 
 
-def create_veth(ipr: Any, *, ifname: str, netns_fd: int, mtu: int) -> tuple[str, int]:
+def create_veth(nl: Rtnl, *, ifname: str, netns_fd: int, mtu: int) -> tuple[str, int]:
     """A veth pair: the host end (random name) here, ``ifname`` inside the pod's netns."""
-    peer: dict[str, Any] = {"ifname": ifname, "net_ns_fd": netns_fd}
-    extra: dict[str, Any] = {}
-    if mtu:
-        peer["mtu"] = mtu
-        extra["mtu"] = mtu
     for _ in range(5):
         host = "veth" + os.urandom(4).hex()
         try:
-            ipr.link("add", ifname=host, kind="veth", peer=peer, **extra)
-        except Exception as exc:
-            if netlink.is_exists(exc) and netlink.lookup(ipr, host) is not None:
+            nl.add_veth(host, peer=ifname, peer_netns_fd=netns_fd, mtu=mtu)
+        except netlink.NetlinkError as exc:
+            if netlink.is_exists(exc) and netlink.lookup(nl, host) is not None:
                 continue  # our random name was taken: try another
             if netlink.is_exists(exc):
                 raise spec.CNIError(spec.ERR_INVALID_ENV,
@@ -127,31 +122,29 @@ def create_veth(ipr: Any, *, ifname: str, netns_fd: int, mtu: int) -> tuple[str,
                                     "the attachment exists already (container ID reused?)"
                                     ) from exc
             raise netlink.netlink_error("cannot create the veth pair", exc) from exc
-        index = netlink.lookup(ipr, host)
+        index = netlink.lookup(nl, host)
         if index is None:
             raise spec.CNIError(spec.ERR_NETLINK, f"veth {host} vanished after creation")
         return host, index
     raise spec.CNIError(spec.ERR_NETLINK, "cannot find a free host veth name")
 
 
-def attach_port(ipr: Any, *, index: int, name: str, bridge_index: int, conf: BridgeConfig) -> None:
-    ipr.link("set", index=index, master=bridge_index)
+def attach_port(nl: Rtnl, *, index: int, name: str, bridge_index: int,
+                conf: BridgeConfig) -> None:
+    nl.set_link(index, master=bridge_index)
     if conf.hairpin:
         with open(f"/sys/class/net/{name}/brport/hairpin_mode", "w") as f:
             f.write("1")
-    if conf.vlan:
-        ipr.vlan_filter("del", index=index, vlan_info={"vid": 1})
-        ipr.vlan_filter("add", index=index, vlan_info={"vid": conf.vlan, "flags": 6})
-    ipr.link("set", index=index, state="up")
+    nl.set_link(index, up=True)
 
 
-def delete_link(ipr: Any, name: str) -> bool:
-    index = netlink.lookup(ipr, name)
+def delete_link(nl: Rtnl, name: str) -> bool:
+    index = netlink.lookup(nl, name)
     if index is None:
         return False
     try:
-        ipr.link("del", index=index)
-    except Exception as exc:
+        nl.del_link(index)
+    except netlink.NetlinkError as exc:
         if not netlink.is_missing(exc):
             raise
     return True
@@ -164,3 +157,8 @@ def enable_forwarding(versions: set[int]) -> None:
             if f.read().strip() != "1":
                 f.seek(0)
                 f.write("1")
+
+
+def link_info(nl: Rtnl, index: int) -> dict[str, Any]:
+    msg = nl.link_by_index(index)
+    return {"mac": msg.get("IFLA_ADDRESS"), "master": msg.get("IFLA_MASTER")}

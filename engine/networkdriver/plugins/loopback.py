@@ -18,10 +18,8 @@ def _set_lo(netns: str, state: str) -> bool:
         raise
     try:
         with netlink.session(fd) as ns:
-            ns.link("set", index=netlink.lookup(ns, "lo") or 1, state=state)
-    except spec.CNIError:
-        raise
-    except Exception as exc:
+            ns.set_link(netlink.lookup(ns, "lo") or 1, up=state == "up")
+    except netlink.NetlinkError as exc:
         raise netlink.netlink_error(f"cannot set lo {state}", exc) from exc
     finally:
         os.close(fd)
@@ -47,7 +45,7 @@ class Loopback:
         fd = netlink.open_netns(req.netns)
         try:
             with netlink.session(fd) as ns:
-                flags = ns.get_links(netlink.lookup(ns, "lo") or 1)[0]["flags"]
+                flags = ns.link_by_index(netlink.lookup(ns, "lo") or 1)["flags"]
         finally:
             os.close(fd)
         if not flags & 1:

@@ -226,5 +226,6 @@ def convert_result(result: Mapping[str, Any], version: str) -> dict[str, Any]:
     out["ips"] = ips
     if result.get("routes"):
         out["routes"] = [{k: r[k] for k in route_fields if k in r} for r in result["routes"]]
-    out["dns"] = dict(result.get("dns") or {})
+    if result.get("dns"):
+        out["dns"] = dict(result["dns"])
     return out

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
+import sys
 
 import pytest
 
@@ -20,8 +21,8 @@ def test_add_check_del_dual_stack(net: Net) -> None:
     assert code == 0, result
     assert result is not None
     assert [i["name"] for i in result["interfaces"]][0] == net.bridge
-    assert result["interfaces"][2] | {"mac": "x"} == {"name": "eth0", "mac": "x", "mtu": 1400,
-                                                       "sandbox": ns}
+    assert result["interfaces"][2] | {"mac": "x"} == {"name": "eth0", "mac": "x", "sandbox": ns}
+    assert result["interfaces"][0]["mac"] == helpers.links()[net.bridge]["mac"]
     v4 = ipaddress.ip_interface(result["ips"][0]["address"])
     v6 = ipaddress.ip_interface(result["ips"][1]["address"])
     assert v4 in ipaddress.ip_network(net.subnet4) and v6.version == 6
@@ -180,7 +181,10 @@ def test_stale_lock_after_kill_9_mid_add(net: Net) -> None:
     conf = net.conf(dual=False)
     lock_dir = net.data_dir / net.name
     lock_dir.mkdir(parents=True)
-    holder = subprocess.Popen(["flock", str(lock_dir / "lock"), "sleep", "60"])
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, time\n"
+        f"fd = os.open({str(lock_dir / 'lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\ntime.sleep(60)\n")])
     victim_ns, next_ns = net.new_netns(), net.new_netns()
     try:
         import json

@@ -169,3 +169,16 @@ def test_large_image_is_multi_layer_with_many_files_of_the_requested_size() -> N
     assert b.large_image(2, layers=2, file_kb=16).manifest.digest == image.manifest.digest
     with pytest.raises(ValueError):
         b.large_image(0)
+
+
+def test_missing_busybox_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    from tests.harness import images_rootfs
+
+    monkeypatch.setattr(images_rootfs, "BUSYBOX", tmp_path / "busybox")
+    images_rootfs.busybox_binary.cache_clear()
+    try:
+        with pytest.raises(images_rootfs.BusyboxUnavailable, match="busybox-static"):
+            images_rootfs.busybox_binary()
+    finally:
+        images_rootfs.busybox_binary.cache_clear()

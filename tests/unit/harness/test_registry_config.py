@@ -9,10 +9,11 @@ import tomllib
 from pathlib import Path
 
 import bcrypt
+import pytest
 import yaml
 from cryptography import x509
 
-from tests.harness import images
+from tests.harness import images, registry_server
 from tests.harness.registry import LocalRegistry
 from tests.harness.registry_client import Credentials
 from tests.harness.registry_push import mirrors, write_outputs
@@ -73,3 +74,12 @@ def test_outputs_mirror_every_upstream_host_to_the_plain_registry(tmp_path: Path
     assert parsed["host"]["http://127.0.0.1:5555"]["capabilities"] == ["pull", "resolve"]
     assert reg.ref("registry.k8s.io/e2e-test-images/busybox:1.29-2") == \
         "127.0.0.1:5555/e2e-test-images/busybox:1.29-2"
+
+
+def test_missing_docker_registry_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(registry_server, "DEBIAN_BINARY", str(tmp_path / "absent"))
+    with pytest.raises(registry_server.RegistryStartError,
+                       match="apt-get install docker-registry"):
+        registry_server.registry_binary()

@@ -179,3 +179,13 @@ def test_our_ipam_through_the_driver_in_process_and_exec(env: dict[str, Path],
     d.check(REQ)
     d.teardown(REQ)
     assert not (env["log"] / "podnet" / "10.66.0.2").exists()
+
+
+def test_the_same_sandbox_twice_is_refused_before_any_plugin_runs(env: dict[str, Path]) -> None:
+    fake(env["bin"], env["log"], "first")
+    write_conf(env["conf"], [{"type": "first"}])
+    d = driver(env)
+    d.setup(REQ)
+    with pytest.raises(errors.AlreadyExists):
+        d.setup(REQ)
+    assert [(c, n) for c, n, _ in calls(env["log"])] == [("ADD", "first")]

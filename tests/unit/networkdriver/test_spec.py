@@ -83,7 +83,7 @@ def test_result_to_0_4_0_adds_ip_versions_and_drops_new_fields() -> None:
     assert "mtu" not in out["interfaces"][0]
     assert out["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.0.0.1"}]
     assert out["cniVersion"] == "0.4.0"
-    assert out["dns"] == {}
+    assert "dns" not in out  # as libcni prints an empty DNS
 
 
 def test_result_1_1_0_keeps_mtu_and_route_priority() -> None:

@@ -112,7 +112,8 @@ class FakeRegistry:
         self.token_requests: list[str] = []
         self.delay_blobs = 0.0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
+                                        daemon=True)
 
     @property
     def host(self) -> str:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine.errors import NotFound, Unavailable
@@ -11,7 +13,15 @@ from engine.registry.errors import AuthenticationError, PlatformNotFound
 from engine.registry.hosts import parse_hosts
 from engine.registry.manifest import Platform
 from engine.registry.reference import parse
-from tests.unit.registry.fake import FakeRegistry, build_image, index_of, running, tar_of
+from tests.unit.registry.fake import (
+    OCI_MANIFEST,
+    Built,
+    FakeRegistry,
+    build_image,
+    index_of,
+    running,
+    tar_of,
+)
 
 AMD64 = Platform("linux", "amd64")
 
@@ -19,23 +29,23 @@ AMD64 = Platform("linux", "amd64")
 def client(reg: FakeRegistry, **kw: object) -> RegistryClient:
     sleeps: list[float] = []
     c = RegistryClient(parse_hosts({reg.host: {"insecure": True}}), platform=AMD64,
-                       sleep=sleeps.append, **kw)  # type: ignore[arg-type]
-    c.sleeps = sleeps  # type: ignore[attr-defined]
+                       sleep=sleeps.append, **kw)
+    c.sleeps = sleeps
     return c
 
 
-def push_simple(reg: FakeRegistry, repo: str = "app", tag: str = "v1") -> object:
+def push_simple(reg: FakeRegistry, repo: str = "app", tag: str = "v1") -> Built:
     built = build_image([tar_of({"a": b"hello"})])
     reg.push(repo, tag, built)
     return built
 
 
-def test_anonymous_resolve_and_blob(registry: FakeRegistry, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_anonymous_resolve_and_blob(registry: FakeRegistry, tmp_path: Path) -> None:
     built = push_simple(registry)
     c = client(registry)
     r = c.resolve(parse(f"{registry.host}/app:v1"))
-    assert r.manifest.digest == built.digest  # type: ignore[attr-defined]
-    assert r.ref.digest == built.digest  # type: ignore[attr-defined]
+    assert r.manifest.digest == built.digest
+    assert r.digest == built.digest
     store = ContentStore(tmp_path)
     seen: list[int] = []
     c.fetch_blob(r.session, r.parsed.layers[0],
@@ -62,7 +72,8 @@ def test_bearer_challenge_with_credentials() -> None:
 def test_registry_token_is_used_directly() -> None:
     for reg in running(auth="bearer"):
         push_simple(reg)
-        r = client(reg).resolve(parse(f"{reg.host}/app:v1"), AuthConfig(registry_token="good-token"))
+        auth = AuthConfig(registry_token="good-token")
+        r = client(reg).resolve(parse(f"{reg.host}/app:v1"), auth)
         assert r.parsed.layers and reg.tokens_issued == 0
 
 
@@ -90,7 +101,7 @@ def test_500_then_success(registry: FakeRegistry) -> None:
     registry.fault("/manifests/", "500", "500")
     c = client(registry)
     assert c.resolve(parse(f"{registry.host}/app:v1")).parsed.layers
-    assert c.sleeps == [0.2, 0.4]  # type: ignore[attr-defined]
+    assert c.sleeps == [0.2, 0.4]
 
 
 def test_500_forever_is_unavailable(registry: FakeRegistry) -> None:
@@ -114,7 +125,7 @@ def test_index_platform_choice_and_missing_platform(registry: FakeRegistry) -> N
         (amd, {"os": "linux", "architecture": "amd64"})]), [amd, arm])
     r = client(registry).resolve(parse(f"{registry.host}/multi:v1"))
     assert r.manifest.digest == amd.digest and r.index is not None
-    assert r.ref.digest == r.index.digest
+    assert r.digest == r.index.digest
     registry.push_index("armonly", "v1", index_of([
         (arm, {"os": "linux", "architecture": "arm", "variant": "v7"})]), [arm])
     with pytest.raises(PlatformNotFound, match="linux/amd64"):
@@ -126,11 +137,11 @@ def test_mirror_serves_docker_hub_names(registry: FakeRegistry) -> None:
     c = RegistryClient(parse_hosts({"docker.io": {"endpoint": [f"http://{registry.host}"]}}),
                        platform=AMD64)
     r = c.resolve(parse("busybox"))
-    assert r.manifest.digest == built.digest  # type: ignore[attr-defined]
+    assert r.manifest.digest == built.digest
     assert r.session.endpoint.mirror
 
 
-def test_truncated_blob_is_retried_then_fails(registry: FakeRegistry, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_truncated_blob_is_retried_then_fails(registry: FakeRegistry, tmp_path: Path) -> None:
     push_simple(registry)
     c = client(registry)
     r = c.resolve(parse(f"{registry.host}/app:v1"))
@@ -146,7 +157,7 @@ def test_truncated_blob_is_retried_then_fails(registry: FakeRegistry, tmp_path) 
     assert not store.exists(layer.digest) and not list(store.ingest_dir.iterdir())
 
 
-def test_corrupt_blob_is_digest_mismatch(registry: FakeRegistry, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_corrupt_blob_is_digest_mismatch(registry: FakeRegistry, tmp_path: Path) -> None:
     push_simple(registry)
     c = client(registry)
     r = c.resolve(parse(f"{registry.host}/app:v1"))
@@ -161,6 +172,6 @@ def test_corrupt_blob_is_digest_mismatch(registry: FakeRegistry, tmp_path) -> No
 def test_manifest_by_digest_is_verified(registry: FakeRegistry) -> None:
     built = push_simple(registry)
     other = build_image([tar_of({"x": b"y"})])
-    registry.manifests[("app", built.digest)] = (other.manifest, "application/vnd.oci.image.manifest.v1+json")  # type: ignore[attr-defined]
+    registry.manifests[("app", built.digest)] = (other.manifest, OCI_MANIFEST)
     with pytest.raises(DigestMismatch):
-        client(registry).resolve(parse(f"{registry.host}/app@{built.digest}"))  # type: ignore[attr-defined]
+        client(registry).resolve(parse(f"{registry.host}/app@{built.digest}"))

@@ -73,7 +73,7 @@ def test_index_without_our_platform() -> None:
     idx = mf.parse(doc(mediaType=mf.OCI_INDEX, manifests=[entry(D1, "s390x"),
                                                            entry(D2, "arm", "v7")]), None)
     assert isinstance(idx, mf.Index)
-    with pytest.raises(PlatformNotFound, match="linux/amd64.*s390x"):
+    with pytest.raises(PlatformNotFound, match=r"linux/amd64.*s390x"):
         mf.select(idx, mf.Platform("linux", "amd64"))
     with pytest.raises(PlatformNotFound):
         mf.select(idx, mf.Platform("linux", "arm", "v6"))

@@ -1,0 +1,1 @@
+"""CNI benchmarks: our plugins against the reference ones."""

@@ -1,0 +1,188 @@
+"""ADD+DEL latency per pod and 200 pods concurrently: kpy-bridge/kpy-host-local vs the
+reference bridge/host-local (as executables), plus our in-process path.
+
+Run as root: `make bench-cni` (BENCH_ARGS="--pods 40 --concurrent 200 --workers 32").
+Creates only its own netns, bridges and data dirs, and removes them.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.report import Series, record
+from engine.networkdriver.plugins import bridge, install, masq, netlink
+from tests.harness.prereq import tools_bin
+
+COMMAND = "make bench-cni"
+
+
+def conf(kind: str, ipam: str, name: str, bridge_name: str, data_dir: Path,
+         subnet: str) -> bytes:
+    return json.dumps({
+        "cniVersion": "1.0.0", "name": name, "type": kind, "bridge": bridge_name,
+        "isGateway": True, "ipMasq": True, "hairpinMode": True,
+        "ipam": {"type": ipam, "dataDir": str(data_dir), "subnet": subnet}}).encode()
+
+
+class Contender:
+    def __init__(self, label: str, kind: str, ipam: str, *, bin_dir: Path, root: Path,
+                 subnet: str, in_process: bool = False) -> None:
+        tag = label.split()[0][:3] + ("ip" if in_process else "")
+        self.label, self.kind, self.bin_dir, self.in_process = label, kind, bin_dir, in_process
+        self.name, self.bridge = f"kpyb-{tag}", f"kpyb{tag}"
+        self.data_dir = root / f"ipam-{tag}"
+        self.stdin = conf(kind, ipam, self.name, self.bridge, self.data_dir, subnet)
+
+    def call(self, command: str, netns: str, cid: str) -> dict[str, Any] | None:
+        env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": netns,
+               "CNI_IFNAME": "eth0", "CNI_PATH": str(self.bin_dir)}
+        if self.in_process:
+            code, out = bridge.run(env, self.stdin)
+        else:
+            proc = subprocess.run([str(self.bin_dir / self.kind)], input=self.stdin, env=env,
+                                  capture_output=True, check=False)
+            code, out = proc.returncode, proc.stdout
+        if code != 0:
+            raise RuntimeError(f"{self.label} {command} {cid}: {out.decode(errors='replace')}")
+        return json.loads(out) if out.strip() else None
+
+    def leaks(self) -> dict[str, int]:
+        files = [p for p in (self.data_dir / self.name).glob("*") if p.name[0].isdigit()] \
+            if (self.data_dir / self.name).is_dir() else []
+        ports = os.listdir(f"/sys/class/net/{self.bridge}/brif") \
+            if os.path.isdir(f"/sys/class/net/{self.bridge}") else []
+        saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True,
+                               check=False).stdout
+        rules = [line for line in saved.splitlines()
+                 if f'"{self.name}"' in line or f"name={self.name} " in line]
+        return {"ip_files": len(files), "bridge_ports": len(ports), "nat_rules": len(rules)}
+
+    def cleanup(self) -> None:
+        masq.gc(self.name, set())
+        with netlink.session() as ipr:
+            index = netlink.lookup(ipr, self.bridge)
+            if index is not None:
+                ipr.link("del", index=index)
+
+
+def netns_pool(n: int, prefix: str) -> list[str]:
+    names = [f"{prefix}{i}" for i in range(n)]
+    for name in names:
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    return names
+
+
+def drop_netns(names: list[str]) -> None:
+    for name in names:
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+def latency(contenders: list[Contender], pods: int, netns: list[str]) -> list[Series]:
+    samples: dict[str, list[float]] = {c.label: [] for c in contenders}
+    for i in range(pods):  # interleaved, so load changes hit every contender alike
+        for c in contenders:
+            path = f"/run/netns/{netns[i]}"
+            add = timed(lambda c=c, p=path, i=i: c.call("ADD", p, f"lat{i}"))
+            delete = timed(lambda c=c, p=path, i=i: c.call("DEL", p, f"lat{i}"))
+            samples[c.label].append(add + delete)
+    return [Series(label, tuple(s), "ms") for label, s in samples.items()]
+
+
+def concurrent_run(c: Contender, netns: list[str], workers: int) -> dict[str, Any]:
+    def add(i: int) -> tuple[float, str]:
+        t0 = time.perf_counter()
+        result = c.call("ADD", f"/run/netns/{netns[i]}", f"conc{i}")
+        assert result is not None
+        return (time.perf_counter() - t0) * 1000, result["ips"][0]["address"]
+
+    def delete(i: int) -> float:
+        return timed(lambda: c.call("DEL", f"/run/netns/{netns[i]}", f"conc{i}"))
+
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        adds = list(pool.map(add, range(len(netns))))
+        add_total = time.perf_counter() - start
+        dels = list(pool.map(delete, range(len(netns))))
+    total = time.perf_counter() - start
+    addrs = [a for _, a in adds]
+    return {"pods": len(netns), "workers": workers, "add_total_s": add_total,
+            "total_s": total, "duplicates": len(addrs) - len(set(addrs)), "leaks": c.leaks(),
+            "op_ms": [t for t, _ in adds] + dels}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pods", type=int, default=40, help="sequential ADD+DEL samples")
+    parser.add_argument("--concurrent", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=32, help="ADDs in flight at once")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench-cni needs root (netns, bridges, iptables)")
+    ref_bin = tools_bin()
+    root = Path(tempfile.mkdtemp(prefix="kpy-bench-cni-"))
+    bin_dir = root / "bin"
+    install.install(bin_dir)
+    for name in ("bridge", "host-local"):
+        if not (ref_bin / name).exists():
+            raise SystemExit(f"reference plugin {name} missing from {ref_bin}: run `make tools`")
+        os.symlink(ref_bin / name, bin_dir / name)
+    ours = Contender("kpy exec", "kpy-bridge", "kpy-host-local", bin_dir=bin_dir, root=root,
+                     subnet="10.251.0.0/16")
+    ref = Contender("reference exec", "bridge", "host-local", bin_dir=bin_dir, root=root,
+                    subnet="10.252.0.0/16")
+    inproc = Contender("kpy in-process", "kpy-bridge", "kpy-host-local", bin_dir=bin_dir,
+                       root=root, subnet="10.253.0.0/16", in_process=True)
+    contenders = [ours, ref, inproc]
+    pool = netns_pool(max(args.pods, args.concurrent), f"kpyb{os.getpid() % 10000}-")
+    try:
+        netlink.fast_import()
+        lat = latency(contenders, args.pods, pool)
+        conc = {c.label: concurrent_run(c, pool[:args.concurrent], args.workers)
+                for c in (ours, ref)}
+    finally:
+        drop_netns(pool)
+        for c in contenders:
+            c.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+    by = {s.label: s for s in lat}
+    record(name="cni-add-del", title="CNI ADD+DEL per pod (bridge + host-local IPAM)",
+           command=COMMAND, series=lat,
+           ratios={"kpy exec p50 / reference p50": by["kpy exec"].p50 / by["reference exec"].p50,
+                   "kpy in-process p50 (ms)": by["kpy in-process"].p50},
+           notes="One pod at a time; ADD then DEL, both timed, isGateway+ipMasq+hairpin.")
+    conc_series = [Series(f"{label} ({v['workers']} in flight)", tuple(v["op_ms"]), "ms")
+                   for label, v in conc.items()]
+    out = record(
+        name="cni-concurrent", title=f"{args.concurrent} concurrent ADDs then DELs",
+        command=COMMAND, series=conc_series,
+        ratios={"kpy total / reference total": conc["kpy exec"]["total_s"]
+                / conc["reference exec"]["total_s"]},
+        notes="\n".join(
+            f"- {label}: total {v['total_s']:.1f} s (ADDs {v['add_total_s']:.1f} s), "
+            f"duplicates {v['duplicates']}, leaks after DEL {v['leaks']}"
+            for label, v in conc.items()))
+    for s in lat:
+        print(f"{s.label:16s} ADD+DEL p50 {s.p50:7.1f} ms  p99 {s.p99:7.1f} ms")
+    for label, v in conc.items():
+        print(f"{label:16s} {v['pods']} pods: total {v['total_s']:.1f} s, "
+              f"duplicates {v['duplicates']}, leaks {v['leaks']}")
+    print(f"results: {out.parent}\nrepeat: {COMMAND}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Container lifecycle events from the engine, for GetContainerEvents.
+
+The CRI verbs publish created/started/stopped/deleted as they succeed; a watcher thread
+polls the runtime for containers that exited on their own (the process ended, OOM) and
+publishes those as stopped. Each event carries the sandbox's status and the statuses of
+all its containers, as the kubelet's evented PLEG expects.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from cri.api import runtime_pb2 as pb
+from cri.server.engine_runtime import container_status, image_id_of, sandbox_status
+from cri.server.events import EventBus
+from engine.errors import EngineError, NotFound
+from engine.images import ImageService
+from engine.runtime.api import Runtime
+from engine.runtime.status import Status
+
+log = logging.getLogger(__name__)
+
+
+class EnginePublisher:
+    def __init__(self, bus: EventBus, runtime: Runtime, images: ImageService, *,
+                 clock_ns: Callable[[], int] = time.time_ns, poll_s: float = 1.0) -> None:
+        self._bus, self._rt, self._images = bus, runtime, images
+        self._clock_ns = clock_ns
+        self._poll_s = poll_s
+        self._lock = threading.Lock()
+        self._exited: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def publish(self, container_id: str, sandbox_id: str, kind: int) -> None:
+        with self._lock:
+            if kind == pb.CONTAINER_STOPPED_EVENT:
+                if container_id in self._exited:
+                    return  # already reported
+                self._exited.add(container_id)
+            elif kind == pb.CONTAINER_DELETED_EVENT:
+                self._exited.discard(container_id)
+        event = pb.ContainerEventResponse(container_id=container_id,
+                                          container_event_type=kind,  # type: ignore[arg-type]
+                                          created_at=self._clock_ns())
+        try:
+            event.pod_sandbox_status.CopyFrom(sandbox_status(self._rt.sandbox_status(sandbox_id)))
+            event.containers_statuses.extend(
+                container_status(info, image_id=image_id_of(self._images,
+                                                            info.record.config.image))
+                for info in self._rt.list_containers(sandbox_id))
+        except NotFound:
+            pass  # the sandbox went away meanwhile: the bare event still tells the story
+        self._bus.publish(event)
+
+    def scan(self) -> None:
+        """Publish `stopped` for containers that exited since the last scan."""
+        for info in self._rt.list_containers():
+            if info.state.status is Status.EXITED and info.record.id not in self._exited:
+                self.publish(info.record.id, info.record.sandbox_id,
+                             pb.CONTAINER_STOPPED_EVENT)
+
+    def start(self) -> None:
+        with self._lock:
+            self._exited = {i.record.id for i in self._rt.list_containers()
+                            if i.state.status is Status.EXITED}
+        self._thread = threading.Thread(target=self._watch, name="cri-exit-watcher",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self._poll_s + 5)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            try:
+                self.scan()
+            except EngineError as exc:
+                log.warning("container exit watcher: %s", exc)
+            except Exception:
+                log.exception("container exit watcher failed; continuing")

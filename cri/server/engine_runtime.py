@@ -1,0 +1,195 @@
+"""SandboxPort and ContainerPort over the engine's Runtime and ImageService.
+
+A container's root filesystem is a snapshot of its image taken by the image service under
+a key derived from (sandbox, name, attempt), which the engine keeps unique within a
+sandbox; so the CRI layer can release it on removal without keeping any state of its own.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Sequence
+
+from cri.api import runtime_pb2 as pb
+from cri.server import engine_translate as tr
+from cri.server.ports import ExecResult, StatusWithInfo
+from engine.errors import NotFound
+from engine.images import ImageService
+from engine.runtime.api import ContainerInfo, Runtime, SandboxInfo
+from engine.runtime.spec import ImageConfig, Rootfs
+
+Publish = Callable[[str, str, int], None]  # (container ID, sandbox ID, ContainerEventType)
+
+
+def rootfs_key(sandbox_id: str, name: str, attempt: int) -> str:
+    return f"ctr-{sandbox_id}-{name}-{attempt}"
+
+
+def _metadata(info: SandboxInfo) -> pb.PodSandboxMetadata:
+    c = info.record.config
+    return pb.PodSandboxMetadata(name=c.name, namespace=c.namespace, uid=c.uid,
+                                 attempt=c.attempt)
+
+
+def sandbox_status(info: SandboxInfo) -> pb.PodSandboxStatus:
+    rec, c = info.record, info.record.config
+    ns = pb.NamespaceOption(network=pb.NODE if c.host_network else pb.POD,
+                            pid=pb.NODE if c.host_pid else (pb.POD if c.share_pid
+                                                            else pb.CONTAINER),
+                            ipc=pb.NODE if c.host_ipc else pb.POD)
+    status = pb.PodSandboxStatus(
+        id=rec.id, metadata=_metadata(info), state=tr.sandbox_state(info.status),  # type: ignore[arg-type]
+        created_at=rec.created_at, labels=c.labels, annotations=c.annotations,
+        runtime_handler=c.runtime_handler,
+        linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(options=ns)))
+    if rec.ips and not c.host_network:
+        status.network.ip = rec.ips[0]
+        status.network.additional_ips.extend(pb.PodIP(ip=ip) for ip in rec.ips[1:])
+    return status
+
+
+def container_status(info: ContainerInfo, *, image_id: str) -> pb.ContainerStatus:
+    rec, state, c = info.record, info.state, info.record.config
+    return pb.ContainerStatus(
+        id=rec.id, metadata=pb.ContainerMetadata(name=c.name, attempt=c.attempt),
+        state=tr.container_state(state),  # type: ignore[arg-type]
+        created_at=rec.created_at, started_at=state.started_at,
+        finished_at=state.finished_at, exit_code=state.exit_code,
+        image=pb.ImageSpec(image=c.image), image_ref=image_id, image_id=image_id,
+        reason=state.reason, message=state.message, labels=c.labels,
+        annotations=c.annotations, mounts=[tr.mount_to_pb(m) for m in c.mounts],
+        log_path=rec.log_path)
+
+
+def image_id_of(images: ImageService, ref: str) -> str:
+    image = images.status(ref)
+    return "" if image is None else image.id
+
+
+class EngineSandboxes:
+    def __init__(self, runtime: Runtime, images: ImageService) -> None:
+        self._rt = runtime
+        self._images = images
+
+    def ready(self) -> tuple[bool, str]:
+        return True, ""
+
+    def run_sandbox(self, config: pb.PodSandboxConfig, *, runtime_handler: str) -> str:
+        return self._rt.run_sandbox(tr.sandbox_config(config, runtime_handler=runtime_handler))
+
+    def stop_sandbox(self, sandbox_id: str) -> None:
+        self._rt.stop_sandbox(sandbox_id)
+
+    def remove_sandbox(self, sandbox_id: str) -> None:
+        sandbox_id = self._rt.resolve_sandbox(sandbox_id)
+        keys = [rootfs_key(sandbox_id, c.record.config.name, c.record.config.attempt)
+                for c in self._rt.list_containers(sandbox_id)]
+        self._rt.remove_sandbox(sandbox_id)
+        for key in keys:
+            with contextlib.suppress(NotFound):
+                self._images.remove_rootfs(key)
+
+    def sandbox_status(self, sandbox_id: str, *,
+                       verbose: bool) -> StatusWithInfo[pb.PodSandboxStatus]:
+        info = self._rt.sandbox_status(sandbox_id)
+        extra = {}
+        if verbose:
+            extra["info"] = json.dumps({
+                "netnsPath": info.netns_path, "monitorAlive": info.monitor_alive,
+                "cgroupPath": info.record.cgroup_path, "driver": info.record.driver},
+                sort_keys=True)
+        return StatusWithInfo(sandbox_status(info), extra)
+
+    def list_sandboxes(self) -> Sequence[pb.PodSandbox]:
+        out = []
+        for info in self._rt.list_sandboxes():
+            c = info.record.config
+            out.append(pb.PodSandbox(id=info.record.id, metadata=_metadata(info),
+                                     state=tr.sandbox_state(info.status),  # type: ignore[arg-type]
+                                     created_at=info.record.created_at, labels=c.labels,
+                                     annotations=c.annotations,
+                                     runtime_handler=c.runtime_handler))
+        return out
+
+
+class EngineContainers:
+    def __init__(self, runtime: Runtime, images: ImageService, *,
+                 publish: Publish | None = None) -> None:
+        self._rt = runtime
+        self._images = images
+        self._publish = publish or (lambda cid, sid, kind: None)
+
+    def create_container(self, sandbox_id: str, config: pb.ContainerConfig, *,
+                         sandbox_config: pb.PodSandboxConfig) -> str:
+        engine_config = tr.container_config(config)
+        sandbox_id = self._rt.resolve_sandbox(sandbox_id)
+        image = self._images.get(config.image.image)  # NotFound when not pulled
+        key = rootfs_key(sandbox_id, engine_config.name, engine_config.attempt)
+        mounts = self._images.create_rootfs(key, image.id)
+        c = image.config
+        try:
+            cid = self._rt.create_container(
+                sandbox_id, engine_config, rootfs=Rootfs(mounts=tuple(mounts)),
+                image=ImageConfig(entrypoint=c.entrypoint, cmd=c.cmd, env=c.env,
+                                  workdir=c.working_dir, user=c.user, volumes=c.volumes))
+        except BaseException:
+            self._images.remove_rootfs(key)
+            raise
+        self._publish(cid, sandbox_id, pb.CONTAINER_CREATED_EVENT)
+        return cid
+
+    def start_container(self, container_id: str) -> None:
+        rec = self._rt.container_status(container_id).record
+        self._rt.start_container(rec.id)
+        self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_STARTED_EVENT)
+
+    def stop_container(self, container_id: str, *, timeout_s: int) -> None:
+        rec = self._rt.container_status(container_id).record
+        self._rt.stop_container(rec.id, timeout=float(timeout_s))
+        self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_STOPPED_EVENT)
+
+    def remove_container(self, container_id: str) -> None:
+        info = self._rt.container_status(container_id)
+        rec = info.record
+        self._rt.remove_container(rec.id)
+        with contextlib.suppress(NotFound):
+            self._images.remove_rootfs(rootfs_key(rec.sandbox_id, rec.config.name,
+                                                  rec.config.attempt))
+        self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_DELETED_EVENT)
+
+    def status_of(self, info: ContainerInfo) -> pb.ContainerStatus:
+        return container_status(info, image_id=image_id_of(self._images,
+                                                           info.record.config.image))
+
+    def container_status(self, container_id: str, *,
+                         verbose: bool) -> StatusWithInfo[pb.ContainerStatus]:
+        info = self._rt.container_status(container_id)
+        extra = {}
+        if verbose:
+            extra["info"] = json.dumps({"pid": info.state.pid, "sandboxID":
+                                        info.record.sandbox_id}, sort_keys=True)
+        return StatusWithInfo(self.status_of(info), extra)
+
+    def list_containers(self) -> Sequence[pb.Container]:
+        out = []
+        for info in self._rt.list_containers():
+            s = self.status_of(info)
+            out.append(pb.Container(id=s.id, pod_sandbox_id=info.record.sandbox_id,
+                                    metadata=s.metadata, image=s.image, image_ref=s.image_ref,
+                                    image_id=s.image_id, state=s.state,
+                                    created_at=s.created_at, labels=s.labels,
+                                    annotations=s.annotations))
+        return out
+
+    def update_resources(self, container_id: str,
+                         resources: pb.LinuxContainerResources) -> None:
+        self._rt.update_container_resources(container_id, tr.resources(resources))
+
+    def reopen_log(self, container_id: str) -> None:
+        self._rt.reopen_container_log(container_id)
+
+    def exec_sync(self, container_id: str, cmd: Sequence[str], *,
+                  timeout_s: int) -> ExecResult:
+        result = self._rt.exec_sync(container_id, tuple(cmd), timeout=float(timeout_s))
+        return ExecResult(stdout=result.stdout, stderr=result.stderr,
+                          exit_code=result.exit_code)

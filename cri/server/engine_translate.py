@@ -1,0 +1,154 @@
+"""CRI messages to engine runtime specs, and engine records back to CRI messages.
+
+What the engine cannot do is refused with Unimplemented naming the field, never dropped
+silently: a pod that asked for a device or an AppArmor profile must not run without it.
+"""
+from __future__ import annotations
+
+from cri.api import runtime_pb2 as pb
+from cri.errors import Unimplemented
+from engine.cgroups.base import Resources
+from engine.errors import InvalidArgument
+from engine.networkdriver.base import PortMapping
+from engine.runtime import spec
+from engine.runtime.state import ContainerState
+from engine.runtime.status import SandboxStatus, Status
+
+PROPAGATION = {pb.PROPAGATION_PRIVATE: "private", pb.PROPAGATION_HOST_TO_CONTAINER: "rslave",
+               pb.PROPAGATION_BIDIRECTIONAL: "rshared"}
+SECCOMP = {pb.SecurityProfile.RuntimeDefault: "RuntimeDefault",
+           pb.SecurityProfile.Unconfined: "Unconfined",
+           pb.SecurityProfile.Localhost: "Localhost"}
+STATES = {Status.CREATED: pb.CONTAINER_CREATED, Status.RUNNING: pb.CONTAINER_RUNNING,
+          Status.EXITED: pb.CONTAINER_EXITED, Status.UNKNOWN: pb.CONTAINER_UNKNOWN}
+
+
+def sandbox_config(config: pb.PodSandboxConfig, *, runtime_handler: str) -> spec.SandboxConfig:
+    linux = config.linux
+    ctx = linux.security_context
+    ns = ctx.namespace_options
+    userns = ns.userns_options
+    if userns.mode == pb.POD and (userns.uids or userns.gids):
+        raise Unimplemented("user namespaces (userns_options mode POD) are not supported")
+    if ctx.selinux_options.ByteSize():
+        raise Unimplemented("SELinux options are not supported (no SELinux on this node)")
+    dns = None
+    if config.HasField("dns_config"):
+        dns = spec.DNSConfig(servers=tuple(config.dns_config.servers),
+                             searches=tuple(config.dns_config.searches),
+                             options=tuple(config.dns_config.options))
+    return spec.SandboxConfig(
+        name=config.metadata.name, namespace=config.metadata.namespace,
+        uid=config.metadata.uid, attempt=config.metadata.attempt, hostname=config.hostname,
+        log_directory=config.log_directory, dns=dns,
+        port_mappings=tuple(PortMapping(protocol=pb.Protocol.Name(p.protocol).lower(),
+                                        container_port=p.container_port, host_port=p.host_port,
+                                        host_ip=p.host_ip) for p in config.port_mappings),
+        labels=dict(config.labels), annotations=dict(config.annotations),
+        cgroup_parent=linux.cgroup_parent, sysctls=dict(linux.sysctls),
+        host_network=ns.network == pb.NODE, host_pid=ns.pid == pb.NODE,
+        host_ipc=ns.ipc == pb.NODE, share_pid=ns.pid == pb.POD,
+        privileged=ctx.privileged, runtime_handler=runtime_handler)
+
+
+def resources(linux: pb.LinuxContainerResources) -> Resources:
+    if any(h.limit for h in linux.hugepage_limits):
+        raise Unimplemented("hugepage limits are not supported")
+    if linux.unified:
+        raise Unimplemented(f"unified cgroup v2 settings {sorted(linux.unified)} are not "
+                            "supported")
+    swap = linux.memory_swap_limit_in_bytes
+    if swap and swap != linux.memory_limit_in_bytes:
+        raise Unimplemented("a swap limit other than 'no swap' is not supported")
+    return Resources(cpu_shares=linux.cpu_shares, cpu_quota=linux.cpu_quota,
+                     cpu_period=linux.cpu_period, memory_limit=linux.memory_limit_in_bytes,
+                     cpuset_cpus=linux.cpuset_cpus, cpuset_mems=linux.cpuset_mems)
+
+
+def _seccomp(ctx: pb.LinuxContainerSecurityContext) -> spec.SeccompChoice:
+    if ctx.HasField("seccomp"):
+        return spec.SeccompChoice(type=SECCOMP[ctx.seccomp.profile_type],
+                                  localhost_path=ctx.seccomp.localhost_ref)
+    path = ctx.seccomp_profile_path  # the deprecated string form
+    if path in ("", "unconfined"):
+        return spec.SeccompChoice(type="Unconfined")
+    if path in ("runtime/default", "docker/default"):
+        return spec.SeccompChoice(type="RuntimeDefault")
+    if path.startswith("localhost/"):
+        return spec.SeccompChoice(type="Localhost", localhost_path=path[len("localhost/"):])
+    raise InvalidArgument(f"seccomp_profile_path {path!r} is not a known profile")
+
+
+def security(ctx: pb.LinuxContainerSecurityContext) -> spec.SecurityConfig:
+    if ctx.apparmor.profile_type == pb.SecurityProfile.Localhost or (
+            ctx.apparmor_profile.startswith("localhost/")):
+        raise Unimplemented("AppArmor profiles are not supported (no AppArmor on this node)")
+    if ctx.selinux_options.ByteSize():
+        raise Unimplemented("SELinux options are not supported (no SELinux on this node)")
+    if ctx.namespace_options.pid == pb.TARGET:
+        raise Unimplemented("sharing a target container's PID namespace is not supported")
+    if ctx.supplemental_groups_policy == pb.Strict:
+        raise Unimplemented("supplemental_groups_policy Strict is not supported")
+    return spec.SecurityConfig(
+        privileged=ctx.privileged, readonly_rootfs=ctx.readonly_rootfs,
+        run_as_user=ctx.run_as_user.value if ctx.HasField("run_as_user") else None,
+        run_as_username=ctx.run_as_username,
+        run_as_group=ctx.run_as_group.value if ctx.HasField("run_as_group") else None,
+        supplemental_groups=tuple(ctx.supplemental_groups),
+        add_capabilities=tuple(ctx.capabilities.add_capabilities),
+        drop_capabilities=tuple(ctx.capabilities.drop_capabilities),
+        no_new_privs=ctx.no_new_privs, seccomp=_seccomp(ctx),
+        masked_paths=tuple(ctx.masked_paths) or None,
+        readonly_paths=tuple(ctx.readonly_paths) or None)
+
+
+def _mount(i: int, mount: pb.Mount) -> spec.VolumeMount:
+    where = f"mounts[{i}] ({mount.container_path})"
+    if mount.image.image:
+        raise Unimplemented(f"{where}: image volume mounts are not supported yet")
+    if mount.uidMappings or mount.gidMappings:
+        raise Unimplemented(f"{where}: ID-mapped mounts are not supported")
+    if mount.recursive_read_only:
+        raise Unimplemented(f"{where}: recursive read-only mounts are not supported")
+    if mount.mount_options:
+        raise Unimplemented(f"{where}: extra mount options are not supported")
+    return spec.VolumeMount(container_path=mount.container_path, host_path=mount.host_path,
+                            readonly=mount.readonly, propagation=PROPAGATION[mount.propagation])
+
+
+def container_config(config: pb.ContainerConfig) -> spec.ContainerConfig:
+    if config.devices or config.CDI_devices:
+        raise Unimplemented("device passthrough is not supported")
+    if config.stop_signal != pb.SIGNAL_RUNTIME_DEFAULT:
+        raise Unimplemented("a custom stop signal is not supported")
+    env = []
+    for kv in config.envs:
+        try:
+            env.append((kv.key, kv.value.decode()))
+        except UnicodeDecodeError as exc:
+            raise InvalidArgument(f"environment variable {kv.key} is not UTF-8") from exc
+    linux = config.linux
+    return spec.ContainerConfig(
+        name=config.metadata.name, attempt=config.metadata.attempt, image=config.image.image,
+        command=tuple(config.command), args=tuple(config.args),
+        working_dir=config.working_dir, env=tuple(env),
+        mounts=tuple(_mount(i, m) for i, m in enumerate(config.mounts)),
+        labels=dict(config.labels), annotations=dict(config.annotations),
+        log_path=config.log_path, stdin=config.stdin, stdin_once=config.stdin_once,
+        tty=config.tty, resources=resources(linux.resources),
+        security=security(linux.security_context),
+        oom_score_adj=linux.resources.oom_score_adj)
+
+
+def sandbox_state(status: SandboxStatus) -> int:
+    return pb.SANDBOX_READY if status is SandboxStatus.READY else pb.SANDBOX_NOTREADY
+
+
+def container_state(state: ContainerState) -> int:
+    return STATES[state.status]
+
+
+def mount_to_pb(mount: spec.VolumeMount) -> pb.Mount:
+    propagation = {v: k for k, v in PROPAGATION.items()}[mount.propagation]
+    return pb.Mount(container_path=mount.container_path, host_path=mount.host_path,
+                    readonly=mount.readonly, propagation=propagation)

@@ -1,0 +1,1 @@
+"""Offline image transport: `docker save` and OCI image-layout tar archives, in and out."""

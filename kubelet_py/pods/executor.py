@@ -1,0 +1,150 @@
+"""Carry out a plan with CRI calls: sandbox, image pull, create and start, stop and remove."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any, Protocol
+
+from cri.api import runtime_pb2 as pb
+from kubelet_py.cri_client import CRIClient, CRIError
+from kubelet_py.errors import KubeletError
+from kubelet_py.pods.cri_config import (
+    ConfigProblem,
+    NodeContext,
+    container_config,
+    sandbox_config,
+)
+from kubelet_py.pods.model import Pod, PodRuntime, State
+from kubelet_py.pods.volumes import PreparedVolume, VolumeError
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+
+class StartError(KubeletError):
+    """Starting a container failed; `reason` becomes its waiting reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class SandboxError(KubeletError):
+    pass
+
+
+class PullAuth(Protocol):
+    async def auth_for(self, pod: Pod, image: str) -> pb.AuthConfig | None: ...
+
+
+class VolumePreparer(Protocol):
+    async def prepare(self, pod: Pod) -> dict[str, PreparedVolume]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Started:
+    container_id: str
+    image_ref: str
+
+
+class Executor:
+    def __init__(self, cri: CRIClient, *, ctx: NodeContext, volumes: VolumePreparer,
+                 auth: PullAuth) -> None:
+        self._cri = cri
+        self._ctx = ctx
+        self._volumes = volumes
+        self._auth = auth
+
+    def sandbox_config(self, pod: Pod, attempt: int) -> pb.PodSandboxConfig:
+        return sandbox_config(self._ctx, pod, attempt=attempt)
+
+    async def create_sandbox(self, pod: Pod, attempt: int, *, runtime_handler: str = "") -> str:
+        try:
+            return await self._cri.sandboxes.run(self.sandbox_config(pod, attempt),
+                                                 runtime_handler=runtime_handler)
+        except CRIError as exc:
+            raise SandboxError(f"Failed to create pod sandbox: {exc.details}") from exc
+
+    async def ensure_image(self, pod: Pod, spec: Obj,
+                           sandbox: pb.PodSandboxConfig) -> str:
+        image = spec["image"]
+        policy = spec.get("imagePullPolicy") or (
+            "Always" if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1]
+            else "IfNotPresent")
+        if policy != "Always":
+            try:
+                present = await self._cri.images.status(image)
+            except CRIError as exc:
+                raise StartError("ErrImagePull", f"image status {image}: {exc.details}") \
+                    from exc
+            if present is not None:
+                return present.id
+            if policy == "Never":
+                raise StartError("ErrImageNeverPull", f'Container image "{image}" is not '
+                                 "present with pull policy of Never")
+        auth = await self._auth.auth_for(pod, image)
+        try:
+            return await self._cri.images.pull(image, auth=auth, sandbox_config=sandbox)
+        except CRIError as exc:
+            raise StartError("ErrImagePull", f'failed to pull image "{image}": '
+                             f"{exc.details}") from exc
+
+    async def start_container(self, pod: Pod, spec: Obj, *, sandbox_id: str,
+                              sandbox_attempt: int, attempt: int,
+                              pod_ips: tuple[str, ...]) -> Started:
+        sandbox = self.sandbox_config(pod, sandbox_attempt)
+        image_ref = await self.ensure_image(pod, spec, sandbox)
+        try:
+            volumes = await self._volumes.prepare(pod)
+            config = container_config(self._ctx, pod, spec, attempt=attempt, volumes=volumes,
+                                      image_ref=image_ref, sandbox_ips=pod_ips)
+        except (VolumeError, ConfigProblem) as exc:
+            raise StartError("CreateContainerConfigError", str(exc)) from exc
+        try:
+            cid = await self._cri.containers.create(sandbox_id, config, sandbox)
+        except CRIError as exc:
+            raise StartError("CreateContainerError", exc.details) from exc
+        try:
+            await self._cri.containers.start(cid)
+        except CRIError as exc:
+            raise StartError("RunContainerError", exc.details) from exc
+        return Started(container_id=cid, image_ref=image_ref)
+
+    async def remove_container(self, container_id: str) -> None:
+        try:
+            await self._cri.containers.remove(container_id)
+        except CRIError as exc:
+            if not exc.not_found:
+                raise
+
+    async def kill_pod(self, runtime: PodRuntime, *, grace: int) -> None:
+        """Stop every running container (SIGTERM, SIGKILL after `grace` s), then sandboxes."""
+        running = [c for c in runtime.containers if c.state in (State.RUNNING, State.CREATED,
+                                                                State.UNKNOWN)]
+        results = await asyncio.gather(
+            *(self._cri.containers.stop(c.id, timeout=grace) for c in running),
+            return_exceptions=True)
+        for c, result in zip(running, results, strict=True):
+            if isinstance(result, CRIError) and not result.not_found:
+                raise result
+            if isinstance(result, BaseException) and not isinstance(result, CRIError):
+                raise result
+            log.debug("stopped container %s (%s)", c.name, c.id)
+        for sb in runtime.sandboxes:
+            try:
+                await self._cri.sandboxes.stop(sb.id)
+            except CRIError as exc:
+                if not exc.not_found:
+                    raise
+
+    async def remove_pod(self, runtime: PodRuntime) -> None:
+        for c in runtime.containers:
+            await self.remove_container(c.id)
+        for sb in runtime.sandboxes:
+            try:
+                await self._cri.sandboxes.remove(sb.id)
+            except CRIError as exc:
+                if not exc.not_found:
+                    raise

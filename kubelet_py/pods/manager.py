@@ -1,0 +1,145 @@
+"""The pods bound to this node: API informer -> one worker per UID; PLEG wakes them."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kubelet_py.client.errors import ApiError, ApiUnavailable, NotFound
+from kubelet_py.client.informer import Informer
+from kubelet_py.client.rest import RestClient
+from kubelet_py.clock import Clock
+from kubelet_py.cri_client import CRIClient, CRIError
+from kubelet_py.pods.executor import Executor, SandboxError
+from kubelet_py.pods.model import LABEL_POD_UID, Pod, pod_key, pod_uid
+from kubelet_py.pods.pleg import Pleg
+from kubelet_py.pods.reporting import ApiReporter
+from kubelet_py.pods.runtime_view import pod_runtime
+from kubelet_py.pods.worker import PodWorker
+
+log = logging.getLogger(__name__)
+ORPHAN_GRACE = 2
+
+
+class PodManager:
+    def __init__(self, rest: RestClient, cri: CRIClient, *, node_name: str,
+                 executor: Executor, clock: Clock, host_ips: tuple[str, ...],
+                 cleanup: Callable[[str], None]) -> None:
+        self._rest = rest
+        self._cri = cri
+        self._exec = executor
+        self._clock = clock
+        self._host_ips = host_ips
+        self._cleanup = cleanup
+        self.reporter = ApiReporter(rest, node_name=node_name, clock=clock)
+        self.informer = Informer(rest, "/api/v1/pods",
+                                 field_selector=f"spec.nodeName={node_name}",
+                                 handler=self._on_event, clock=clock)
+        self.pleg = Pleg(cri, self._on_runtime_change, clock=clock)
+        self.workers: dict[str, PodWorker] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._runtime_name = "cri"
+        self._group: asyncio.TaskGroup | None = None
+
+    def runtime_name(self) -> str:
+        return self._runtime_name
+
+    async def _handler(self, pod: Pod) -> str:
+        name = pod["spec"].get("runtimeClassName")
+        if not name:
+            return ""
+        try:
+            rc = await self._rest.get(f"/apis/node.k8s.io/v1/runtimeclasses/{name}")
+        except NotFound:
+            raise SandboxError(f'RuntimeClass "{name}" not found') from None
+        except (ApiError, ApiUnavailable) as exc:
+            raise SandboxError(f'RuntimeClass "{name}": {exc}') from exc
+        return str(rc.get("handler", ""))
+
+    def _worker(self, uid: str) -> PodWorker:
+        worker = self.workers.get(uid)
+        if worker is None:
+            worker = PodWorker(uid, executor=self._exec,
+                               view=lambda u: pod_runtime(self._cri, u),
+                               reporter=self.reporter, clock=self._clock,
+                               runtime_name=self.runtime_name, host_ips=self._host_ips,
+                               runtime_handler=self._handler, cleanup=self._cleanup)
+            self.workers[uid] = worker
+            assert self._group is not None
+            task = self._group.create_task(self._run_worker(worker), name=f"pod-{uid}")
+            self._tasks[uid] = task
+        return worker
+
+    async def _run_worker(self, worker: PodWorker) -> None:
+        try:
+            await worker.run()
+        except Exception:
+            log.exception("pod worker %s crashed", worker.uid)
+        finally:
+            self.workers.pop(worker.uid, None)
+            self._tasks.pop(worker.uid, None)
+
+    def _on_event(self, kind: str, pod: dict[str, Any]) -> None:
+        uid = pod_uid(pod)
+        if kind == "DELETED":
+            worker = self.workers.get(uid)
+            if worker is not None:
+                worker.update(pod)
+                worker.remove()
+            return
+        if self._group is None:
+            return
+        self._worker(uid).update(pod)
+
+    def _on_runtime_change(self, uid: str) -> None:
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.poke()
+
+    async def reconcile_orphans(self) -> int:
+        """Kill and remove sandboxes whose pod this node no longer has (e.g. deleted while
+        the kubelet was down); found by their CRI labels."""
+        known = {pod_uid(p) for p in self.informer.store.items()}
+        sandboxes = await self._cri.sandboxes.list()
+        orphans = {s.labels.get(LABEL_POD_UID, "") for s in sandboxes} - known - {""}
+        for uid in orphans:
+            runtime = await pod_runtime(self._cri, uid)
+            log.info("removing orphaned pod %s (%d sandboxes)", uid, len(runtime.sandboxes))
+            await self._exec.kill_pod(runtime, grace=ORPHAN_GRACE)
+            await self._exec.remove_pod(runtime)
+            self._cleanup(uid)
+        return len(orphans)
+
+    async def _await_runtime(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                version = await self._cri.info.version(timeout=10.0)
+            except CRIError as exc:
+                log.warning("waiting for the container runtime: %s", exc)
+                await self._clock.sleep(delay)
+                delay = min(10.0, delay * 2)
+                continue
+            self._runtime_name = version.runtime_name
+            log.info("container runtime %s %s (CRI %s)", version.runtime_name,
+                     version.runtime_version, version.runtime_api_version)
+            return
+
+    async def run(self) -> None:
+        await self._await_runtime()
+        async with asyncio.TaskGroup() as tg:
+            self._group = tg
+            tg.create_task(self.informer.run(), name="pod-informer")
+            await self.informer.synced.wait()
+            tg.create_task(self.pleg.run(), name="pleg")
+            try:
+                await self.reconcile_orphans()
+            except Exception:
+                log.exception("orphan reconciliation failed")
+            log.info("pod manager running: %d pods bound to this node",
+                     len(self.informer.store))
+
+    def describe(self, uid: str) -> str:
+        worker = self.workers.get(uid)
+        return pod_key(worker.pod) if worker is not None and worker.pod else uid

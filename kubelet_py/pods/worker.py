@@ -1,0 +1,224 @@
+"""One worker per pod UID: the latest update wins; plan, execute, report, repeat."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from kubelet_py.client.errors import ApiError, ApiUnavailable
+from kubelet_py.clock import Clock
+from kubelet_py.errors import KubeletError
+from kubelet_py.pods.backoff import BackoffEntry, next_entry
+from kubelet_py.pods.executor import Executor, SandboxError, StartError
+from kubelet_py.pods.model import Pod, PodRuntime, pod_key
+from kubelet_py.pods.planner import PodActions, StartFailure, Waiting, compute_pod_actions
+from kubelet_py.pods.status import StatusInputs, compute_pod_status
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+RESYNC = 30.0
+ERROR_RETRY = 5.0
+
+
+class Reporter(Protocol):
+    async def report(self, pod: Pod, status: Obj) -> None: ...
+
+    async def finalize(self, pod: Pod) -> None: ...
+
+    def forget(self, uid: str) -> None: ...
+
+    def event(self, pod: Pod, *, kind: str, reason: str, message: str) -> None: ...
+
+
+def grace_seconds(pod: Pod) -> int:
+    meta, spec = pod["metadata"], pod.get("spec") or {}
+    value = meta.get("deletionGracePeriodSeconds")
+    if value is None:
+        value = spec.get("terminationGracePeriodSeconds", 30)
+    return max(0, int(value))
+
+
+class PodWorker:
+    def __init__(self, uid: str, *, executor: Executor,
+                 view: Callable[[str], Awaitable[PodRuntime]], reporter: Reporter,
+                 clock: Clock, runtime_name: Callable[[], str], host_ips: tuple[str, ...],
+                 runtime_handler: Callable[[Pod], Awaitable[str]],
+                 cleanup: Callable[[str], None]) -> None:
+        self.uid = uid
+        self._exec = executor
+        self._view = view
+        self._reporter = reporter
+        self._clock = clock
+        self._runtime_name = runtime_name
+        self._host_ips = host_ips
+        self._handler = runtime_handler
+        self._cleanup = cleanup
+        self.pod: Pod | None = None
+        self.removed = False
+        self.backoff: dict[str, BackoffEntry] = {}
+        self.failures: dict[str, StartFailure] = {}
+        self._wake = asyncio.Event()
+        self.syncs = 0
+        self.sandbox_backoff: BackoffEntry | None = None
+        self.done = False
+        """Sticky: once the pod reached a final phase it never runs again."""
+
+    def update(self, pod: Pod) -> None:
+        self.pod = pod
+        self._wake.set()
+
+    def remove(self) -> None:
+        self.removed = True
+        self._wake.set()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Sync until the pod is terminated and gone from the API."""
+        requeue: float | None = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(),
+                                       RESYNC if requeue is None else max(0.0, requeue))
+            self._wake.clear()
+            if self.pod is None:
+                continue
+            try:
+                finished, requeue = await self.sync(self.pod)
+            except (KubeletError, ApiError, ApiUnavailable) as exc:
+                log.warning("pod %s: sync failed: %s", pod_key(self.pod), exc)
+                finished, requeue = False, ERROR_RETRY
+            if finished:
+                return
+
+    async def sync(self, pod: Pod) -> tuple[bool, float | None]:
+        """One pass; returns (worker finished, seconds until the next forced sync)."""
+        self.syncs += 1
+        runtime = await self._view(self.uid)
+        if self.removed or pod["metadata"].get("deletionTimestamp"):
+            await self.terminate(pod, runtime)
+            return True, None
+        now = self._clock.now()
+        if self.done:
+            actions = PodActions(done=True, kill_pod=bool(runtime.running()) or any(
+                s.ready for s in runtime.sandboxes))
+        else:
+            actions = compute_pod_actions(pod, runtime, now, backoff=self.backoff,
+                                          failures=self.failures)
+        log.debug("pod %s: sync %d: %s", pod_key(pod), self.syncs, actions)
+        self.done |= actions.done
+        self.backoff.update(actions.backoff)
+        waiting = dict(actions.waiting)
+        changed, retry = await self._execute(pod, runtime, actions, waiting)
+        if changed:
+            runtime = await self._view(self.uid)
+        status = compute_pod_status(pod, runtime, StatusInputs(
+            runtime_name=self._runtime_name(), host_ips=self._host_ips, waiting=waiting,
+            done=actions.done), self._clock.now())
+        await self._reporter.report(pod, status)
+        return False, retry if retry is not None else self._requeue(actions)
+
+    def _requeue(self, actions: PodActions) -> float | None:
+        delays = [actions.requeue_after] if actions.requeue_after is not None else []
+        now = self._clock.now()
+        for name, failure in self.failures.items():
+            entry = self.backoff.get(name)
+            if entry is not None:
+                delays.append(max(0.0, entry.delay - (now - failure.at).total_seconds()))
+        return min(delays) if delays else None
+
+    async def _execute(self, pod: Pod, runtime: PodRuntime, actions: PodActions,
+                       waiting: dict[str, Waiting]) -> tuple[bool, float | None]:
+        """Carry the actions out; returns (runtime changed, retry sooner than planned)."""
+        changed = False
+        if actions.kill_pod:
+            await self._exec.kill_pod(runtime, grace=grace_seconds(pod))
+            changed = True
+        sandbox_id, attempt = actions.sandbox_id, 0
+        pod_ips: tuple[str, ...] = ()
+        sandbox = runtime.sandbox
+        if sandbox is not None:
+            attempt, pod_ips = sandbox.attempt, sandbox.ips
+        if actions.create_sandbox:
+            held = self._sandbox_held()
+            if held is not None:
+                for name in actions.start:
+                    waiting[name] = Waiting("ContainerCreating", "")
+                return changed, held
+            try:
+                handler = await self._handler(pod)
+                sandbox_id = await self._exec.create_sandbox(pod, actions.sandbox_attempt,
+                                                             runtime_handler=handler)
+            except SandboxError as exc:
+                log.warning("pod %s: %s", pod_key(pod), exc)
+                self.sandbox_backoff = next_entry(self.sandbox_backoff, now=self._clock.now())
+                self._reporter.event(pod, kind="Warning", reason="FailedCreatePodSandBox",
+                                     message=str(exc))
+                for name in actions.start:
+                    waiting[name] = Waiting("ContainerCreating", str(exc))
+                return changed, self.sandbox_backoff.delay
+            self.sandbox_backoff = None
+            attempt, changed = actions.sandbox_attempt, True
+            fresh = (await self._view(self.uid)).sandbox
+            pod_ips = fresh.ips if fresh is not None else ()
+        for container_id in actions.remove:
+            await self._exec.remove_container(container_id)
+            changed = True
+        specs = {c["name"]: (c, True) for c in pod["spec"].get("initContainers") or []}
+        specs.update({c["name"]: (c, False) for c in pod["spec"].get("containers") or []})
+        for name in actions.start:
+            spec, is_init = specs[name]
+            try:
+                await self._exec.start_container(
+                    pod, spec, sandbox_id=sandbox_id, sandbox_attempt=attempt,
+                    attempt=actions.attempts.get(name, 0), pod_ips=pod_ips)
+            except StartError as exc:
+                log.info("pod %s: container %s: %s", pod_key(pod), name, exc)
+                now = self._clock.now()
+                self.failures[name] = StartFailure(exc.reason, exc.message, now)
+                self.backoff[name] = next_entry(self.backoff.get(name), now=now)
+                waiting[name] = Waiting(exc.reason, exc.message)
+                self._reporter.event(pod, kind="Warning", reason="Failed",
+                                     message=f"Error: {exc.reason}: {exc.message}")
+                if is_init:
+                    break
+                continue
+            self.failures.pop(name, None)
+            changed = True
+        return changed, None
+
+    def _sandbox_held(self) -> float | None:
+        """Seconds a failed sandbox creation still backs off, None when it may retry."""
+        entry = self.sandbox_backoff
+        if entry is None:
+            return None
+        left = (entry.until() - self._clock.now()).total_seconds()
+        return left if left > 0 else None
+
+    async def terminate(self, pod: Pod, runtime: PodRuntime) -> None:
+        """Stop within the grace period, tear the sandbox down, then let the API forget it."""
+        grace = grace_seconds(pod)
+        log.info("pod %s: terminating (grace %ss)", pod_key(pod), grace)
+        await self._exec.kill_pod(runtime, grace=grace)
+        stopped = await self._view(self.uid)
+        if not self.removed:
+            status = compute_pod_status(pod, stopped, StatusInputs(
+                runtime_name=self._runtime_name(), host_ips=self._host_ips),
+                self._clock.now())
+            await self._reporter.report(pod, status)
+        await self._exec.remove_pod(stopped)
+        self._cleanup(self.uid)
+        if not self.removed:
+            delay = 0.5
+            while True:
+                try:
+                    await self._reporter.finalize(pod)
+                    break
+                except (ApiError, ApiUnavailable) as exc:
+                    log.warning("pod %s: final delete failed: %s", pod_key(pod), exc)
+                    await self._clock.sleep(delay)
+                    delay = min(30.0, delay * 2)
+        self._reporter.forget(self.uid)

@@ -1,0 +1,9 @@
+# The engine runtime: sandboxes, containers, exec drivers (native, runc, crun), monitors.
+.PHONY: test-runtime bench-runtime
+
+test-runtime: venv ## runtime + execdriver unit and integration tests (integration needs root)
+	@$(PY) -m pytest tests/unit/runtime tests/unit/execdriver tests/integration/runtime \
+	  tests/integration/execdriver -q
+
+bench-runtime: venv ## /bin/true lifecycle, native vs crun vs runc (needs root)
+	@$(PY) -m bench.runtime.run -n 30

@@ -1,0 +1,172 @@
+"""Pods through kubelet-py on containerd, against the real control plane."""
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_kubelet_join import Kubelet, wait
+from tests.harness.cluster import ControlPlane, control_plane  # noqa: F401
+from tests.harness.containerd import Containerd, containerd  # noqa: F401
+from tests.harness.registry import LocalRegistry, local_registry  # noqa: F401
+
+pytestmark = pytest.mark.e2e
+BUSYBOX = "docker.io/library/busybox:1.36"
+
+
+class Node:
+    def __init__(self, cluster: ControlPlane, runtime: Containerd, root: Path) -> None:
+        self.cluster = cluster
+        self.runtime = runtime
+        self.name = f"kubelet-py-pods-{secrets.token_hex(3)}"
+        self.namespace = f"kpy-{secrets.token_hex(3)}"
+        self.kubelet = Kubelet(root, self.name, [
+            "join", "--server", cluster.server, "--token", cluster.token,
+            "--discovery-token-ca-cert-hash", cluster.ca_cert_hash, "--root-dir", str(root),
+            "--hostname-override", self.name, "--node-ip", "127.0.0.1",
+            "--pod-logs-dir", str(root / "logs"),
+            "--container-runtime-endpoint", runtime.endpoint, "-v", "4"])
+
+    def get(self, *args: str) -> Any:
+        done = self.cluster.kubectl("get", *args, "-o", "json", check=False)
+        return json.loads(done.stdout) if done.returncode == 0 else None
+
+    def pod(self, name: str) -> Any:
+        return self.get("pod", "-n", self.namespace, name)
+
+    def create_pod(self, name: str, containers: list[dict[str, Any]], **spec: Any) -> None:
+        body = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": self.namespace},
+                "spec": {"nodeName": self.name, "terminationGracePeriodSeconds": 5,
+                         "containers": containers, **spec}}
+        self.cluster.kubectl("apply", "-f", "-", stdin=json.dumps(body))
+
+
+@pytest.fixture(scope="module")
+def node(control_plane: ControlPlane, containerd: Containerd,  # noqa: F811
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    n = Node(control_plane, containerd, tmp_path_factory.mktemp("kubelet"))
+    try:
+        control_plane.kubectl("create", "namespace", n.namespace)
+        wait(lambda: n.get("serviceaccount", "-n", n.namespace, "default"),
+             "default service account", timeout=30)
+        ready = wait(lambda: _ready(n.get("node", n.name)), "node Ready", timeout=20)
+        print(f"\nnode Ready {time.monotonic() - n.kubelet.started:.2f}s after join started"
+              f" ({ready})")
+        yield n
+    finally:
+        control_plane.kubectl("delete", "namespace", n.namespace, "--wait=false", check=False)
+        n.kubelet.stop()
+        control_plane.kubectl("delete", "node", n.name, "--wait=false", check=False)
+        print(n.kubelet.output()[-4000:])
+
+
+def _ready(node: Any) -> str | None:
+    if not node:
+        return None
+    conds = {c["type"]: c for c in node.get("status", {}).get("conditions", [])}
+    ready = conds.get("Ready", {})
+    return ready.get("lastTransitionTime") if ready.get("status") == "True" else None
+
+
+def _state(pod: Any, index: int = 0) -> dict[str, Any]:
+    statuses = (pod or {}).get("status", {}).get("containerStatuses") or [{}]
+    return statuses[index] if index < len(statuses) else {}
+
+
+def test_node_ready_with_runtime_version(node: Node) -> None:
+    info = node.get("node", node.name)["status"]["nodeInfo"]
+    assert info["containerRuntimeVersion"].startswith("containerd://")
+
+
+def test_busybox_pod_runs_with_ip_and_token_volume(node: Node) -> None:
+    started = time.monotonic()
+    node.create_pod("web", [{"name": "web", "image": BUSYBOX,
+                             "command": ["sh", "-c", "echo hello from $POD; sleep 3600"],
+                             "env": [{"name": "POD", "valueFrom": {
+                                 "fieldRef": {"fieldPath": "metadata.name"}}}]}])
+    pod = wait(lambda: (p := node.pod("web")) and p["status"].get("phase") == "Running"
+               and p, "pod Running", timeout=60)
+    print(f"\npod Running {time.monotonic() - started:.2f}s after create")
+    assert pod["status"]["podIP"].startswith(node.runtime.subnet.rsplit(".", 2)[0])
+    assert pod["status"]["hostIP"] == "127.0.0.1"
+    assert pod["status"]["qosClass"] == "BestEffort"
+    conds = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert conds == {"PodReadyToStartContainers": "True", "Initialized": "True",
+                     "Ready": "True", "ContainersReady": "True", "PodScheduled": "True"}
+    cs = _state(pod)
+    assert cs["ready"] and "running" in cs["state"]
+    assert cs["containerID"].startswith("containerd://")
+    assert cs["imageID"]
+    volumes = [v["name"] for v in pod["spec"].get("volumes", [])]
+    assert any(v.startswith("kube-api-access-") for v in volumes)
+    logs = next((node.kubelet.root / "logs").glob(f"{node.namespace}_web_*/web/0.log"))
+    wait(lambda: "hello from web" in logs.read_text(), "container log line", timeout=10)
+
+
+def test_crash_loop_backoff(node: Node) -> None:
+    node.create_pod("crash", [{"name": "crash", "image": BUSYBOX,
+                               "command": ["sh", "-c", "exit 3"]}])
+    pod = wait(lambda: (p := node.pod("crash")) and _state(p).get("state", {}).get(
+        "waiting", {}).get("reason") == "CrashLoopBackOff" and p, "CrashLoopBackOff",
+               timeout=60)
+    cs = _state(pod)
+    assert cs["lastState"]["terminated"]["exitCode"] == 3
+    first = cs["restartCount"]
+    assert first >= 1
+    later = wait(lambda: _state(node.pod("crash")).get("restartCount", 0) > first and
+                 node.pod("crash"), "another restart", timeout=45)
+    assert "back-off" in json.dumps(_state(later)) or _state(later)["restartCount"] > first
+
+
+def test_job_pod_succeeds(node: Node) -> None:
+    node.create_pod("job", [{"name": "job", "image": BUSYBOX,
+                             "command": ["sh", "-c", "echo done"]}], restartPolicy="Never")
+    pod = wait(lambda: (p := node.pod("job")) and p["status"].get("phase") == "Succeeded"
+               and p, "pod Succeeded", timeout=60)
+    term = _state(pod)["state"]["terminated"]
+    assert term["exitCode"] == 0 and term["reason"] == "Completed"
+    assert {c["type"]: c.get("reason") for c in pod["status"]["conditions"]}[
+        "Ready"] == "PodCompleted"
+
+
+def test_missing_image_pull_backoff(node: Node, local_registry: LocalRegistry) -> None:  # noqa: F811
+    image = f"{local_registry.host}/kubelet-py/does-not-exist:{secrets.token_hex(3)}"
+    node.create_pod("missing", [{"name": "missing", "image": image}])
+    seen = set()
+
+    def reason() -> bool:
+        r = _state(node.pod("missing")).get("state", {}).get("waiting", {}).get("reason")
+        seen.add(r)
+        return "ErrImagePull" in seen and "ImagePullBackOff" in seen
+
+    wait(reason, "ErrImagePull then ImagePullBackOff", timeout=60)
+    events = node.get("events", "-n", node.namespace, "--field-selector",
+                      "involvedObject.name=missing")["items"]
+    assert any("ErrImagePull" in e["message"] for e in events)
+
+
+def test_graceful_delete(node: Node) -> None:
+    node.create_pod("grace", [{"name": "grace", "image": BUSYBOX,
+                               "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}])
+    wait(lambda: (p := node.pod("grace")) and p["status"].get("phase") == "Running",
+         "pod Running", timeout=60)
+    uid = node.pod("grace")["metadata"]["uid"]
+    started = time.monotonic()
+    node.cluster.kubectl("delete", "pod", "-n", node.namespace, "grace", "--wait=false",
+                         "--grace-period=5")
+    wait(lambda: node.pod("grace") is None, "pod removed", timeout=20)
+    took = time.monotonic() - started
+    print(f"\ngraceful delete took {took:.2f}s (grace 5s, trap exits at once)")
+    assert took < 8
+    tools = node.cluster.tools
+    ps = subprocess.run([str(tools / "crictl"), "--runtime-endpoint", node.runtime.endpoint,
+                         "pods", "--label", f"io.kubernetes.pod.uid={uid}", "-q"],
+                        capture_output=True, text=True, check=True)
+    assert ps.stdout.strip() == ""

@@ -1,0 +1,213 @@
+"""Runtime features beyond the driver conformance: exec streams, port-forward, resources,
+stats, logs, sandbox files and sysctls, recovery."""
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.cgroups.base import Resources
+from engine.errors import DeadlineExceeded, FailedPrecondition
+from engine.runtime.api import Runtime
+from engine.runtime.exec import MAX_OUTPUT
+from engine.runtime.spec import ContainerConfig, DNSConfig, ImageConfig, Rootfs
+from engine.runtime.status import SandboxStatus, Status
+from tests.integration.runtime.fixtures import (
+    log_text,
+    need_cgroup_v1,
+    rootfs,
+    run_to_exit,
+    runtime,
+    runtime_env,
+    sandbox_config,
+)
+
+pytestmark = pytest.mark.integration
+__all__ = ["rootfs", "runtime", "runtime_env"]
+
+
+def _running(rt: Runtime, sid: str, rootfs: Path, *command: str, **kw: object) -> str:
+    config = ContainerConfig(name=f"c{time.monotonic_ns()}", command=command,
+                             **kw)  # type: ignore[arg-type]
+    cid = rt.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
+                              image=ImageConfig())
+    rt.start_container(cid)
+    return cid
+
+
+def _read_until(fd: int, needle: bytes, timeout: float = 10) -> bytes:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while needle not in buf:
+        left = deadline - time.monotonic()
+        assert left > 0, buf
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+def test_sandbox_files_sysctls_and_hostname(runtime: Runtime, rootfs: Path) -> None:
+    dns = DNSConfig(servers=("10.0.0.10",), searches=("ns.svc.cluster.local",),
+                    options=("ndots:5",))
+    sid = runtime.run_sandbox(sandbox_config(
+        "native", dns=dns, sysctls={"net.ipv4.ip_unprivileged_port_start": "80"}))
+    assert runtime.sandbox_status(sid).status is SandboxStatus.READY
+    _, out = run_to_exit(runtime, sid, rootfs,
+                         "cat /etc/resolv.conf; hostname; cat /etc/hostname; "
+                             "cat /proc/sys/net/ipv4/ip_unprivileged_port_start")
+    assert out.splitlines() == ["nameserver 10.0.0.10", "search ns.svc.cluster.local",
+                                "options ndots:5", "testpod", "testpod", "80"]
+
+
+def test_exec_stream_tty_resize(runtime: Runtime, rootfs: Path) -> None:
+    sid = runtime.run_sandbox(sandbox_config("native"))
+    cid = _running(runtime, sid, rootfs, "/bin/sleep", "600")
+    session = runtime.exec_stream(cid, ("/bin/sh",), tty=True)
+    try:
+        session.resize(width=123, height=45)
+        os.write(session.stdin, b"stty size\n")
+        assert b"45 123" in _read_until(session.stdout, b"45 123")
+        os.write(session.stdin, b"exit 7\n")
+        assert session.wait(timeout=10) == 7
+    finally:
+        session.close()
+
+
+def test_exec_stream_pipes(runtime: Runtime, rootfs: Path) -> None:
+    sid = runtime.run_sandbox(sandbox_config("native"))
+    cid = _running(runtime, sid, rootfs, "/bin/sleep", "600")
+    session = runtime.exec_stream(cid, ("/bin/sh", "-c", "cat; echo bye >&2"), tty=False)
+    try:
+        os.write(session.stdin, b"ping\n")
+        os.close(session.stdin)
+        session.stdin = -1
+        assert _read_until(session.stdout, b"ping") == b"ping\n"
+        assert _read_until(session.stderr, b"bye") == b"bye\n"
+        assert session.wait(timeout=10) == 0
+        with pytest.raises(FailedPrecondition):
+            session.resize(width=1, height=1)
+    finally:
+        session.close()
+
+
+def test_exec_sync_timeout_and_output_cap(runtime: Runtime, rootfs: Path) -> None:
+    sid = runtime.run_sandbox(sandbox_config("native"))
+    cid = _running(runtime, sid, rootfs, "/bin/sleep", "600")
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        runtime.exec_sync(cid, ("/bin/sleep", "30"), timeout=1)
+    assert time.monotonic() - start < 10
+    result = runtime.exec_sync(cid, ("/bin/sh", "-c", "yes 0123456789abcde | head -c 17000000"),
+                               timeout=60)
+    assert result.exit_code == 0 and len(result.stdout) == MAX_OUTPUT
+
+
+def test_port_forward_into_the_pod_netns(runtime: Runtime, rootfs: Path) -> None:
+    sid = runtime.run_sandbox(sandbox_config("native"))
+    cid = _running(runtime, sid, rootfs, "/bin/sh", "-c", "nc -l -p 8080 </dev/null")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            conn = runtime.port_forward(sid, 8080)
+            break
+        except Exception:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    with conn:
+        conn.sendall(b"through-the-netns\n")
+    runtime.wait_container(cid, timeout=10)
+    assert "through-the-netns" in log_text(runtime, cid)
+    host_ns = os.stat("/proc/self/ns/net").st_ino
+    assert os.stat(f"/proc/{os.getpid()}/ns/net").st_ino == host_ns  # we never left
+
+
+def test_update_resources_and_stats(runtime: Runtime, rootfs: Path) -> None:
+    need_cgroup_v1()
+    sid = runtime.run_sandbox(sandbox_config("native"))
+    cid = _running(runtime, sid, rootfs, "/bin/sh", "-c",
+                   "dd if=/dev/zero of=/tmp/blob bs=1k count=512 2>/dev/null; "
+                   "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 600",
+                   resources=Resources(memory_limit=64 << 20, cpu_shares=512, pids_limit=50))
+    path = runtime.container_status(cid).record.spec.cgroup_path
+    mem = Path("/sys/fs/cgroup/memory") / path
+    assert (mem / "memory.limit_in_bytes").read_text().strip() == str(64 << 20)
+    assert (Path("/sys/fs/cgroup/cpu") / path / "cpu.shares").read_text().strip() == "512"
+    assert (Path("/sys/fs/cgroup/pids") / path / "pids.max").read_text().strip() == "50"
+    runtime.update_container_resources(cid, Resources(memory_limit=96 << 20,
+                                                      cpu_quota=50000, cpu_period=100000))
+    assert (mem / "memory.limit_in_bytes").read_text().strip() == str(96 << 20)
+    assert (Path("/sys/fs/cgroup/cpu") / path / "cpu.cfs_quota_us").read_text().strip() == \
+        "50000"
+    deadline = time.monotonic() + 20
+    while True:
+        stats = runtime.container_stats(cid)
+        if stats.writable_layer_bytes >= 512 * 1024 and stats.cgroup.cpu_usage_ns > 0:
+            break
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.2)
+    assert stats.cgroup.memory_working_set > 0 and stats.cgroup.pids >= 1
+    assert runtime.sandbox_stats(sid).cpu_usage_ns >= stats.cgroup.cpu_usage_ns
+
+
+def test_reopen_log(runtime: Runtime, rootfs: Path) -> None:
+    sid = runtime.run_sandbox(sandbox_config("native"))
+    cid = _running(runtime, sid, rootfs, "/bin/sh", "-c",
+                   "echo one; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo two; sleep 600")
+    log = Path(runtime.container_status(cid).record.log_path)
+    deadline = time.monotonic() + 10
+    while "one" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    log.rename(log.with_suffix(".1"))
+    runtime.reopen_container_log(cid)
+    runtime.exec_sync(cid, ("touch", "/tmp/go"), timeout=10)
+    while "two" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "one" not in log.read_text()
+
+
+def test_runtime_executable_not_writable_from_inside(runtime: Runtime, rootfs: Path) -> None:
+    before = hashlib.sha256(Path(sys.executable).resolve().read_bytes()).hexdigest()
+    sid = runtime.run_sandbox(sandbox_config("native"))
+    cid = _running(runtime, sid, rootfs, "/bin/sleep", "600")
+    session = runtime.exec_stream(cid, ("/bin/sleep", "5"), tty=False)  # a helper is inside
+    try:
+        result = runtime.exec_sync(cid, ("/bin/sh", "-c",
+                                         "for p in /proc/[0-9]*; do "
+                                         "(echo x >> $p/exe) 2>/dev/null && echo WROTE $p; "
+                                         "done; echo checked"), timeout=30)
+    finally:
+        session.process.kill()
+        session.wait(10)
+        session.close()
+    assert result.stdout.strip() == b"checked"
+    assert hashlib.sha256(Path(sys.executable).resolve().read_bytes()).hexdigest() == before
+
+
+def test_state_enum_guards_the_api(runtime: Runtime, rootfs: Path) -> None:
+    sid = runtime.run_sandbox(sandbox_config("native"))
+    config = ContainerConfig(name="c", command=("/bin/true",))
+    cid = runtime.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
+                                   image=ImageConfig())
+    with pytest.raises(FailedPrecondition):
+        runtime.exec_sync(cid, ("true",), timeout=5)
+    with pytest.raises(FailedPrecondition):
+        runtime.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
+                                 image=ImageConfig())
+    runtime.remove_container(cid)  # created, never started: removable
+    runtime.stop_sandbox(sid)
+    assert runtime.sandbox_status(sid).status is SandboxStatus.NOTREADY
+    with pytest.raises(FailedPrecondition):
+        runtime.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
+                                 image=ImageConfig())
+    assert runtime.container_status  # the API object is still usable
+    assert Status.EXITED.can_delete()
