@@ -16,6 +16,7 @@ import builtins
 import dataclasses
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import InvalidArgument, NotFound
@@ -45,10 +46,11 @@ class FsInfo:
 class ImageService:
     def __init__(self, root: Path, *, driver: str = "overlay", hosts: Hosts | None = None,
                  docker_config: Path | None = None, limits: Limits | None = None,
-                 client: RegistryClient | None = None, concurrency: int = 3) -> None:
+                 client: RegistryClient | None = None, concurrency: int = 3,
+                 clock: Callable[[], float] = time.time) -> None:
         self.root = root
         gd = new_driver(driver, root / driver)
-        self.graph = Graph(root / "graph", gd, limits=limits)
+        self.graph = Graph(root / "graph", gd, limits=limits, clock=clock)
         self.client = client or RegistryClient(hosts, docker_config=docker_config)
         self._puller = Puller(self.graph, self.client, concurrency=concurrency)
 

@@ -36,7 +36,7 @@ def conf(kind: str, ipam: str, name: str, bridge_name: str, data_dir: Path,
 class Contender:
     def __init__(self, label: str, kind: str, ipam: str, *, bin_dir: Path, root: Path,
                  subnet: str, in_process: bool = False) -> None:
-        tag = label.split()[0][:3] + ("ip" if in_process else "")
+        tag = label.split(maxsplit=1)[0][:3] + ("ip" if in_process else "")
         self.label, self.kind, self.bin_dir, self.in_process = label, kind, bin_dir, in_process
         self.name, self.bridge = f"kpyb-{tag}", f"kpyb{tag}"
         self.data_dir = root / f"ipam-{tag}"
@@ -68,10 +68,10 @@ class Contender:
 
     def cleanup(self) -> None:
         masq.gc(self.name, set())
-        with netlink.session() as ipr:
-            index = netlink.lookup(ipr, self.bridge)
+        with netlink.session() as nl:
+            index = netlink.lookup(nl, self.bridge)
             if index is not None:
-                ipr.link("del", index=index)
+                nl.del_link(index)
 
 
 def netns_pool(n: int, prefix: str) -> list[str]:

@@ -55,7 +55,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=30)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="kpy-bench-") as tmp:
+    # under /run (tmpfs) like the default --run-root: state writes are fsynced
+    with tempfile.TemporaryDirectory(prefix="kpy-bench-", dir="/run") as tmp:
         rootfs = make_rootfs(Path(tmp) / "rootfs")
         cgroup_root = f"kubelet-py-bench-{int(time.time())}"
         rt = Runtime(RuntimeOptions(run_root=Path(tmp) / "run", cgroup_root=cgroup_root))

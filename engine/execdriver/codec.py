@@ -30,7 +30,7 @@ def to_jsonable(value: Any) -> Any:
 
 
 def from_jsonable(cls: type[T], data: Any) -> T:
-    return typing.cast(T, _decoder(cls)(data))
+    return typing.cast(T, _decoder(typing.cast(Any, cls))(data))
 
 
 def _identity(data: Any) -> Any:

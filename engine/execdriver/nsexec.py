@@ -61,11 +61,11 @@ def _set_ctty() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def _exec(spec: InitSpec, args: tuple[str, ...], env: tuple[str, ...], sync: socket.socket | None
-          ) -> None:
+def _exec(spec: InitSpec, args: tuple[str, ...], env: tuple[str, ...], sync: socket.socket | None,
+          bpf: list[tuple[int, int, int, int]] | None = None) -> None:
     path = nsinit.find_executable(args[0], env)
     if spec.seccomp is not None:
-        bpf = program(spec.seccomp)
+        bpf = bpf or program(spec.seccomp)
         if not spec.no_new_privileges and "CAP_SYS_ADMIN" not in spec.capabilities.effective:
             SYS.prctl(L.PR_SET_NO_NEW_PRIVS, 1)
         SYS.seccomp_load(bpf)
@@ -121,11 +121,12 @@ def _container_init(spec: InitSpec, sync: socket.socket) -> None:
     nsinit.drop_privileges(spec, SYS, last_cap=L.cap_last_cap())
     nsinit.enter_cwd(spec.cwd)
     nsinit.find_executable(spec.args[0], spec.env)
+    bpf = program(spec.seccomp) if spec.seccomp is not None else None
     nsinit.close_fds({sync.fileno()})
     _send(sync, ready=True)
     if sync.recv(1) != b"S":
         os._exit(0)  # the monitor gave up on this container before starting it
-    _exec(spec, spec.args, spec.env, sync)
+    _exec(spec, spec.args, spec.env, sync, bpf)
 
 
 def exec_in(spec_path: str, pid: int, process_json: str) -> int:

@@ -16,7 +16,7 @@ from typing import IO, BinaryIO
 
 from engine.errors import NotFound, ResourceExhausted
 from engine.graph import digest as dg
-from engine.graph.errors import DigestMismatch, SizeMismatch, TruncatedContent
+from engine.graph.errors import DigestMismatch, SizeMismatch, TruncatedContent, from_os_error
 
 
 class Writer:
@@ -37,8 +37,11 @@ class Writer:
             raise SizeMismatch(f"blob {self.expected}: more than the {self.size} bytes expected")
         self._hash.update(data)
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            raise from_os_error(exc, f"writing blob {self.expected}") from None
         self.offset += len(data)
 
     def commit(self) -> str:
@@ -48,12 +51,15 @@ class Writer:
         got = "sha256:" + self._hash.hexdigest()
         if got != self.expected:
             raise DigestMismatch(f"blob {self.expected}: content hashes to {got}")
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._done = True
-        final = self._store.path(self.expected)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._tmp, final)
+        try:
+            os.fsync(self._fd)
+            final = self._store.path(self.expected)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._tmp, final)
+            self._done = True
+            os.close(self._fd)
+        except OSError as exc:
+            raise from_os_error(exc, f"committing blob {self.expected}") from None
         return got
 
     def abort(self) -> None:

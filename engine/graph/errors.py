@@ -1,7 +1,9 @@
 """Precise subclasses of engine/errors.py for content verification."""
 from __future__ import annotations
 
-from engine.errors import InvalidArgument, Unavailable
+import errno
+
+from engine.errors import EngineError, InvalidArgument, ResourceExhausted, Unavailable
 
 
 class DigestMismatch(InvalidArgument):
@@ -14,3 +16,13 @@ class SizeMismatch(InvalidArgument):
 
 class TruncatedContent(Unavailable):
     """A stream ended before the expected number of bytes arrived (retryable)."""
+
+
+def from_os_error(exc: OSError, what: str) -> EngineError:
+    """The engine error for a failed syscall while doing `what`."""
+    msg = f"{what}: {exc.strerror or exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+        return ResourceExhausted(msg)
+    if exc.errno in (errno.EPERM, errno.EACCES, errno.EROFS, errno.ENOSYS, errno.EOPNOTSUPP):
+        return Unavailable(msg)
+    return InvalidArgument(msg)

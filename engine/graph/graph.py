@@ -28,6 +28,7 @@ from engine.graph.content import ContentStore
 from engine.graph.flight import SingleFlight
 from engine.graph.layerstream import LayerReader
 from engine.graph.model import Image, Layer, LayerRef, parse_config
+from engine.graph.prefetch import Prefetch
 from engine.graph.store import ImageRow, LayerRow, MetaStore
 from engine.graphdriver.base import GraphDriver, Kind, Mount
 from engine.graphdriver.unpack import Limits
@@ -191,8 +192,9 @@ class Graph:
             try:
                 with self.content.open(ref.blob) as raw:
                     reader = LayerReader(raw, max_bytes=self.limits.max_bytes)
-                    stats = self.driver.apply(key, reader, limits=self.limits)
-                    reader.drain()
+                    with Prefetch(reader) as ahead:
+                        stats = self.driver.apply(key, ahead, limits=self.limits)
+                        ahead.drain()
                 if reader.diff_id() != ref.diff_id:
                     raise InvalidArgument(
                         f"layer {ref.blob}: uncompressed content is {reader.diff_id()}, "

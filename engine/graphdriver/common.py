@@ -1,6 +1,7 @@
 """What overlay and vfs share: metadata, apply, usage; the drivers differ in layout and mounts."""
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from engine.graphdriver.meta import SnapshotMeta, disk_usage
 from engine.graphdriver.unpack import ApplyStats, Limits, Source, Whiteouts, apply_layer
 
 
-class DriverBase:
+class DriverBase(abc.ABC):
     name = ""
     whiteouts = Whiteouts.DELETE
 
@@ -24,8 +25,9 @@ class DriverBase:
     def fs(self, key: str) -> Path:
         return self.meta.path(self.meta.id_of(key)) / "fs"
 
+    @abc.abstractmethod
     def _mounts(self, sid: int, parents: list[int], kind: Kind) -> list[Mount]:
-        raise NotImplementedError
+        """The mounts of snapshot `sid` on `parents` (nearest first)."""
 
     def _make(self, target: Path, parents: list[int]) -> None:
         (target / "fs").mkdir()

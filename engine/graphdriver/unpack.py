@@ -26,6 +26,7 @@ import stat
 from typing import Protocol
 
 from engine.errors import InvalidArgument, ResourceExhausted
+from engine.graph.errors import from_os_error
 from engine.graphdriver import tarstream as ts
 from engine.graphdriver.resolve import open_in_root
 
@@ -244,7 +245,13 @@ class _Applier:
 def apply_layer(root: str, src: Source, *, whiteouts: Whiteouts,
                 limits: Limits | None = None) -> ApplyStats:
     """Apply the uncompressed layer tar read from `src` to directory `root`."""
-    lim = limits or Limits()
+    try:
+        return _apply(root, src, whiteouts, limits or Limits())
+    except OSError as exc:
+        raise from_os_error(exc, f"unpacking a layer into {root}") from None
+
+
+def _apply(root: str, src: Source, whiteouts: Whiteouts, lim: Limits) -> ApplyStats:
     ap = _Applier(root, whiteouts, lim)
     tar = ts.TarReader(src)
     entries = total = 0
@@ -256,6 +263,8 @@ def apply_layer(root: str, src: Source, *, whiteouts: Whiteouts,
             total += e.size
             if total > lim.max_bytes:
                 raise ResourceExhausted(f"layer holds more than {lim.max_bytes} bytes of files")
+            if "\0" in e.name or "\0" in e.linkname:
+                raise InvalidArgument(f"layer entry {e.name!r}: NUL byte in a name")
             path = _clean(e.name)
             if not path:
                 continue  # the root entry itself: the layer dir is ours, not the image's

@@ -5,12 +5,14 @@ import dataclasses
 import os
 import pty
 import signal
+import socket
 from pathlib import Path
 
 from engine.cgroups.detect import manager
 from engine.execdriver.base import ExecDriver, Stdio
 from engine.execdriver.spec import InitSpec
 from engine.runtime.state import REASON_COMPLETED, REASON_ERROR, REASON_OOM
+from engine.shim import attach
 from engine.shim.crilog import CriLogWriter
 from engine.shim.protocol import MonitorContainer
 
@@ -21,6 +23,7 @@ class Fds:
 
     streams: dict[int, str] = dataclasses.field(default_factory=dict)
     stdin: int = -1
+    pty: int = -1  # the TTY master (also in streams), for resize
 
     def outputs(self) -> list[tuple[int, str]]:
         return list(self.streams.items())
@@ -32,12 +35,15 @@ class Fds:
         if self.streams.pop(fd, None) is not None:
             os.close(fd)
 
-    def close_all(self) -> None:
-        for fd in list(self.streams):
-            self.closed(fd)
+    def close_stdin(self) -> None:
         if self.stdin >= 0:
             os.close(self.stdin)
             self.stdin = -1
+
+    def close_all(self) -> None:
+        for fd in list(self.streams):
+            self.closed(fd)
+        self.close_stdin()
 
 
 def open_stdio(meta: MonitorContainer) -> tuple[Stdio, Fds]:
@@ -45,7 +51,7 @@ def open_stdio(meta: MonitorContainer) -> tuple[Stdio, Fds]:
     if meta.tty:
         master, slave = pty.openpty()
         os.set_inheritable(master, False)
-        return Stdio(slave, slave, slave), Fds(streams={master: "stdout"},
+        return Stdio(slave, slave, slave), Fds(streams={master: "stdout"}, pty=master,
                                                stdin=os.dup(master) if meta.stdin else -1)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -83,6 +89,22 @@ class Proc:
     started: bool = False
     exited: bool = False
     oom_baseline: int = 0
+    attached: list[socket.socket] = dataclasses.field(default_factory=list)
+
+    def broadcast(self, stream: str, data: bytes) -> None:
+        """Output to every attached client; one that cannot keep up is dropped."""
+        for conn in list(self.attached):
+            try:
+                conn.sendall(attach.frame(attach.STREAMS[stream], data))
+            except OSError:
+                self.detach(conn)
+
+    def detach(self, conn: socket.socket) -> None:
+        if conn in self.attached:
+            self.attached.remove(conn)
+            conn.close()
+            if self.meta.stdin_once:
+                self.fds.close_stdin()
 
     def open_log(self) -> None:
         if self.log is None:

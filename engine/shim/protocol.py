@@ -2,7 +2,8 @@
 
 Requests: {"op": "ping"}, {"op": "create", "container": MonitorContainer, "spec": InitSpec},
 {"op": "start"|"delete"|"reopen_log", "id"}, {"op": "kill", "id", "signal"},
-{"op": "shutdown"}. Replies: {"ok": true, ...} or {"ok": false, "kind": <EngineError
+{"op": "shutdown"}, {"op": "attach", "id"} (the connection then carries
+engine.shim.attach frames). Replies: {"ok": true, ...} or {"ok": false, "kind": <EngineError
 subclass name>, "error": <message>}.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ class MonitorContainer:
     runtime_binary: str = ""  # for the runc driver: runc or crun
     tty: bool = False
     stdin: bool = False
+    stdin_once: bool = False  # close the container's stdin when the first attach ends
 
 
 def container_dir(sandbox_dir: Path, cid: str) -> Path:

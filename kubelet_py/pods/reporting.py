@@ -6,7 +6,7 @@ import contextlib
 import logging
 from typing import Any
 
-from kubelet_py.client.errors import ApiError, ApiUnavailable, Forbidden, NotFound
+from kubelet_py.client.errors import ApiError, ApiUnavailable, Conflict, Forbidden, NotFound
 from kubelet_py.client.rest import STRATEGIC_MERGE_PATCH, RestClient
 from kubelet_py.clock import Clock, rfc3339
 from kubelet_py.pods.model import Pod, pod_uid
@@ -53,7 +53,7 @@ class ApiReporter:
         """Remove the pod object now that its containers are stopped (grace 0, same UID)."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
                 "preconditions": {"uid": pod_uid(pod)}}
-        with contextlib.suppress(NotFound):
+        with contextlib.suppress(NotFound, Conflict):  # gone, or a new pod took the name
             await self._rest.delete(_pod_path(pod), body)
         self.forget(pod_uid(pod))
 
@@ -87,3 +87,77 @@ class ApiReporter:
             await self._rest.create(f"/api/v1/namespaces/{meta['namespace']}/events", body)
         except (ApiError, ApiUnavailable) as exc:
             log.debug("event %s for %s not recorded: %s", reason, meta["name"], exc)
+
+
+class LocalReporter:
+    """Standalone mode: no API server; statuses are kept for inspection and logged."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, Obj] = {}
+
+    async def report(self, pod: Pod, status: Obj) -> None:
+        uid = pod_uid(pod)
+        if status_changed(self.statuses.get(uid, {}), status):
+            log.info("pod %s/%s: %s", pod["metadata"]["namespace"], pod["metadata"]["name"],
+                     status.get("phase"))
+            self.statuses[uid] = status
+
+    async def finalize(self, pod: Pod) -> None:
+        self.forget(pod_uid(pod))
+
+    def forget(self, uid: str) -> None:
+        self.statuses.pop(uid, None)
+
+    def event(self, pod: Pod, *, kind: str, reason: str, message: str) -> None:
+        log.log(logging.WARNING if kind == "Warning" else logging.INFO, "pod %s/%s: %s: %s",
+                pod["metadata"]["namespace"], pod["metadata"]["name"], reason, message)
+
+
+class MirrorReporter:
+    """Static pods beside an API server: a mirror pod shows each one, with its status."""
+
+    def __init__(self, rest: RestClient, api: ApiReporter) -> None:
+        self._rest = rest
+        self._api = api
+        self._last: dict[str, Obj] = {}
+
+    async def _ensure_mirror(self, pod: Pod) -> None:
+        from kubelet_py.pods.static import HASH, MIRROR, mirror_of
+
+        path = _pod_path(pod)
+        want = pod["metadata"]["annotations"][HASH]
+        try:
+            current = await self._rest.get(path)
+        except NotFound:
+            current = None
+        if current is not None:
+            if (current["metadata"].get("annotations") or {}).get(MIRROR) == want:
+                return
+            await self._rest.delete(path, {"gracePeriodSeconds": 0})
+        await self._rest.create(f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods",
+                                mirror_of(pod))
+        self._last.pop(pod_uid(pod), None)
+
+    async def report(self, pod: Pod, status: Obj) -> None:
+        uid = pod_uid(pod)
+        if not status_changed(self._last.get(uid, {}), status):
+            return
+        try:
+            await self._ensure_mirror(pod)
+            await self._rest.patch(_pod_path(pod) + "/status", {"status": status},
+                                   content_type=STRATEGIC_MERGE_PATCH)
+        except (ApiError, ApiUnavailable) as exc:
+            log.warning("mirror pod %s: %s", _pod_path(pod), exc)
+            return
+        self._last[uid] = status
+
+    async def finalize(self, pod: Pod) -> None:
+        with contextlib.suppress(NotFound):
+            await self._rest.delete(_pod_path(pod), {"gracePeriodSeconds": 0})
+        self.forget(pod_uid(pod))
+
+    def forget(self, uid: str) -> None:
+        self._last.pop(uid, None)
+
+    def event(self, pod: Pod, *, kind: str, reason: str, message: str) -> None:
+        self._api.event(pod, kind=kind, reason=reason, message=message)

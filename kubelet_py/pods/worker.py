@@ -211,14 +211,14 @@ class PodWorker:
             await self._reporter.report(pod, status)
         await self._exec.remove_pod(stopped)
         self._cleanup(self.uid)
-        if not self.removed:
-            delay = 0.5
-            while True:
-                try:
-                    await self._reporter.finalize(pod)
-                    break
-                except (ApiError, ApiUnavailable) as exc:
-                    log.warning("pod %s: final delete failed: %s", pod_key(pod), exc)
-                    await self._clock.sleep(delay)
-                    delay = min(30.0, delay * 2)
+        delay = 0.5
+        while True:
+            try:
+                # An API pod already gone answers NotFound; a static pod drops its mirror.
+                await self._reporter.finalize(pod)
+                break
+            except (ApiError, ApiUnavailable) as exc:
+                log.warning("pod %s: final delete failed: %s", pod_key(pod), exc)
+                await self._clock.sleep(delay)
+                delay = min(30.0, delay * 2)
         self._reporter.forget(self.uid)

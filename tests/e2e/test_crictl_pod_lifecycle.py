@@ -3,10 +3,17 @@ so no CNI is needed): runp, create, start, ps, exec, exec -s, logs, stats, inspe
 events, stop, rm, stopp, rmp."""
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import select
+import socket
+import struct
 import subprocess
 import tempfile
+import termios
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +137,77 @@ def test_a_container_that_exits_on_its_own_is_reported(daemon: Engined) -> None:
     exec_on_exited = crictl(daemon, "exec", "-s", cid, "true")
     assert exec_on_exited.returncode != 0
     assert "FailedPrecondition" in exec_on_exited.stderr
+
+
+def start_pod(daemon: Engined, command: list[str]) -> tuple[str, str]:
+    ok(crictl(daemon, "pull", BUSYBOX))
+    pod_file, ctr_file = write_configs(daemon, command)
+    pod = ok(crictl(daemon, "runp", str(pod_file)))
+    cid = ok(crictl(daemon, "create", pod, str(ctr_file), str(pod_file)))
+    ok(crictl(daemon, "start", cid))
+    return pod, cid
+
+
+def test_exec_with_a_real_tty(daemon: Engined) -> None:
+    _, cid = start_pod(daemon, ["/bin/sh", "-c", "exec sleep 300"])
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    proc = subprocess.Popen([str(need_tool("crictl")), "--config",
+                             str(daemon.workdir / "crictl.yaml"), "exec", "-it", cid, "sh"],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    seen = b""
+    try:
+        # `test -t 0`: stdin is a terminal (isatty), so the session really has a TTY
+        # crictl sends the terminal's size over the resize stream
+        os.write(master, b"test -t 0 && echo tty$((6*7)); stty size\n")
+        deadline = time.monotonic() + 20
+        while b"tty42" not in seen or b"33 101" not in seen:
+            assert time.monotonic() < deadline, seen
+            ready, _, _ = select.select([master], [], [], 1)
+            if ready:
+                seen += os.read(master, 4096)
+        os.write(master, b"exit 0\n")
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def test_port_forward_into_a_host_network_pod(daemon: Engined) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        remote = server.getsockname()[1]
+
+        def echo_once() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"echo:" + conn.recv(100))
+
+        threading.Thread(target=echo_once, daemon=True).start()
+        pod, _ = start_pod(daemon, ["/bin/sh", "-c", "exec sleep 300"])
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            local = probe.getsockname()[1]
+        forward = subprocess.Popen([str(need_tool("crictl")), "--config",
+                                    str(daemon.workdir / "crictl.yaml"), "port-forward", pod,
+                                    f"{local}:{remote}"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    conn = socket.create_connection(("127.0.0.1", local), timeout=10)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline and forward.poll() is None
+                    time.sleep(0.1)
+            with conn:
+                conn.sendall(b"hi")
+                assert conn.recv(100) == b"echo:hi"
+        finally:
+            forward.terminate()
+            forward.wait(10)

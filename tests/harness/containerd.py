@@ -55,6 +55,17 @@ def cni_conflist(*, bridge: str, subnet: str) -> dict[str, object]:
     ]}
 
 
+CAP_SYS_RESOURCE = 24
+
+
+def can_lower_oom_score() -> bool:
+    """Lowering oom_score_adj (the pause container asks for -998) needs CAP_SYS_RESOURCE."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)
+    return False
+
+
 def config_toml(*, root: Path, socket: Path, cni_bin: Path, cni_conf: Path, certs: Path,
                 runc: str) -> str:
     images_plugin = 'plugins."io.containerd.cri.v1.images"'
@@ -83,6 +94,7 @@ disabled_plugins = {json.dumps(disabled)}
     config_path = "{certs}"
 
 [{runtime_plugin}]
+  restrict_oom_score_adj = {"false" if can_lower_oom_score() else "true"}
   [{runtime_plugin}.containerd]
     default_runtime_name = "runc"
   [{runc_table}]

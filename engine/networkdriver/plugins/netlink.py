@@ -105,7 +105,8 @@ class Rtnl:
         msg["header"]["sequence_number"] = self._seq
         msg.encode()
         self._sock.send(msg.data)
-        cls, out: tuple[type, list[Any]] = type(msg), []
+        cls = type(msg)
+        out: list[Any] = []
         while True:
             data = self._sock.recv(1 << 20)
             offset = 0

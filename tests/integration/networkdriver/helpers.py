@@ -57,9 +57,9 @@ def ping(src_netns: str | None, dst: str) -> bool:
 def links(netns: str | None = None) -> dict[str, dict[str, Any]]:
     fd = netlink.open_netns(netns) if netns else None
     try:
-        with netlink.session(fd) as ipr:
+        with netlink.session(fd) as nl:
             out = {}
-            for msg in ipr.get_links():
+            for msg in nl.links():
                 out[msg.get("IFLA_IFNAME")] = {
                     "index": msg["index"], "mtu": msg.get("IFLA_MTU"),
                     "master": msg.get("IFLA_MASTER"), "mac": msg.get("IFLA_ADDRESS"),
@@ -74,12 +74,12 @@ def addresses(netns: str | None, ifname: str) -> dict[str, int]:
     """``address/prefix`` -> IFA flags of ``ifname``."""
     fd = netlink.open_netns(netns) if netns else None
     try:
-        with netlink.session(fd) as ipr:
-            index = netlink.lookup(ipr, ifname)
+        with netlink.session(fd) as nl:
+            index = netlink.lookup(nl, ifname)
             if index is None:
                 return {}
             return {f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}": m.get("IFA_FLAGS") or m["flags"]
-                    for m in ipr.get_addr(index=index)}
+                    for m in nl.addresses(index)}
     finally:
         if fd is not None:
             os.close(fd)
@@ -116,11 +116,11 @@ def masq_chains(network: str) -> list[str]:
 
 def cleanup_network(network: str, bridges: list[str]) -> None:
     masq.gc(network, set())
-    with netlink.session() as ipr:
+    with netlink.session() as nl:
         for b in bridges:
-            index = netlink.lookup(ipr, b)
+            index = netlink.lookup(nl, b)
             if index is not None:
-                ipr.link("del", index=index)
+                nl.del_link(index)
 
 
 def iter_subnets() -> Iterator[tuple[str, str]]:

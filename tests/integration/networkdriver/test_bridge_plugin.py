@@ -20,7 +20,7 @@ def test_add_check_del_dual_stack(net: Net) -> None:
     code, result = net.run("kpy-bridge", "ADD", conf, netns=ns, cid="c1")
     assert code == 0, result
     assert result is not None
-    assert [i["name"] for i in result["interfaces"]][0] == net.bridge
+    assert result["interfaces"][0]["name"] == net.bridge
     assert result["interfaces"][2] | {"mac": "x"} == {"name": "eth0", "mac": "x", "sandbox": ns}
     assert result["interfaces"][0]["mac"] == helpers.links()[net.bridge]["mac"]
     v4 = ipaddress.ip_interface(result["ips"][0]["address"])
@@ -157,10 +157,11 @@ def test_container_id_reused(net: Net) -> None:
 
 def test_bridge_with_a_conflicting_address(net: Net) -> None:
     ns = net.new_netns()
-    with netlink.session() as ipr:
-        ipr.link("add", ifname=net.bridge, kind="bridge")
-        index = netlink.lookup(ipr, net.bridge)
-        ipr.addr("add", index=index, address=net.subnet4[:-4] + "200", prefixlen=16)
+    with netlink.session() as nl:
+        nl.add_link(net.bridge, "bridge")
+        index = netlink.lookup(nl, net.bridge)
+        assert index is not None
+        nl.add_address(index, ipaddress.ip_interface(net.subnet4[:-4] + "200/16"))
     conf = net.conf(dual=False)
     code, err = net.run("kpy-bridge", "ADD", conf, netns=ns, cid="c1")
     assert code == 1 and err is not None and err["code"] == 102

@@ -29,6 +29,8 @@ def test_pod_to_pod_pod_to_node_and_node_to_pod(net: Net) -> None:
     ns_a, (a4, a6) = attach(net, "a")
     ns_b, (b4, b6) = attach(net, "b")
     assert helpers.ping(ns_a, b4)
+    assert helpers.ping(ns_b, a4)
+    assert helpers.ping(ns_a, b6)
     assert helpers.ping(ns_b, a6)
     assert helpers.ping(ns_a, net.gw4())  # pod -> node (its bridge address)
     assert helpers.ping(None, b4)  # node -> pod
@@ -70,16 +72,17 @@ def test_host(net: Net) -> Iterator[tuple[str, str]]:
     node_ip, host_ip = str(subnet.network_address + 1), str(subnet.network_address + 2)
     fd = netlink.open_netns(outside)
     try:
-        with netlink.session() as ipr:
-            ipr.link("add", ifname=f"kpyo{s}", kind="veth",
-                     peer={"ifname": "eth0", "net_ns_fd": fd})
-            index = netlink.lookup(ipr, f"kpyo{s}")
-            ipr.addr("add", index=index, address=node_ip, prefixlen=24)
-            ipr.link("set", index=index, state="up")
-        with netlink.session(fd) as ipr:
-            index = netlink.lookup(ipr, "eth0")
-            ipr.addr("add", index=index, address=host_ip, prefixlen=24)
-            ipr.link("set", index=index, state="up")
+        with netlink.session() as nl:
+            nl.add_veth(f"kpyo{s}", peer="eth0", peer_netns_fd=fd)
+            index = netlink.lookup(nl, f"kpyo{s}")
+            assert index is not None
+            nl.add_address(index, ipaddress.ip_interface(f"{node_ip}/24"))
+            nl.set_link(index, up=True)
+        with netlink.session(fd) as nl:
+            index = netlink.lookup(nl, "eth0")
+            assert index is not None
+            nl.add_address(index, ipaddress.ip_interface(f"{host_ip}/24"))
+            nl.set_link(index, up=True)
     finally:
         import os
 

@@ -12,6 +12,7 @@ import json
 import re
 import tarfile
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -111,6 +112,8 @@ class FakeRegistry:
         self.tokens_issued = 0
         self.token_requests: list[str] = []
         self.delay_blobs = 0.0
+        self.redirect_blobs_to: str | None = None  # host:port of another FakeRegistry
+        self.cdn_auth_headers: list[str | None] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
                                         daemon=True)
@@ -192,8 +195,24 @@ class FakeRegistry:
                 m = re.match(r"^/v2/(.+)/(manifests|blobs)/", self.path)
                 return m.group(1) if m else ""
 
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+                reg.token_requests.append(f"POST {sorted(form.items())}")
+                if form.get("grant_type") == "refresh_token" and \
+                        form.get("refresh_token") == "refresh-me":
+                    reg.tokens_issued += 1
+                    self._send(200, json.dumps({"access_token": "good-token"}).encode())
+                    return
+                self._send(401, b'{"error":"invalid_grant"}')
+
             def do_GET(self) -> None:
                 reg.hits[self.path] += 1
+                if self.path.startswith("/cdn/"):
+                    reg.cdn_auth_headers.append(self.headers.get("Authorization"))
+                    data = reg.blobs.get(self.path.removeprefix("/cdn/"))
+                    self._send(200 if data else 404, data or b"")
+                    return
                 if self.path.startswith("/token"):
                     reg.token_requests.append(self.path)
                     basic = "Basic " + base64.b64encode(
@@ -223,6 +242,10 @@ class FakeRegistry:
                     body, ctype = found
                     self._send(200, body, {"Content-Type": ctype,
                                            "Docker-Content-Digest": sha(body)})
+                    return
+                if reg.redirect_blobs_to:
+                    self._send(307, b"", {"Location":
+                                          f"http://{reg.redirect_blobs_to}/cdn/{obj}"})
                     return
                 data = reg.blobs.get(obj)
                 if data is None:

@@ -175,3 +175,42 @@ def test_manifest_by_digest_is_verified(registry: FakeRegistry) -> None:
     registry.manifests[("app", built.digest)] = (other.manifest, OCI_MANIFEST)
     with pytest.raises(DigestMismatch):
         client(registry).resolve(parse(f"{registry.host}/app@{built.digest}"))
+
+
+def test_identity_token_is_exchanged_for_an_access_token() -> None:
+    for reg in running(auth="bearer"):
+        push_simple(reg)
+        r = client(reg).resolve(parse(f"{reg.host}/app:v1"),
+                                AuthConfig(identity_token="refresh-me"))
+        assert r.parsed.layers and reg.tokens_issued == 1
+        assert "('grant_type', 'refresh_token')" in reg.token_requests[0]
+        assert "('scope', 'repository:app:pull')" in reg.token_requests[0]
+
+
+def test_blob_redirect_to_another_host_drops_credentials(tmp_path: Path) -> None:
+    for cdn in running():
+        for reg in running(auth="basic"):
+            built = push_simple(reg)
+            cdn.blobs.update(built.blobs)
+            reg.redirect_blobs_to = cdn.host
+            c = client(reg)
+            r = c.resolve(parse(f"{reg.host}/app:v1"), AuthConfig(username="u", password="p"))
+            layer = r.parsed.layers[0]
+            store = ContentStore(tmp_path)
+            c.fetch_blob(r.session, layer, lambda: store.writer(layer.digest, layer.size))
+            assert store.exists(layer.digest)
+            assert cdn.cdn_auth_headers == [None]
+
+
+def test_failing_mirror_falls_back_to_the_next_endpoint() -> None:
+    for mirror in running():
+        for upstream in running():
+            built = push_simple(upstream)
+            mirror.fault("/manifests/", *["500"] * 10)
+            hosts = parse_hosts({upstream.host: {"endpoint": [f"http://{mirror.host}"],
+                                                 "insecure": True}})
+            c = RegistryClient(hosts, platform=AMD64, sleep=lambda _: None)
+            r = c.resolve(parse(f"{upstream.host}/app:v1"))
+            assert r.digest == built.digest and not r.session.endpoint.mirror
+            with pytest.raises(NotFound, match="mirrors"):
+                c.resolve(parse(f"{upstream.host}/app:missing"))
