@@ -24,7 +24,7 @@ from engine.graph.graph import GcStats, Graph
 from engine.graph.model import Image, Layer
 from engine.graph.pull import ProgressFn, Puller, PullEvent
 from engine.graphdriver import new_driver
-from engine.graphdriver.base import Mount
+from engine.graphdriver.base import Mount, Usage
 from engine.graphdriver.unpack import Limits
 from engine.registry.auth import AuthConfig
 from engine.registry.client import RegistryClient
@@ -136,5 +136,11 @@ class ImageService:
     def rootfs_mounts(self, key: str) -> builtins.list[Mount]:
         return self.graph.mounts(key)
 
+    def rootfs_usage(self, key: str) -> Usage:
+        """Bytes and inodes of the container's own writable layer (CRI ContainerStats)."""
+        self.graph.mounts(key)  # NotFound for an unknown key
+        return self.graph.driver.usage(key)
+
     def remove_rootfs(self, key: str) -> None:
+        """Remove the rootfs (the caller unmounted it); layers no one uses then go."""
         self.graph.release(key)

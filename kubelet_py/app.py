@@ -8,8 +8,9 @@ import logging
 import signal
 import socket
 import sys
+from pathlib import Path
 
-from kubelet_py.bootstrap.certstore import CertPair
+from kubelet_py.bootstrap.certstore import SERVER_PREFIX, CertPair, CertStore
 from kubelet_py.bootstrap.credentials import (
     JoinRequest,
     Paths,
@@ -32,7 +33,11 @@ from kubelet_py.pods.cri_config import NodeContext
 from kubelet_py.pods.executor import Executor
 from kubelet_py.pods.manager import PodManager
 from kubelet_py.pods.pull_auth import SecretPullAuth
+from kubelet_py.pods.runtime_view import pod_runtime
 from kubelet_py.pods.volumes import Volumes
+from kubelet_py.server.auth import WebhookAuth
+from kubelet_py.server.healthz import HealthzServer
+from kubelet_py.server.http import KubeletServer
 
 log = logging.getLogger("kubelet_py")
 
@@ -68,7 +73,7 @@ async def credentials(options: KubeletOptions, ns: argparse.Namespace, ident: Id
     return None
 
 
-def pod_manager(options: KubeletOptions, ident: Identity, *, rest: RestClient,
+def pod_manager(options: KubeletOptions, ident: Identity, *, rest: RestClient | None,
                 cri: CRIClient, clock: Clock) -> PodManager:
     host_ips = (ident.node_ip,) if ident.node_ip else ()
     ctx = NodeContext(node_name=ident.node_name, host_ips=host_ips,
@@ -77,7 +82,8 @@ def pod_manager(options: KubeletOptions, ident: Identity, *, rest: RestClient,
     volumes = Volumes(rest, root=options.root_dir)
     executor = Executor(cri, ctx=ctx, volumes=volumes, auth=SecretPullAuth(rest))
     return PodManager(rest, cri, node_name=ident.node_name, executor=executor, clock=clock,
-                      host_ips=host_ips, cleanup=volumes.cleanup)
+                      host_ips=host_ips, cleanup=volumes.cleanup,
+                      manifest_path=options.pod_manifest_path)
 
 
 def client_rotator(rest: RestClient, ident: Identity, clock: Clock) -> Rotator | None:
@@ -101,36 +107,85 @@ async def serve(options: KubeletOptions, ns: argparse.Namespace, clock: Clock) -
     ident = identity(options)
     options.root_dir.mkdir(parents=True, exist_ok=True)
     creds = await credentials(options, ns, ident, clock)
-    if creds is None:
-        raise KubeletError("standalone mode (no --kubeconfig, --bootstrap-kubeconfig or join) "
-                           "needs the static pod source, which this build does not have yet")
-    machine = collect_machine(state_dir=options.root_dir, hostname=ident.node_name)
-    ips = (ident.node_ip,) if ident.node_ip else ()
-    ensure_self_signed(ident.paths.cert_dir, hostname=ident.node_name, ips=ips, now=clock.now())
-    rest = RestClient(creds, user_agent=f"kubelet-py/{ident.node_name}")
+    if creds is None and options.pod_manifest_path is None:
+        raise KubeletError("nothing to run: give --kubeconfig, --bootstrap-kubeconfig or "
+                           "`join` for an API server, or --pod-manifest-path (standalone)")
     cri: CRIClient = open_cri(options.container_runtime_endpoint,
                               image_endpoint=options.image_service_endpoint,
                               timeout=options.runtime_request_timeout)
-    agent = NodeAgent(rest, config=NodeConfig(
-        node_name=ident.node_name, node_ip=ident.node_ip, port=options.port,
-        max_pods=options.max_pods, labels=options.node_labels, state_dir=options.root_dir),
-        machine=machine, runtime=cri.info, clock=clock)
+    rest = RestClient(creds, user_agent=f"kubelet-py/{ident.node_name}") if creds else None
     pods = pod_manager(options, ident, rest=rest, cri=cri, clock=clock)
+    server = KubeletServer(pods=pods, runtime=lambda uid: pod_runtime(cri, uid),
+                           auth=WebhookAuth(rest, node_name=ident.node_name, clock=clock)
+                           if rest is not None else None, log_root=options.pod_logs_dir)
+    healthz = HealthzServer() if options.healthz_port else None
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(agent.run(), name="node")
             tg.create_task(pods.run(), name="pods")
-            rotator = client_rotator(rest, ident, clock) if options.rotate_certificates else None
-            if rotator is not None:
-                tg.create_task(rotator.run(), name="client-cert-rotation")
-            if options.rotate_server_certificates:
-                tg.create_task(serving_rotator(
-                    lambda: rest, cert_dir=ident.paths.cert_dir, node_name=ident.node_name,
-                    ips=ips, clock=clock).run(), name="serving-cert-rotation")
+            if rest is not None:
+                start_node_tasks(tg, options, ident, rest=rest, cri=cri, clock=clock)
+                cert, key = serving_pair(ident, clock)
+                await server.start(host=options.address, port=options.port, cert=cert,
+                                   key=key, client_ca=rest.credentials.ca_pem)
+            else:
+                log.info("standalone mode: static pods from %s, no API server",
+                         options.pod_manifest_path)
+                if options.pod_cidr:
+                    tg.create_task(standalone_pod_cidr(cri, options.pod_cidr, clock))
+            if healthz is not None:
+                await healthz.start(port=options.healthz_port)
     finally:
-        await rest.close()
+        await server.stop()
+        if healthz is not None:
+            await healthz.stop()
+        if rest is not None:
+            await rest.close()
         await cri.close()
     return 0
+
+
+async def standalone_pod_cidr(cri: CRIClient, cidr: str, clock: Clock) -> None:
+    """--pod-cidr without an API server: hand it to the runtime once it answers."""
+    delay = 0.5
+    while True:
+        try:
+            await cri.info.update_pod_cidr(cidr)
+            log.info("pod CIDR %s passed to the runtime", cidr)
+            return
+        except KubeletError as exc:
+            log.warning("pod CIDR %s not passed to the runtime yet: %s", cidr, exc)
+            await clock.sleep(delay)
+            delay = min(10.0, delay * 2)
+
+
+def serving_pair(ident: Identity, clock: Clock) -> tuple[Path, Path]:
+    """The rotated kubelet-serving certificate when there is one, else the self-signed."""
+    current = CertStore(ident.paths.cert_dir, SERVER_PREFIX).current_path
+    if current.exists():
+        return current, current
+    ips = (ident.node_ip,) if ident.node_ip else ()
+    return ensure_self_signed(ident.paths.cert_dir, hostname=ident.node_name, ips=ips,
+                              now=clock.now())
+
+
+def start_node_tasks(tg: asyncio.TaskGroup, options: KubeletOptions, ident: Identity, *,
+                     rest: RestClient, cri: CRIClient, clock: Clock) -> None:
+    """Registration, status, Lease, and certificate rotation: the node's side of the API."""
+    ips = (ident.node_ip,) if ident.node_ip else ()
+    machine = collect_machine(state_dir=options.root_dir, hostname=ident.node_name)
+    agent = NodeAgent(rest, config=NodeConfig(
+        node_name=ident.node_name, node_ip=ident.node_ip, port=options.port,
+        max_pods=options.max_pods, labels=options.node_labels, state_dir=options.root_dir,
+        register=options.register_node),
+        machine=machine, runtime=cri.info, clock=clock)
+    tg.create_task(agent.run(), name="node")
+    rotator = client_rotator(rest, ident, clock) if options.rotate_certificates else None
+    if rotator is not None:
+        tg.create_task(rotator.run(), name="client-cert-rotation")
+    if options.rotate_server_certificates:
+        tg.create_task(serving_rotator(
+            lambda: rest, cert_dir=ident.paths.cert_dir, node_name=ident.node_name,
+            ips=ips, clock=clock).run(), name="serving-cert-rotation")
 
 
 def _setup_logging(verbosity: int) -> None:

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from kubelet_py import __version__
+from kubelet_py.errors import KubeletError
 from kubelet_py.options import add_kubelet_flags, options_from_args
 
 
@@ -31,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
-    options = options_from_args(ns)
+    try:
+        options = options_from_args(ns)
+    except KubeletError as exc:
+        sys.stderr.write(f"kubelet-py: {exc}\n")
+        return 1
     from kubelet_py.app import run
 
     return run(options, ns)

@@ -29,6 +29,7 @@ class KubeletOptions:
     pod_cidr: str | None
     cluster_dns: tuple[str, ...]
     cluster_domain: str
+    address: str
     port: int
     healthz_port: int
     runtime_request_timeout: float
@@ -46,7 +47,7 @@ def _labels(text: str) -> dict[str, str]:
     return out
 
 
-def _duration(text: str) -> float:
+def parse_duration(text: str) -> float:
     units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
     for suffix in ("ms", "s", "m", "h"):
         if text.endswith(suffix):
@@ -84,16 +85,28 @@ def add_kubelet_flags(parser: argparse.ArgumentParser) -> None:
     add("--pod-cidr", help="pod CIDR for standalone mode (else node.spec.podCIDR)")
     add("--cluster-dns", default="", help="comma-separated DNS server IPs for pods")
     add("--cluster-domain", default="cluster.local", help="cluster DNS domain")
+    add("--address", default="0.0.0.0",
+        help="IP address the kubelet API listens on (default 0.0.0.0)")
     add("--port", type=int, default=10250, help="HTTPS port of the kubelet API (default 10250)")
     add("--healthz-port", type=int, default=10248, help="plain healthz port, 0 disables")
-    add("--runtime-request-timeout", type=_duration, default=120.0,
+    add("--runtime-request-timeout", type=parse_duration, default=120.0,
         help="timeout of CRI requests except long-running ones (default 2m)")
     add("--pod-logs-dir", type=Path, default=Path("/var/log/pods"),
         help="where container logs go (podLogsDir; default /var/log/pods)")
     add("-v", "--v", dest="verbosity", type=int, default=0, help="log verbosity")
 
 
+def _flag_default(attr: str) -> object:
+    parser = argparse.ArgumentParser(add_help=False)
+    add_kubelet_flags(parser)
+    return parser.get_default(attr)
+
+
 def options_from_args(ns: argparse.Namespace) -> KubeletOptions:
+    if ns.config is not None:
+        from kubelet_py.config_file import apply_config_file
+
+        apply_config_file(ns, ns.config, _flag_default)
     return KubeletOptions(
         kubeconfig=ns.kubeconfig,
         bootstrap_kubeconfig=ns.bootstrap_kubeconfig,
@@ -113,6 +126,7 @@ def options_from_args(ns: argparse.Namespace) -> KubeletOptions:
         pod_cidr=ns.pod_cidr,
         cluster_dns=tuple(filter(None, ns.cluster_dns.split(","))),
         cluster_domain=ns.cluster_domain,
+        address=ns.address,
         port=ns.port,
         healthz_port=ns.healthz_port,
         runtime_request_timeout=ns.runtime_request_timeout,

@@ -9,6 +9,9 @@ KPY_CNI_PLUGINS := kpy-bridge kpy-host-local kpy-loopback
 
 cni-plugins: venv ## install our CNI plugins into CNI_BIN_DIR (default /opt/kubelet-py/cni/bin)
 	@$(PY) -m engine.networkdriver.plugins.install --bin-dir $(CNI_BIN_DIR) >/dev/null
+	@tb=$$($(PY) hack/tools/build.py --print-bin | sed 's/^TOOLS_BIN=//'); \
+	  if [ -x "$$tb/portmap" ]; then ln -sfn "$$tb/portmap" $(CNI_BIN_DIR)/portmap; \
+	  else echo "note: no portmap in $$tb (make tools): hostPort needs it" >&2; fi
 	@echo "CNI_BIN_DIR=$(CNI_BIN_DIR)"
 
 cni-config: cni-plugins ## install the default conflist (our plugins) into CNI_CONF_DIR

@@ -37,3 +37,32 @@ engine-down: ## stop the engined that `make engine` started (SIGTERM, then SIGKI
 	  rm -f $(ENGINE_PID); \
 	fi
 	@echo "engined stopped"
+
+# `make critest`: a private engined (state in .engine/critest/) wired to the local registry's
+# mirrors and to the reference CNI bridge plugins, then critest against it; prints the
+# pass/fail/skip counts and the failing spec names. CRITEST_ARGS adds ginkgo flags
+# (e.g. CRITEST_ARGS='--ginkgo.focus=Streaming'); CRITEST_DRIVER picks the exec driver.
+CRITEST_DIR ?= $(CURDIR)/.engine/critest
+CRITEST_DRIVER ?= native
+CRITEST_ARGS ?=
+CRITEST_SUBNET ?= 10.199.0.0/24
+
+.PHONY: critest
+
+critest: venv ## critest against a fresh engined (make registry first); counts + failing specs
+	@test -f $(CURDIR)/.registry/mirrors.yaml || { echo "run \`make registry\` first" >&2; exit 1; }
+	@bin=$$($(PY) hack/tools/build.py --print-bin | sed 's/^TOOLS_BIN=//'); \
+	  test -x $$bin/critest || { echo "critest missing in $$bin: run \`make tools\`" >&2; exit 1; }; \
+	  mkdir -p $(CRITEST_DIR)/net.d; \
+	  printf '%s\n' '{"cniVersion":"1.0.0","name":"critest","plugins":[{"type":"bridge","bridge":"kpycrit0","isGateway":true,"hairpinMode":true,"ipam":{"type":"host-local","ranges":[[{"subnet":"$(CRITEST_SUBNET)"}]],"dataDir":"$(CRITEST_DIR)/ipam"}},{"type":"portmap","capabilities":{"portMappings":true}}]}' \
+	    >$(CRITEST_DIR)/net.d/10-critest.conflist; \
+	  $(MAKE) --no-print-directory engine ENGINE_DIR=$(CRITEST_DIR) \
+	    ENGINE_FLAGS="--registry-hosts $(CURDIR)/.registry/mirrors.yaml --cni-conf-dir $(CRITEST_DIR)/net.d --cni-bin-dir $$bin --exec-driver $(CRITEST_DRIVER)" >/dev/null || exit 1; \
+	  ep=unix://$(CRITEST_DIR)/engine.sock; \
+	  $$bin/critest --runtime-endpoint $$ep --image-endpoint $$ep --ginkgo.no-color $(CRITEST_ARGS) \
+	    >$(CRITEST_DIR)/critest.log 2>&1; rc=$$?; \
+	  $(MAKE) --no-print-directory engine-down ENGINE_DIR=$(CRITEST_DIR) >/dev/null; \
+	  ip link del kpycrit0 2>/dev/null; \
+	  grep -E '^(Ran [0-9]+ of|FAIL!|SUCCESS!)' $(CRITEST_DIR)/critest.log; \
+	  grep -E '^\s*\[FAIL\]' $(CRITEST_DIR)/critest.log | sed 's/^ *\[FAIL\] */FAILED: /' | sort -u; \
+	  echo "full log: $(CRITEST_DIR)/critest.log"; exit $$rc

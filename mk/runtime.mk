@@ -7,3 +7,4 @@ test-runtime: venv ## runtime + execdriver unit and integration tests (integrati
 
 bench-runtime: venv ## /bin/true lifecycle, native vs crun vs runc (needs root)
 	@$(PY) -m bench.runtime.run -n 30
+	@$(PY) -m bench.runtime.memory -n 20

@@ -1,7 +1,7 @@
 """ADD+DEL latency per pod and 200 pods concurrently: kpy-bridge/kpy-host-local vs the
 reference bridge/host-local (as executables), plus our in-process path.
 
-Run as root: `make bench-cni` (BENCH_ARGS="--pods 40 --concurrent 200 --workers 32").
+Run as root: `make bench-cni` (BENCH_ARGS="--pods 40 --concurrent 200 --workers 200").
 Creates only its own netns, bridges and data dirs, and removes them.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -92,15 +93,28 @@ def timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def latency(contenders: list[Contender], pods: int, netns: list[str]) -> list[Series]:
-    samples: dict[str, list[float]] = {c.label: [] for c in contenders}
+def cpu_ms() -> float:
+    """CPU time (user + system) of this process and its waited-for children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return (me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime) * 1000
+
+
+def latency(contenders: list[Contender], pods: int,
+            netns: list[str]) -> tuple[list[Series], list[Series]]:
+    """Wall and CPU milliseconds of ADD+DEL (CPU is what a loaded machine makes wall)."""
+    wall: dict[str, list[float]] = {c.label: [] for c in contenders}
+    cpu: dict[str, list[float]] = {c.label: [] for c in contenders}
     for i in range(pods):  # interleaved, so load changes hit every contender alike
         for c in contenders:
             path = f"/run/netns/{netns[i]}"
+            cpu0 = cpu_ms()
             add = timed(lambda c=c, p=path, i=i: c.call("ADD", p, f"lat{i}"))
             delete = timed(lambda c=c, p=path, i=i: c.call("DEL", p, f"lat{i}"))
-            samples[c.label].append(add + delete)
-    return [Series(label, tuple(s), "ms") for label, s in samples.items()]
+            cpu[c.label].append(cpu_ms() - cpu0)
+            wall[c.label].append(add + delete)
+    return ([Series(label, tuple(s), "ms") for label, s in wall.items()],
+            [Series(f"{label} (CPU)", tuple(s), "ms") for label, s in cpu.items()])
 
 
 def concurrent_run(c: Contender, netns: list[str], workers: int) -> dict[str, Any]:
@@ -129,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pods", type=int, default=40, help="sequential ADD+DEL samples")
     parser.add_argument("--concurrent", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=32, help="ADDs in flight at once")
+    parser.add_argument("--workers", type=int, default=200, help="ADDs in flight at once")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench-cni needs root (netns, bridges, iptables)")
@@ -151,7 +165,7 @@ def main() -> None:
     pool = netns_pool(max(args.pods, args.concurrent), f"kpyb{os.getpid() % 10000}-")
     try:
         netlink.fast_import()
-        lat = latency(contenders, args.pods, pool)
+        lat, cpu = latency(contenders, args.pods, pool)
         conc = {c.label: concurrent_run(c, pool[:args.concurrent], args.workers)
                 for c in (ours, ref)}
     finally:
@@ -159,12 +173,15 @@ def main() -> None:
         for c in contenders:
             c.cleanup()
         shutil.rmtree(root, ignore_errors=True)
-    by = {s.label: s for s in lat}
+    by = {s.label: s for s in lat + cpu}
     record(name="cni-add-del", title="CNI ADD+DEL per pod (bridge + host-local IPAM)",
-           command=COMMAND, series=lat,
+           command=COMMAND, series=lat + cpu,
            ratios={"kpy exec p50 / reference p50": by["kpy exec"].p50 / by["reference exec"].p50,
+                   "kpy exec CPU p50 / reference CPU p50":
+                       by["kpy exec (CPU)"].p50 / by["reference exec (CPU)"].p50,
                    "kpy in-process p50 (ms)": by["kpy in-process"].p50},
-           notes="One pod at a time; ADD then DEL, both timed, isGateway+ipMasq+hairpin.")
+           notes="One pod at a time; ADD then DEL, both timed, isGateway+ipMasq+hairpin. "
+                 f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
     conc_series = [Series(f"{label} ({v['workers']} in flight)", tuple(v["op_ms"]), "ms")
                    for label, v in conc.items()]
     out = record(
@@ -176,8 +193,8 @@ def main() -> None:
             f"- {label}: total {v['total_s']:.1f} s (ADDs {v['add_total_s']:.1f} s), "
             f"duplicates {v['duplicates']}, leaks after DEL {v['leaks']}"
             for label, v in conc.items()))
-    for s in lat:
-        print(f"{s.label:16s} ADD+DEL p50 {s.p50:7.1f} ms  p99 {s.p99:7.1f} ms")
+    for s in lat + cpu:
+        print(f"{s.label:22s} ADD+DEL p50 {s.p50:7.1f} ms  p99 {s.p99:7.1f} ms")
     for label, v in conc.items():
         print(f"{label:16s} {v['pods']} pods: total {v['total_s']:.1f} s, "
               f"duplicates {v['duplicates']}, leaks {v['leaks']}")

@@ -46,7 +46,10 @@ def check_container_config(config: pb.ContainerConfig) -> None:
         if not env.key or "=" in env.key or "\x00" in env.key:
             raise InvalidArgument(f"config.envs[{i}].key {env.key!r} is not a variable name")
     v.known_enum(config.stop_signal, pb.Signal.DESCRIPTOR, "config.stop_signal")
-    ns = config.linux.security_context.namespace_options
+    sc = config.linux.security_context
+    if sc.HasField("run_as_group") and not (sc.HasField("run_as_user") or sc.run_as_username):
+        raise InvalidArgument("run_as_group needs run_as_user or run_as_username")
+    ns = sc.namespace_options
     for field in ("network", "pid", "ipc"):
         v.known_enum(getattr(ns, field), pb.NamespaceMode.DESCRIPTOR,
                      f"namespace_options.{field}")

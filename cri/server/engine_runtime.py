@@ -17,6 +17,7 @@ from engine.errors import NotFound
 from engine.images import ImageService
 from engine.runtime.api import ContainerInfo, Runtime, SandboxInfo
 from engine.runtime.spec import ImageConfig, Rootfs
+from engine.runtime.status import Status
 
 Publish = Callable[[str, str, int], None]  # (container ID, sandbox ID, ContainerEventType)
 
@@ -149,8 +150,12 @@ class EngineContainers:
         self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_STOPPED_EVENT)
 
     def remove_container(self, container_id: str) -> None:
+        """Removes a running container too, as the CRI asks: killed at once first."""
         info = self._rt.container_status(container_id)
         rec = info.record
+        if info.state.status in (Status.CREATED, Status.RUNNING):
+            self._rt.stop_container(rec.id, timeout=0.0)
+            self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_STOPPED_EVENT)
         self._rt.remove_container(rec.id)
         with contextlib.suppress(NotFound):
             self._images.remove_rootfs(rootfs_key(rec.sandbox_id, rec.config.name,

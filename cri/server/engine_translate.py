@@ -41,9 +41,11 @@ def sandbox_config(config: pb.PodSandboxConfig, *, runtime_handler: str) -> spec
         name=config.metadata.name, namespace=config.metadata.namespace,
         uid=config.metadata.uid, attempt=config.metadata.attempt, hostname=config.hostname,
         log_directory=config.log_directory, dns=dns,
+        # host_port 0 means "expose no host port" in the CRI: nothing for the network to map
         port_mappings=tuple(PortMapping(protocol=pb.Protocol.Name(p.protocol).lower(),
                                         container_port=p.container_port, host_port=p.host_port,
-                                        host_ip=p.host_ip) for p in config.port_mappings),
+                                        host_ip=p.host_ip)
+                            for p in config.port_mappings if p.host_port > 0),
         labels=dict(config.labels), annotations=dict(config.annotations),
         cgroup_parent=linux.cgroup_parent, sysctls=dict(linux.sysctls),
         host_network=ns.network == pb.NODE, host_pid=ns.pid == pb.NODE,

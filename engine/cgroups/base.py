@@ -108,7 +108,7 @@ def tree_pids(dirs: Iterable[Path]) -> list[int]:
     return sorted(pids)
 
 
-def kill_and_remove(dirs: list[Path], *, timeout: float = 5.0) -> None:
+def kill_and_remove(dirs: list[Path], *, timeout: float = 15.0) -> None:
     """SIGKILL everything in the cgroups (descendants included), then rmdir them all,
     deepest first."""
     deadline = time.monotonic() + timeout
@@ -135,9 +135,9 @@ def _rmdir(d: Path, deadline: float) -> None:
             return
         except FileNotFoundError:
             return
-        except OSError:
+        except OSError as e:
             if time.monotonic() > deadline:
-                raise
+                raise FailedPrecondition(f"cannot remove cgroup {d}: {e.strerror}") from e
             time.sleep(0.01)
 
 

@@ -16,9 +16,11 @@ Imports only the standard library and engine modules that do.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -161,10 +163,19 @@ def exec_in(spec_path: str, pid: int, process_json: str) -> int:
         128 + os.WTERMSIG(status)
 
 
-def sandbox(ns_dir: str, hostname: str, sysctls: dict[str, str]) -> None:
+def sandbox(ns_dir: str, hostname: str, sysctls: dict[str, str], *, share_pid: bool = False,
+            cgroup_path: str = "") -> None:
     """In a fork of the monitor: new net/ipc/uts namespaces, hostname, sysctls, lo up, then
-    bind-mount the namespaces at <ns_dir>/{net,ipc,uts} so they outlive this process."""
-    SYS.unshare(L.CLONE_NEWNET | L.CLONE_NEWIPC | L.CLONE_NEWUTS)
+    bind-mount the namespaces at <ns_dir>/{net,ipc,uts} so they outlive this process.
+
+    With share_pid, also a PID namespace whose init is a tiny holder process (a PID
+    namespace dies with its init; bind-mounting it is not enough), placed in the pod cgroup
+    so that removing the pod's cgroup ends it; its namespace is bind-mounted at <ns_dir>/pid.
+    """
+    if cgroup_path:
+        manager().join(cgroup_path, os.getpid())
+    SYS.unshare(L.CLONE_NEWNET | L.CLONE_NEWIPC | L.CLONE_NEWUTS
+                | (L.CLONE_NEWPID if share_pid else 0))
     if hostname:
         SYS.sethostname(hostname)
     for key, value in sysctls.items():
@@ -179,6 +190,32 @@ def sandbox(ns_dir: str, hostname: str, sysctls: dict[str, str]) -> None:
         with open(target, "a"):
             pass
         SYS.mount(f"/proc/self/ns/{t}", target, "", L.MS_BIND)
+    if share_pid:
+        holder = os.fork()
+        if holder == 0:
+            _pid_holder()
+        target = os.path.join(ns_dir, "pid")
+        with open(target, "a"):
+            pass
+        SYS.mount(f"/proc/{holder}/ns/pid", target, "", L.MS_BIND)
+
+
+def _pid_holder() -> None:
+    """PID 1 of a pod-shared PID namespace: reap orphans until killed."""
+    try:
+        nsinit.close_fds(set())
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        signal.set_wakeup_fd(-1)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        while True:
+            signal.sigwaitinfo({signal.SIGCHLD})
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                    pass
+    finally:
+        os._exit(0)
 
 
 def _loopback_up() -> None:

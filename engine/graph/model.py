@@ -27,6 +27,12 @@ class ImageConfig:
     created: str = ""
     diff_ids: tuple[str, ...] = ()
 
+    def cri_user(self) -> tuple[int | None, str]:
+        """(uid, username) as the CRI's Image message wants them: `1000:50` -> (1000, ""),
+        `www-data:users` -> (None, "www-data"), "" -> (None, "")."""
+        user = self.user.split(":", 1)[0]
+        return (int(user), "") if user.isdigit() else (None, user)
+
 
 def _strs(v: Any, what: str) -> tuple[str, ...]:
     if v is None:

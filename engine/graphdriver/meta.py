@@ -11,6 +11,7 @@ import fcntl
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,14 +40,17 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 @contextlib.contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+def transaction(db: sqlite3.Connection,
+                lock: threading.RLock) -> Iterator[sqlite3.Connection]:
+    """One transaction; the lock serialises the threads sharing this connection."""
+    with lock:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
 
 class SnapshotMeta:
@@ -61,6 +65,7 @@ class SnapshotMeta:
         except BlockingIOError:
             os.close(self._lock)
             raise FailedPrecondition(f"{root} is in use by another driver instance") from None
+        self._dblock = threading.RLock()
         self.db = connect(root / "metadata.db")
         self.db.executescript(_SCHEMA)
 
@@ -68,9 +73,10 @@ class SnapshotMeta:
         return self.dir / str(sid)
 
     def _row(self, key: str) -> tuple[int, str, str | None, str, float]:
-        row = self.db.execute(
-            "SELECT id, key, parent, kind, created FROM snapshots WHERE key = ?", (key,)
-        ).fetchone()
+        with self._dblock:
+            row = self.db.execute(
+                "SELECT id, key, parent, kind, created FROM snapshots WHERE key = ?", (key,)
+            ).fetchone()
         if row is None:
             raise NotFound(f"snapshot {key!r} does not exist")
         return row  # type: ignore[no-any-return]
@@ -83,7 +89,9 @@ class SnapshotMeta:
         return Info(key=k, parent=parent, kind=Kind(kind), created=created)
 
     def walk(self) -> list[Info]:
-        rows = self.db.execute("SELECT key, parent, kind, created FROM snapshots ORDER BY id")
+        with self._dblock:
+            rows = self.db.execute(
+                "SELECT key, parent, kind, created FROM snapshots ORDER BY id").fetchall()
         return [Info(key=k, parent=p, kind=Kind(kd), created=c) for k, p, kd, c in rows]
 
     def chain(self, key: str) -> list[int]:
@@ -101,7 +109,7 @@ class SnapshotMeta:
         """Insert `key` and run make(dir, parent_chain_ids) inside the same transaction."""
         if not key:
             raise InvalidArgument("snapshot key must not be empty")
-        with transaction(self.db) as db:
+        with transaction(self.db, self._dblock) as db:
             if db.execute("SELECT 1 FROM snapshots WHERE key = ?", (key,)).fetchone():
                 raise AlreadyExists(f"snapshot {key!r} already exists")
             parents: list[int] = []
@@ -123,7 +131,7 @@ class SnapshotMeta:
         return sid
 
     def commit(self, name: str, key: str) -> None:
-        with transaction(self.db) as db:
+        with transaction(self.db, self._dblock) as db:
             info = self.stat(key)
             if info.kind is not Kind.ACTIVE:
                 raise FailedPrecondition(f"snapshot {key!r} is {info.kind.value}, not active")
@@ -133,7 +141,7 @@ class SnapshotMeta:
                        (name, Kind.COMMITTED.value, key))
 
     def remove(self, key: str) -> int:
-        with transaction(self.db) as db:
+        with transaction(self.db, self._dblock) as db:
             sid = self.id_of(key)
             child = db.execute("SELECT key FROM snapshots WHERE parent = ? LIMIT 1",
                                (key,)).fetchone()
@@ -145,7 +153,8 @@ class SnapshotMeta:
 
     def repair(self) -> list[str]:
         """Delete directories that no row owns (what a crash mid-create/remove leaves)."""
-        known = {str(r[0]) for r in self.db.execute("SELECT id FROM snapshots")}
+        with self._dblock:
+            known = {str(r[0]) for r in self.db.execute("SELECT id FROM snapshots")}
         removed = []
         for entry in os.scandir(self.dir):
             if entry.name not in known:

@@ -8,6 +8,10 @@ from engine.graphdriver.base import Kind, Mount
 from engine.graphdriver.common import DriverBase
 from engine.graphdriver.unpack import Whiteouts
 
+# Like containerd: with the inodes index off, layers shared by many mounts never trip
+# overlay's "upper/lower already in use" checks, whatever the kernel's default is.
+_INDEX_OFF = ("index=off",) if Path("/sys/module/overlay/parameters/index").exists() else ()
+
 
 class OverlayDriver(DriverBase):
     name = "overlay"
@@ -26,6 +30,7 @@ class OverlayDriver(DriverBase):
         if kind is Kind.VIEW:
             if len(parents) == 1:
                 return [Mount("bind", lowers, ("ro", "rbind"))]
-            return [Mount("overlay", "overlay", ("ro", f"lowerdir={lowers}"))]
+            return [Mount("overlay", "overlay", ("ro", *_INDEX_OFF, f"lowerdir={lowers}"))]
         return [Mount("overlay", "overlay", (
-            f"workdir={own / 'work'}", f"upperdir={own / 'fs'}", f"lowerdir={lowers}"))]
+            *_INDEX_OFF, f"workdir={own / 'work'}", f"upperdir={own / 'fs'}",
+            f"lowerdir={lowers}"))]

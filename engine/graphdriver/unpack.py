@@ -108,10 +108,13 @@ class _Applier:
             if exc.errno != errno.ELOOP:
                 raise
             raise InvalidArgument(f"layer entry path {path!r}: too many symlinks") from None
-        if len(self.dirs) > 256:
-            self._forget_dirs()
         self.dirs[path] = fd
         return fd
+
+    def trim(self) -> None:
+        """Bound the fd cache; called between entries, never while an fd is in use."""
+        if len(self.dirs) > 256:
+            self._forget_dirs()
 
     def remove(self, pfd: int, base: str) -> None:
         try:
@@ -269,6 +272,7 @@ def _apply(root: str, src: Source, whiteouts: Whiteouts, lim: Limits) -> ApplySt
             if not path:
                 continue  # the root entry itself: the layer dir is ours, not the image's
             parent, base = posixpath.split(path)
+            ap.trim()
             if base.startswith(WH_PREFIX):
                 ap.whiteout(parent, base)
                 continue

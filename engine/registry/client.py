@@ -93,6 +93,10 @@ class RegistryClient:
             index = index or doc
             doc = self.fetch_manifest(session, chosen.digest, chosen.digest, size=chosen.size)
             parsed = mf.parse(doc.data, doc.media_type)
+            if parsed.media_type != chosen.media_type:
+                raise InvalidArgument(
+                    f"{ref}: the index lists {chosen.digest} as {chosen.media_type!r} "
+                    f"but it is {parsed.media_type!r}")
         top = index or doc
         return Resolved(ref, top.digest, doc, parsed, index, session)
 

@@ -11,15 +11,21 @@ recovery pass on start.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import socket
+import threading
 import time
+import typing
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from engine.cgroups.base import CgroupManager, CgroupStats, Resources
 from engine.cgroups.detect import manager
+from engine.errors import Unavailable
 from engine.networkdriver.base import NetworkDriver
-from engine.runtime import container, exec, sandbox, stats
+from engine.runtime import attach, container, exec, sandbox, stats
+from engine.runtime.attach import AttachSession
 from engine.runtime.context import Ctx, RuntimeOptions
 from engine.runtime.spec import ContainerConfig, ImageConfig, Rootfs, SandboxConfig
 from engine.runtime.state import ContainerState
@@ -28,6 +34,7 @@ from engine.runtime.store import ContainerRecord, SandboxRecord, Store
 from engine.shim.client import monitor_alive
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,14 +51,47 @@ class ContainerInfo:
     state: ContainerState
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _engine_errors(method: F) -> F:
+    """The API raises only engine.errors: an OSError from the kernel becomes Unavailable."""
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except OSError as e:
+            raise Unavailable(f"{method.__name__}: {e}") from e
+    return typing.cast(F, wrapper)
+
+
+def _public_methods_raise_engine_errors(cls: type[T]) -> type[T]:
+    for name, value in list(vars(cls).items()):
+        if callable(value) and not name.startswith("_"):
+            setattr(cls, name, _engine_errors(value))
+    return cls
+
+
+@_public_methods_raise_engine_errors
 class Runtime:
     def __init__(self, options: RuntimeOptions, *, network: NetworkDriver | None = None,
                  cgroups: CgroupManager | None = None,
                  clock: Callable[[], int] = time.time_ns, recover: bool = True) -> None:
         self.ctx = Ctx(options=options, store=Store(options.run_root),
                        cgroups=cgroups or manager(), network=network, clock=clock)
+        # The CRI server calls from many threads: verbs on one sandbox (and its containers)
+        # are serialized; different sandboxes proceed in parallel.
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.RLock] = {}
         if recover:
             self.recover()
+
+    def _lock(self, sid: str) -> threading.RLock:
+        with self._guard:
+            return self._locks.setdefault(sid, threading.RLock())
+
+    def _sandbox_of(self, cid: str) -> str:
+        return self.ctx.store.find_container(cid).parent.parent.parent.name
 
     # -- recovery ------------------------------------------------------------------------
     def recover(self) -> list[str]:
@@ -72,19 +112,25 @@ class Runtime:
 
     # -- sandboxes ------------------------------------------------------------------------
     def run_sandbox(self, config: SandboxConfig) -> str:
-        return sandbox.run(self.ctx, config)
+        with self._guard:  # the duplicate-name check and the new directory, atomically
+            return sandbox.run(self.ctx, config)
 
     def stop_sandbox(self, sid: str) -> None:
-        sandbox.stop(self.ctx, self.resolve_sandbox(sid))
+        sid = self.resolve_sandbox(sid)
+        with self._lock(sid):
+            sandbox.stop(self.ctx, sid)
 
     def remove_sandbox(self, sid: str) -> None:
         sid = self.resolve_sandbox(sid)
-        rec = self.ctx.store.load_sandbox(sid)
-        if rec.state == SandboxStatus.READY.value:
-            sandbox.stop(self.ctx, sid)
-        for cid in self.ctx.store.container_ids(sid):
-            container.remove(self.ctx, cid)
-        sandbox.remove(self.ctx, sid)
+        with self._lock(sid):
+            rec = self.ctx.store.load_sandbox(sid)
+            if rec.state == SandboxStatus.READY.value:
+                sandbox.stop(self.ctx, sid)
+            for cid in self.ctx.store.container_ids(sid):
+                container.remove(self.ctx, cid)
+            sandbox.remove(self.ctx, sid)
+        with self._guard:
+            self._locks.pop(sid, None)
 
     def sandbox_status(self, sid: str) -> SandboxInfo:
         sid = self.resolve_sandbox(sid)
@@ -106,24 +152,32 @@ class Runtime:
     # -- containers -----------------------------------------------------------------------
     def create_container(self, sid: str, config: ContainerConfig, *, rootfs: Rootfs,
                          image: ImageConfig) -> str:
-        return container.create(self.ctx, self.resolve_sandbox(sid), config, rootfs=rootfs,
-                                image=image)
+        sid = self.resolve_sandbox(sid)
+        with self._lock(sid):
+            return container.create(self.ctx, sid, config, rootfs=rootfs, image=image)
 
     def start_container(self, cid: str) -> None:
-        container.start(self.ctx, self.resolve_container(cid))
+        cid = self.resolve_container(cid)
+        with self._lock(self._sandbox_of(cid)):
+            container.start(self.ctx, cid)
 
     def stop_container(self, cid: str, *, timeout: float) -> None:
+        """Not serialized with the sandbox's other verbs: a stop may wait `timeout`."""
         container.stop(self.ctx, self.resolve_container(cid), timeout=timeout)
 
     def remove_container(self, cid: str) -> None:
-        container.remove(self.ctx, self.resolve_container(cid))
+        cid = self.resolve_container(cid)
+        with self._lock(self._sandbox_of(cid)):
+            container.remove(self.ctx, cid)
 
     def wait_container(self, cid: str, *, timeout: float) -> ContainerState:
         rec = self.ctx.store.load_container(self.resolve_container(cid))
         return container.wait_exited(self.ctx, rec, timeout)
 
     def container_status(self, cid: str) -> ContainerInfo:
-        rec = self.ctx.store.load_container(self.resolve_container(cid))
+        return self._info(self.ctx.store.load_container(self.resolve_container(cid)))
+
+    def _info(self, rec: ContainerRecord) -> ContainerInfo:
         state = self.ctx.store.state(rec)
         if state.status is not Status.EXITED and not monitor_alive(
                 self.ctx.store.sandbox_dir(rec.sandbox_id)):
@@ -131,8 +185,8 @@ class Runtime:
         return ContainerInfo(record=rec, state=state)
 
     def list_containers(self, sid: str | None = None) -> list[ContainerInfo]:
-        ids = self.ctx.store.container_ids(self.resolve_sandbox(sid) if sid else None)
-        return [self.container_status(cid) for cid in ids]
+        recs = self.ctx.store.containers(self.resolve_sandbox(sid) if sid else None)
+        return [self._info(rec) for rec in recs]
 
     def update_container_resources(self, cid: str, resources: Resources) -> None:
         container.update(self.ctx, self.resolve_container(cid), resources)
@@ -149,6 +203,9 @@ class Runtime:
 
     def exec_stream(self, cid: str, args: tuple[str, ...], *, tty: bool) -> exec.ExecSession:
         return exec.exec_stream(self.ctx, self.resolve_container(cid), args, tty=tty)
+
+    def attach(self, cid: str) -> AttachSession:
+        return attach.attach(self.ctx, self.resolve_container(cid))
 
     def port_forward(self, sid: str, port: int) -> socket.socket:
         return exec.port_forward(self.ctx, self.resolve_sandbox(sid), port)

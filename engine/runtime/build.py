@@ -141,10 +141,10 @@ def mounts(sandbox: SandboxFacts, config: ContainerConfig, *, image_volumes: dic
 
 def namespaces(sandbox: SandboxFacts) -> tuple[Namespace, ...]:
     sc = sandbox.config
-    if sc.share_pid:
-        raise InvalidArgument("a pod-shared PID namespace is not supported by this runtime yet")
     ns = [Namespace("mnt")]
-    if not sc.host_pid:
+    if sc.share_pid:
+        ns.append(Namespace("pid", os.path.join(sandbox.dir, "ns", "pid")))
+    elif not sc.host_pid:
         ns.append(Namespace("pid"))
     for t, host in (("net", sc.host_network), ("ipc", sc.host_ipc), ("uts", sc.host_network)):
         if not host:

@@ -100,7 +100,8 @@ def create(ctx: Ctx, sid: str, config: ContainerConfig, *, rootfs: Rootfs,
         ctx.store.save_container(rec)
         driver, binary = sandbox.driver, sandbox.runtime_binary
         meta = P.MonitorContainer(id=cid, driver=driver, log_path=log_path,
-                                  runtime_binary=binary, tty=config.tty, stdin=config.stdin)
+                                  runtime_binary=binary, tty=config.tty, stdin=config.stdin,
+                                  stdin_once=config.stdin_once)
         MonitorClient(ctx.store.sandbox_dir(sid), timeout=ctx.options.create_timeout).call(
             "create", container=to_jsonable(meta), spec=to_jsonable(spec))
     except BaseException:

@@ -20,7 +20,7 @@ from engine.shim.client import MonitorClient, monitor_alive, start_monitor
 from engine.sys import linux
 
 log = logging.getLogger(__name__)
-NAMESPACES = ("net", "ipc", "uts")
+NAMESPACES = ("net", "ipc", "uts", "pid")
 
 
 def network_request(rec: SandboxRecord, sandbox_dir: Path) -> PodNetworkRequest:
@@ -44,10 +44,13 @@ def check_sysctls(config: SandboxConfig) -> None:
             raise InvalidArgument(f"sysctl {key} would change the host's {ns} namespace")
 
 
-def _make_namespaces(d: Path, config: SandboxConfig) -> None:
+def _make_namespaces(d: Path, config: SandboxConfig, cgroup: str) -> None:
+    if config.share_pid and config.host_pid:
+        raise InvalidArgument("a pod cannot both share a PID namespace and use the host's")
     (d / "ns").mkdir(parents=True, exist_ok=True)
     MonitorClient(d).call("namespaces", hostname="" if config.host_network else config.hostname,
-                          sysctls=dict(config.sysctls))
+                          sysctls=dict(config.sysctls), share_pid=config.share_pid,
+                          cgroup_path=cgroup)
 
 
 def _release(d: Path) -> None:
@@ -83,7 +86,7 @@ def run(ctx: Ctx, config: SandboxConfig) -> str:
                     | linux.MS_NOEXEC, "mode=1777,size=65536k")
         ctx.cgroups.create(cgroup, Resources())
         start_monitor(d)
-        _make_namespaces(d, config)
+        _make_namespaces(d, config, cgroup)
         ips: tuple[str, ...] = ()
         if ctx.network is not None and not config.host_network:
             ready, reason = ctx.network.ready()

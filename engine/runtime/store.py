@@ -83,6 +83,16 @@ class Store:
         except FileNotFoundError as e:
             raise NotFound(f"container {cid} not found") from e
 
+    def containers(self, sid: str | None = None) -> list[ContainerRecord]:
+        """Every container record (of one sandbox), read in one directory walk."""
+        out = []
+        for path in sorted(self.root.glob(f"{sid or '*'}/{P.CONTAINERS}/*/container.json")):
+            try:
+                out.append(loads(ContainerRecord, path.read_text()))
+            except FileNotFoundError:
+                continue  # removed meanwhile
+        return out
+
     def container_ids(self, sid: str | None = None) -> list[str]:
         pattern = f"{sid or '*'}/{P.CONTAINERS}/*/container.json"
         return sorted(p.parent.name for p in self.root.glob(pattern))

@@ -47,21 +47,41 @@ class MonitorClient:
         self.dir = sandbox_dir
         self.timeout = timeout
 
-    def call(self, op: str, **args: Any) -> dict[str, Any]:
+    def connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
-            try:
-                dirfd = os.open(self.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            except FileNotFoundError as e:
-                raise errors.NotFound(f"sandbox directory {self.dir} is gone") from e
-            try:
-                # via the directory fd: run dirs exceed the 108-byte sun_path limit
-                sock.connect(f"/proc/self/fd/{dirfd}/{P.SOCKET}")
-            except (FileNotFoundError, ConnectionRefusedError) as e:
-                raise errors.Unavailable(f"the pod monitor in {self.dir} is not running") from e
-            finally:
-                os.close(dirfd)
+            dirfd = os.open(self.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError as e:
+            sock.close()
+            raise errors.NotFound(f"sandbox directory {self.dir} is gone") from e
+        try:
+            # via the directory fd: run dirs exceed the 108-byte sun_path limit
+            sock.connect(f"/proc/self/fd/{dirfd}/{P.SOCKET}")
+        except (FileNotFoundError, ConnectionRefusedError) as e:
+            sock.close()
+            raise errors.Unavailable(f"the pod monitor in {self.dir} is not running") from e
+        finally:
+            os.close(dirfd)
+        return sock
+
+    def request(self, sock: socket.socket, op: str, **args: Any) -> dict[str, Any]:
+        """Send one request on `sock` and read its one-line reply."""
+        try:
+            sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = sock.recv(1)
+                if not chunk:
+                    raise errors.Unavailable(f"the pod monitor closed the connection ({op})")
+                buf += chunk
+        except TimeoutError as e:
+            raise errors.DeadlineExceeded(f"the pod monitor did not answer {op}") from e
+        return self._check(json.loads(buf))
+
+    def call(self, op: str, **args: Any) -> dict[str, Any]:
+        sock = self.connect()
+        try:
             sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
             buf = b""
             while not buf.endswith(b"\n"):
@@ -73,7 +93,10 @@ class MonitorClient:
             raise errors.DeadlineExceeded(f"the pod monitor did not answer {op}") from e
         finally:
             sock.close()
-        reply = json.loads(buf)
+        return self._check(json.loads(buf))
+
+    @staticmethod
+    def _check(reply: Any) -> dict[str, Any]:
         assert isinstance(reply, dict)
         if not reply.get("ok"):
             kind = getattr(errors, str(reply.get("kind")), errors.EngineError)

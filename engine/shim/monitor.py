@@ -31,6 +31,7 @@ from engine.execdriver.codec import from_jsonable
 from engine.execdriver.spec import InitSpec
 from engine.runtime.state import ContainerState, read_state, write_state
 from engine.runtime.status import Status
+from engine.shim import attach
 from engine.shim import protocol as P
 from engine.shim.drivers import driver_for
 from engine.shim.procs import Proc, exit_reason, open_stdio
@@ -80,6 +81,8 @@ class Monitor:
                         os.read(key.fd, 4096)
                 elif kind == "output":
                     self._output(key.fd, arg)
+                elif kind == "attach":
+                    self._attached_input(key.fileobj, *arg)  # type: ignore[arg-type]
             self._reap()
         self.sel.close()
 
@@ -96,9 +99,58 @@ class Monitor:
         while b"\n" in buf:
             line, _, rest = bytes(buf).partition(b"\n")
             buf[:] = rest
+            if b'"attach"' in line and self._attach(conn, line, bytes(buf)):
+                return
             reply = self._dispatch(line)
             with contextlib.suppress(OSError):
                 conn.sendall(json.dumps(reply).encode() + b"\n")
+
+    def _attach(self, conn: socket.socket, line: bytes, rest: bytes) -> bool:
+        """Switch a connection to attach frames; False when the line is another op."""
+        try:
+            req = json.loads(line)
+        except json.JSONDecodeError:
+            return False
+        if req.get("op") != "attach":
+            return False
+        proc = self.procs.get(str(req.get("id")))
+        ok = proc is not None and not proc.exited
+        reply = {"ok": True} if ok else {"ok": False, "kind": "FailedPrecondition",
+                                         "error": f"container {req.get('id')} is not running"}
+        try:
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+        except OSError:
+            ok = False
+        self.sel.unregister(conn)
+        if not ok or proc is None:
+            conn.close()
+            return True
+        conn.settimeout(1.0)  # a client that stops reading is dropped, never waited on
+        reader = attach.FrameReader()
+        proc.attached.append(conn)
+        self.sel.register(conn, selectors.EVENT_READ, ("attach", (proc.meta.id, reader)))
+        if rest:
+            proc.handle_frames(reader.feed(rest))
+        return True
+
+    def _attached_input(self, conn: socket.socket, cid: str, reader: attach.FrameReader) -> None:
+        proc = self.procs.get(cid)
+        try:
+            data = conn.recv(65536)
+        except OSError:
+            data = b""
+        if proc is None or not data:
+            self.sel.unregister(conn)
+            if proc is not None:
+                proc.detach(conn)
+            else:
+                conn.close()
+            return
+        try:
+            proc.handle_frames(reader.feed(data))
+        except (OSError, ValueError):
+            self.sel.unregister(conn)
+            proc.detach(conn)
 
     def _dispatch(self, line: bytes) -> dict[str, Any]:
         try:
@@ -128,7 +180,9 @@ class Monitor:
             try:
                 os.close(r)
                 nsexec.sandbox(str(self.dir / "ns"), str(req.get("hostname", "")),
-                               {str(k): str(v) for k, v in dict(req.get("sysctls", {})).items()})
+                               {str(k): str(v) for k, v in dict(req.get("sysctls", {})).items()},
+                               share_pid=bool(req.get("share_pid")),
+                               cgroup_path=str(req.get("cgroup_path", "")))
                 code = 0
             except BaseException as e:
                 os.write(w, f"{type(e).__name__}: {e}".encode())
@@ -269,6 +323,8 @@ class Monitor:
                 break
             if proc.log is not None and stream is not None:
                 proc.log.write(stream, data)
+            if stream is not None:
+                proc.broadcast(stream, data)
         if final and proc.log is not None and stream is not None:
             proc.log.close_stream(stream)
 
@@ -293,6 +349,9 @@ class Monitor:
         proc.exited = True
         for fd, _ in list(proc.fds.outputs()):
             self._drain(proc, fd, final=True)
+        for conn in list(proc.attached):
+            self.sel.unregister(conn)
+            proc.detach(conn)
         code, reason = exit_reason(status, oom=proc.oom_kills() > proc.oom_baseline)
         path = P.state_path(self.dir, proc.meta.id)
         state = read_state(path)

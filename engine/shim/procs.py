@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import pty
 import signal
 import socket
+import struct
+import termios
 from pathlib import Path
 
 from engine.cgroups.detect import manager
@@ -98,6 +101,18 @@ class Proc:
                 conn.sendall(attach.frame(attach.STREAMS[stream], data))
             except OSError:
                 self.detach(conn)
+
+    def handle_frames(self, frames: list[tuple[int, bytes]]) -> None:
+        """Input from an attached client: stdin data, stdin close, terminal resize."""
+        for kind, data in frames:
+            if kind == attach.STDIN and self.fds.stdin >= 0:
+                os.write(self.fds.stdin, data)
+            elif kind == attach.CLOSE_STDIN:
+                self.fds.close_stdin()
+            elif kind == attach.RESIZE and self.fds.pty >= 0:
+                width, height = attach.parse_resize(data)
+                fcntl.ioctl(self.fds.pty, termios.TIOCSWINSZ,
+                            struct.pack("HHHH", height, width, 0, 0))
 
     def detach(self, conn: socket.socket) -> None:
         if conn in self.attached:

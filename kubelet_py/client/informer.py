@@ -164,6 +164,7 @@ class Informer:
     async def run(self) -> None:
         """List and watch forever (cancel the task to stop)."""
         failures = 0
+        gone = 0
         need_list = True
         while True:
             try:
@@ -171,11 +172,14 @@ class Informer:
                     await self.list()
                     need_list = False
                 await self.watch_once()
-                failures = 0
+                failures = gone = 0
             except Gone:
                 log.info("informer %s: resourceVersion %s expired, relisting", self._path,
                          self.resource_version)
                 need_list = True
+                gone += 1
+                if gone > 1:  # expired again right after a relist: do not spin
+                    await self._clock.sleep(self._backoff.delay(gone - 1))
             except (ApiUnavailable, ApiError, ValueError) as exc:
                 failures += 1
                 delay = self._backoff.delay(failures)

@@ -37,6 +37,8 @@ class NodeConfig:
     max_pods: int
     labels: dict[str, str]
     state_dir: Path
+    register: bool = True
+    """False (--register-node=false): the Node is made by someone else; wait for it."""
 
 
 def runtime_down(reason: str) -> RuntimeState:
@@ -79,7 +81,10 @@ class NodeAgent:
         delay = 0.2
         while True:
             try:
-                await self.status.register()
+                if self._config.register:
+                    await self.status.register()
+                else:
+                    await self.status.adopt()
                 return
             except (ApiError, ApiUnavailable) as exc:
                 log.warning("registering node %s failed: %s; retrying in %.1fs",

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import platform
 import socket
+import struct
 from pathlib import Path
 
 GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm",
@@ -107,12 +109,11 @@ def default_node_ip() -> str | None:
             break
     if iface is None:
         return None
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        index = ipr.link_lookup(ifname=iface)
-        for msg in ipr.get_addr(family=socket.AF_INET, index=index[0]) if index else []:
-            addr = msg.get_attr("IFA_ADDRESS")
-            if addr:
-                return str(addr)
-    return None
+    siocgifaddr = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            packed = fcntl.ioctl(sock.fileno(), siocgifaddr,
+                                 struct.pack("256s", iface[:15].encode()))
+        except OSError:
+            return None
+    return socket.inet_ntoa(packed[20:24])

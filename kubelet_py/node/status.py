@@ -78,6 +78,14 @@ class NodeStatusController:
             self._on_registered(self.node)
         return self.node
 
+    async def adopt(self) -> Obj:
+        """--register-node=false: use the Node someone else created (NotFound until then)."""
+        facts = await self._facts()
+        self.node = await self._client.get(f"/api/v1/nodes/{facts.node_name}")
+        if self._on_registered is not None:
+            self._on_registered(self.node)
+        return self.node
+
     async def sync_once(self) -> bool:
         """Recompute the status; PATCH it if it changed or the report period passed."""
         facts = await self._facts()

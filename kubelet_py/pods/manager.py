@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kubelet_py.client.errors import ApiError, ApiUnavailable, NotFound
@@ -12,30 +13,46 @@ from kubelet_py.client.rest import RestClient
 from kubelet_py.clock import Clock
 from kubelet_py.cri_client import CRIClient, CRIError
 from kubelet_py.pods.executor import Executor, SandboxError
-from kubelet_py.pods.model import LABEL_POD_UID, Pod, pod_key, pod_uid
+from kubelet_py.pods.model import LABEL_POD_UID, Pod, pod_uid
 from kubelet_py.pods.pleg import Pleg
-from kubelet_py.pods.reporting import ApiReporter
+from kubelet_py.pods.reporting import ApiReporter, LocalReporter, MirrorReporter
 from kubelet_py.pods.runtime_view import pod_runtime
-from kubelet_py.pods.worker import PodWorker
+from kubelet_py.pods.static import SOURCE, StaticPodSource, is_mirror
+from kubelet_py.pods.worker import PodWorker, Reporter
 
 log = logging.getLogger(__name__)
 ORPHAN_GRACE = 2
 
 
 class PodManager:
-    def __init__(self, rest: RestClient, cri: CRIClient, *, node_name: str,
+    """Pods from the API (when `rest` is given) and from static manifests (when a path is)."""
+
+    def __init__(self, rest: RestClient | None, cri: CRIClient, *, node_name: str,
                  executor: Executor, clock: Clock, host_ips: tuple[str, ...],
-                 cleanup: Callable[[str], None]) -> None:
+                 cleanup: Callable[[str], None], manifest_path: Path | None = None) -> None:
         self._rest = rest
         self._cri = cri
         self._exec = executor
         self._clock = clock
         self._host_ips = host_ips
         self._cleanup = cleanup
-        self.reporter = ApiReporter(rest, node_name=node_name, clock=clock)
-        self.informer = Informer(rest, "/api/v1/pods",
-                                 field_selector=f"spec.nodeName={node_name}",
-                                 handler=self._on_event, clock=clock)
+        self.informer: Informer | None = None
+        self.reporter: Reporter
+        self._static_reporter: Reporter
+        if rest is not None:
+            api = ApiReporter(rest, node_name=node_name, clock=clock)
+            informer = Informer(rest, "/api/v1/pods",
+                                field_selector=f"spec.nodeName={node_name}",
+                                handler=self._on_event, clock=clock)
+            self.informer = informer
+            self.reporter = api
+            self._static_reporter = MirrorReporter(rest, api, informer.store.get,
+                                                  node_name=node_name)
+        else:
+            self.reporter = self._static_reporter = LocalReporter()
+        self.static = StaticPodSource(manifest_path, node_name=node_name,
+                                      handler=self._on_event, clock=clock) \
+            if manifest_path is not None else None
         self.pleg = Pleg(cri, self._on_runtime_change, clock=clock)
         self.workers: dict[str, PodWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -49,6 +66,8 @@ class PodManager:
         name = pod["spec"].get("runtimeClassName")
         if not name:
             return ""
+        if self._rest is None:
+            raise SandboxError(f'RuntimeClass "{name}" needs an API server to resolve')
         try:
             rc = await self._rest.get(f"/apis/node.k8s.io/v1/runtimeclasses/{name}")
         except NotFound:
@@ -57,12 +76,14 @@ class PodManager:
             raise SandboxError(f'RuntimeClass "{name}": {exc}') from exc
         return str(rc.get("handler", ""))
 
-    def _worker(self, uid: str) -> PodWorker:
+    def _worker(self, uid: str, pod: Pod) -> PodWorker:
         worker = self.workers.get(uid)
         if worker is None:
+            static = (pod["metadata"].get("annotations") or {}).get(SOURCE) == "file"
             worker = PodWorker(uid, executor=self._exec,
                                view=lambda u: pod_runtime(self._cri, u),
-                               reporter=self.reporter, clock=self._clock,
+                               reporter=self._static_reporter if static else self.reporter,
+                               clock=self._clock,
                                runtime_name=self.runtime_name, host_ips=self._host_ips,
                                runtime_handler=self._handler, cleanup=self._cleanup)
             self.workers[uid] = worker
@@ -81,6 +102,8 @@ class PodManager:
             self._tasks.pop(worker.uid, None)
 
     def _on_event(self, kind: str, pod: dict[str, Any]) -> None:
+        if is_mirror(pod):
+            return  # our own reflection of a static pod
         uid = pod_uid(pod)
         if kind == "DELETED":
             worker = self.workers.get(uid)
@@ -90,7 +113,7 @@ class PodManager:
             return
         if self._group is None:
             return
-        self._worker(uid).update(pod)
+        self._worker(uid, pod).update(pod)
 
     def _on_runtime_change(self, uid: str) -> None:
         worker = self.workers.get(uid)
@@ -100,7 +123,11 @@ class PodManager:
     async def reconcile_orphans(self) -> int:
         """Kill and remove sandboxes whose pod this node no longer has (e.g. deleted while
         the kubelet was down); found by their CRI labels."""
-        known = {pod_uid(p) for p in self.informer.store.items()}
+        known = set(self.workers)
+        if self.informer is not None:
+            known |= {pod_uid(p) for p in self.informer.store.items()}
+        if self.static is not None:
+            known |= set(self.static.pods)
         sandboxes = await self._cri.sandboxes.list()
         orphans = {s.labels.get(LABEL_POD_UID, "") for s in sandboxes} - known - {""}
         for uid in orphans:
@@ -130,16 +157,26 @@ class PodManager:
         await self._await_runtime()
         async with asyncio.TaskGroup() as tg:
             self._group = tg
-            tg.create_task(self.informer.run(), name="pod-informer")
-            await self.informer.synced.wait()
+            if self.static is not None:
+                self.static.sync_once()
+                tg.create_task(self.static.run(), name="static-pods")
+            if self.informer is not None:
+                tg.create_task(self.informer.run(), name="pod-informer")
+                await self.informer.synced.wait()
             tg.create_task(self.pleg.run(), name="pleg")
             try:
                 await self.reconcile_orphans()
             except Exception:
                 log.exception("orphan reconciliation failed")
-            log.info("pod manager running: %d pods bound to this node",
-                     len(self.informer.store))
+            log.info("pod manager running: %d pods", len(self.workers))
 
-    def describe(self, uid: str) -> str:
-        worker = self.workers.get(uid)
-        return pod_key(worker.pod) if worker is not None and worker.pod else uid
+    def pods(self) -> list[Pod]:
+        """The pods this node runs now (API and static), as last seen."""
+        return [w.pod for w in self.workers.values() if w.pod is not None]
+
+    def find(self, namespace: str, name: str) -> Pod | None:
+        for pod in self.pods():
+            meta = pod["metadata"]
+            if meta.get("namespace") == namespace and meta.get("name") == name:
+                return pod
+        return None

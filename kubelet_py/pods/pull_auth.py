@@ -47,10 +47,12 @@ def auth_from_dockerconfig(doc: dict[str, Any], registry: str) -> pb.AuthConfig 
 
 
 class SecretPullAuth:
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api | None) -> None:
         self._api = api
 
     async def auth_for(self, pod: Pod, image: str) -> pb.AuthConfig | None:
+        if self._api is None:
+            return None
         registry = registry_of(image)
         ns = pod["metadata"]["namespace"]
         for ref in pod["spec"].get("imagePullSecrets") or []:

@@ -4,12 +4,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kubelet_py.client.errors import ApiError, ApiUnavailable, Conflict, Forbidden, NotFound
 from kubelet_py.client.rest import STRATEGIC_MERGE_PATCH, RestClient
 from kubelet_py.clock import Clock, rfc3339
 from kubelet_py.pods.model import Pod, pod_uid
+from kubelet_py.pods.static import HASH, MIRROR, mirror_of
 from kubelet_py.pods.status import status_changed
 
 log = logging.getLogger(__name__)
@@ -116,27 +118,39 @@ class LocalReporter:
 class MirrorReporter:
     """Static pods beside an API server: a mirror pod shows each one, with its status."""
 
-    def __init__(self, rest: RestClient, api: ApiReporter) -> None:
+    def __init__(self, rest: RestClient, api: ApiReporter,
+                 lookup: Callable[[str], Obj | None], *, node_name: str) -> None:
         self._rest = rest
+        self._node = node_name
+        self._owner: Obj | None = None
         self._api = api
+        self._lookup = lookup
+        """`namespace/name` -> the pod as this node's informer sees it (the node authorizer
+        lets a node read only pods bound to it, so a missing mirror cannot be GET)."""
         self._last: dict[str, Obj] = {}
 
     async def _ensure_mirror(self, pod: Pod) -> None:
-        from kubelet_py.pods.static import HASH, MIRROR, mirror_of
-
-        path = _pod_path(pod)
-        want = pod["metadata"]["annotations"][HASH]
-        try:
-            current = await self._rest.get(path)
-        except NotFound:
-            current = None
+        meta = pod["metadata"]
+        want = meta["annotations"][HASH]
+        current = self._lookup(f"{meta['namespace']}/{meta['name']}")
         if current is not None:
             if (current["metadata"].get("annotations") or {}).get(MIRROR) == want:
                 return
-            await self._rest.delete(path, {"gracePeriodSeconds": 0})
-        await self._rest.create(f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods",
-                                mirror_of(pod))
+            with contextlib.suppress(NotFound):
+                await self._rest.delete(_pod_path(pod), {"gracePeriodSeconds": 0})
+        mirror = mirror_of(pod)
+        # NodeRestriction: a node may create only mirror pods owned by its Node.
+        mirror["metadata"]["ownerReferences"] = [await self._node_owner()]
+        with contextlib.suppress(Conflict):  # created already; our cache is behind
+            await self._rest.create(f"/api/v1/namespaces/{meta['namespace']}/pods", mirror)
         self._last.pop(pod_uid(pod), None)
+
+    async def _node_owner(self) -> Obj:
+        if self._owner is None:
+            node = await self._rest.get(f"/api/v1/nodes/{self._node}")
+            self._owner = {"apiVersion": "v1", "kind": "Node", "name": self._node,
+                           "uid": node["metadata"]["uid"], "controller": True}
+        return self._owner
 
     async def report(self, pod: Pod, status: Obj) -> None:
         uid = pod_uid(pod)

@@ -21,7 +21,6 @@ class StatusInputs:
     """The CRI runtime's name, the scheme of containerIDs (`containerd://...`)."""
     host_ips: tuple[str, ...]
     waiting: Mapping[str, Waiting] = dataclasses.field(default_factory=dict)
-    done: bool = False
 
 
 def _t(when: dt.datetime | None) -> str | None:

@@ -80,13 +80,19 @@ def _write(directory: Path, files: dict[str, bytes], mode: int) -> None:
 
 
 class Volumes:
-    def __init__(self, api: Api, *, root: Path) -> None:
+    def __init__(self, api: Api | None, *, root: Path) -> None:
         self._api = api
         self._root = root
 
+    def _need_api(self, what: str) -> Api:
+        if self._api is None:
+            raise VolumeError(f"{what} needs an API server (standalone mode has none)")
+        return self._api
+
     async def _get(self, path: str, what: str, optional: bool) -> Obj | None:
+        api = self._need_api(what)
         try:
-            return await self._api.get(path)
+            return await api.get(path)
         except NotFound:
             if optional:
                 return None
@@ -140,8 +146,9 @@ class Volumes:
                          "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
                                             "name": meta["name"], "uid": meta["uid"]}}}
         path = f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{sa}/token"
+        api = self._need_api(f"service account token for {sa}")
         try:
-            resp = await self._api.create(path, body)
+            resp = await api.create(path, body)
         except (ApiError, ApiUnavailable) as exc:
             raise VolumeError(f"service account token for {sa}: {exc}") from exc
         return {src.get("path", "token"): resp["status"]["token"].encode()}

@@ -32,6 +32,12 @@ class Reporter(Protocol):
     def event(self, pod: Pod, *, kind: str, reason: str, message: str) -> None: ...
 
 
+def _desired(pod: Pod) -> tuple[Any, Any]:
+    meta = {k: v for k, v in pod["metadata"].items()
+            if k not in ("resourceVersion", "managedFields")}
+    return meta, pod.get("spec")
+
+
 def grace_seconds(pod: Pod) -> int:
     meta, spec = pod["metadata"], pod.get("spec") or {}
     value = meta.get("deletionGracePeriodSeconds")
@@ -66,8 +72,10 @@ class PodWorker:
         """Sticky: once the pod reached a final phase it never runs again."""
 
     def update(self, pod: Pod) -> None:
-        self.pod = pod
-        self._wake.set()
+        """The latest version wins; only a change beyond status (ours) wakes the worker."""
+        previous, self.pod = self.pod, pod
+        if previous is None or _desired(previous) != _desired(pod):
+            self._wake.set()
 
     def remove(self) -> None:
         self.removed = True
@@ -116,8 +124,8 @@ class PodWorker:
         if changed:
             runtime = await self._view(self.uid)
         status = compute_pod_status(pod, runtime, StatusInputs(
-            runtime_name=self._runtime_name(), host_ips=self._host_ips, waiting=waiting,
-            done=actions.done), self._clock.now())
+            runtime_name=self._runtime_name(), host_ips=self._host_ips, waiting=waiting),
+            self._clock.now())
         await self._reporter.report(pod, status)
         return False, retry if retry is not None else self._requeue(actions)
 

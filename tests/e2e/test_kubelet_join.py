@@ -5,6 +5,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -56,11 +57,18 @@ class Kubelet:
                 self.proc.wait()
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def join_args(cluster: ControlPlane, root: Path, name: str, *, token: str | None = None,
               ca_hash: str | None = None) -> list[str]:
     return ["join", "--server", cluster.server, "--token", token or cluster.token,
             "--discovery-token-ca-cert-hash", ca_hash or cluster.ca_cert_hash,
             "--root-dir", str(root), "--hostname-override", name, "--node-ip", "127.0.0.1",
+            "--address", "127.0.0.1", "--port", str(free_port()), "--healthz-port", "0",
             "--container-runtime-endpoint", f"unix://{root}/no-runtime.sock"]
 
 
@@ -129,7 +137,8 @@ def test_restart_reuses_kubeconfig(control_plane: ControlPlane,  # noqa: F811
     pem = (tmp_path / "pki" / "kubelet-client-current.pem").resolve()
     again = Kubelet(tmp_path, node_name, [
         "--kubeconfig", str(tmp_path / "kubeconfig"), "--root-dir", str(tmp_path),
-        "--hostname-override", node_name, "--node-ip", "127.0.0.1",
+        "--hostname-override", node_name, "--node-ip", "127.0.0.1", "--address", "127.0.0.1",
+        "--port", str(free_port()), "--healthz-port", "0",
         "--container-runtime-endpoint", f"unix://{tmp_path}/no-runtime.sock"])
     try:
         lease = _get(control_plane, "lease", node_name, "-n", "kube-node-lease")

@@ -11,13 +11,16 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_kubelet_join import Kubelet, wait
+from tests.e2e.test_kubelet_join import Kubelet, free_port, wait
 from tests.harness.cluster import ControlPlane, control_plane  # noqa: F401
 from tests.harness.containerd import Containerd, containerd  # noqa: F401
 from tests.harness.registry import LocalRegistry, local_registry  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 BUSYBOX = "docker.io/library/busybox:1.36"
+STATIC = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "static-web"},
+          "spec": {"containers": [{"name": "web", "image": BUSYBOX,
+                                   "command": ["sh", "-c", "sleep 3600"]}]}}
 
 
 class Node:
@@ -26,12 +29,27 @@ class Node:
         self.runtime = runtime
         self.name = f"kubelet-py-pods-{secrets.token_hex(3)}"
         self.namespace = f"kpy-{secrets.token_hex(3)}"
+        self.root = root
+        self.port = free_port()
+        self.manifests = root / "manifests"
+        self.manifests.mkdir()
+        (self.manifests / "static.yaml").write_text(json.dumps(STATIC))
         self.kubelet = Kubelet(root, self.name, [
             "join", "--server", cluster.server, "--token", cluster.token,
-            "--discovery-token-ca-cert-hash", cluster.ca_cert_hash, "--root-dir", str(root),
-            "--hostname-override", self.name, "--node-ip", "127.0.0.1",
-            "--pod-logs-dir", str(root / "logs"),
-            "--container-runtime-endpoint", runtime.endpoint, "-v", "4"])
+            "--discovery-token-ca-cert-hash", cluster.ca_cert_hash, *self.flags()])
+
+    def flags(self) -> list[str]:
+        return ["--root-dir", str(self.root), "--hostname-override", self.name,
+                "--port", str(self.port), "--healthz-port", "0", "--address", "127.0.0.1",
+                "--node-ip", "127.0.0.1", "--pod-logs-dir", str(self.root / "logs"),
+                "--pod-manifest-path", str(self.manifests),
+                "--container-runtime-endpoint", self.runtime.endpoint, "-v", "4"]
+
+    def restart(self) -> None:
+        """Stop kubelet-py and start it again from the kubeconfig `join` wrote."""
+        self.kubelet.stop()
+        self.kubelet = Kubelet(self.root, self.name, [
+            "--kubeconfig", str(self.root / "kubeconfig"), *self.flags()])
 
     def get(self, *args: str) -> Any:
         done = self.cluster.kubectl("get", *args, "-o", "json", check=False)
@@ -112,7 +130,7 @@ def test_busybox_pod_runs_with_ip_and_token_volume(node: Node) -> None:
 
 def test_crash_loop_backoff(node: Node) -> None:
     node.create_pod("crash", [{"name": "crash", "image": BUSYBOX,
-                               "command": ["sh", "-c", "exit 3"]}])
+                               "command": ["sh", "-c", "echo crashing; exit 3"]}])
     pod = wait(lambda: (p := node.pod("crash")) and _state(p).get("state", {}).get(
         "waiting", {}).get("reason") == "CrashLoopBackOff" and p, "CrashLoopBackOff",
                timeout=60)
@@ -139,14 +157,26 @@ def test_job_pod_succeeds(node: Node) -> None:
 def test_missing_image_pull_backoff(node: Node, local_registry: LocalRegistry) -> None:  # noqa: F811
     image = f"{local_registry.host}/kubelet-py/does-not-exist:{secrets.token_hex(3)}"
     node.create_pod("missing", [{"name": "missing", "image": image}])
-    seen = set()
-
-    def reason() -> bool:
-        r = _state(node.pod("missing")).get("state", {}).get("waiting", {}).get("reason")
-        seen.add(r)
-        return "ErrImagePull" in seen and "ImagePullBackOff" in seen
-
-    wait(reason, "ErrImagePull then ImagePullBackOff", timeout=60)
+    # Watch every status the kubelet writes: the first failure, then the back-off.
+    argv = [str(node.cluster.tools / "kubectl"), f"--kubeconfig={node.cluster.kubeconfig}",
+            "get", "pod", "-n", node.namespace, "missing", "--watch", "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.reason}{\"\\n\"}"]
+    watch = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        seen: list[str] = []
+        deadline = time.monotonic() + 60
+        assert watch.stdout is not None
+        while time.monotonic() < deadline:
+            line = watch.stdout.readline().strip()
+            if line and (not seen or seen[-1] != line):
+                seen.append(line)
+            if "ImagePullBackOff" in seen:
+                break
+    finally:
+        watch.kill()
+        watch.wait()
+    assert "ErrImagePull" in seen and "ImagePullBackOff" in seen, seen
+    assert seen.index("ErrImagePull") < seen.index("ImagePullBackOff")
     events = node.get("events", "-n", node.namespace, "--field-selector",
                       "involvedObject.name=missing")["items"]
     assert any("ErrImagePull" in e["message"] for e in events)
@@ -170,3 +200,90 @@ def test_graceful_delete(node: Node) -> None:
                          "pods", "--label", f"io.kubernetes.pod.uid={uid}", "-q"],
                         capture_output=True, text=True, check=True)
     assert ps.stdout.strip() == ""
+
+
+def test_static_pod_has_a_running_mirror(node: Node) -> None:
+    name = f"static-web-{node.name}"
+    mirror = wait(lambda: (p := node.get("pod", "-n", "default", name)) and
+                  p.get("status", {}).get("phase") == "Running" and p, "mirror pod Running",
+                  timeout=60)
+    notes = mirror["metadata"]["annotations"]
+    assert notes["kubernetes.io/config.source"] == "file"
+    assert notes["kubernetes.io/config.mirror"] == notes["kubernetes.io/config.hash"]
+    assert mirror["spec"]["nodeName"] == node.name
+    assert _state(mirror)["ready"]
+
+
+def test_kubelet_restart_changes_nothing_in_running_pods(node: Node) -> None:
+    node.create_pod("steady", [{"name": "steady", "image": BUSYBOX,
+                                "command": ["sh", "-c", "sleep 3600"]}])
+    before = wait(lambda: (p := node.pod("steady")) and p["status"].get("phase") == "Running"
+                  and p, "pod Running", timeout=60)
+    node.restart()
+    lease = node.get("lease", "-n", "kube-node-lease", node.name)["spec"]["renewTime"]
+    wait(lambda: node.get("lease", "-n", "kube-node-lease", node.name)["spec"]["renewTime"]
+         != lease, "lease renewed by the restarted kubelet", timeout=20)
+    time.sleep(3)
+    after = node.pod("steady")
+    assert _state(after)["containerID"] == _state(before)["containerID"]
+    assert _state(after)["restartCount"] == _state(before)["restartCount"]
+    assert after["status"]["podIP"] == before["status"]["podIP"]
+    assert after["status"]["startTime"] == before["status"]["startTime"]
+    assert _ready(node.get("node", node.name))
+
+
+def test_kubectl_logs(node: Node) -> None:
+    node.create_pod("talker", [{"name": "talker", "image": BUSYBOX, "command": [
+        "sh", "-c", "i=0; while true; do i=$((i+1)); echo line $i; sleep 0.2; done"]}])
+    wait(lambda: (p := node.pod("talker")) and p["status"].get("phase") == "Running",
+         "pod Running", timeout=60)
+    kubectl = node.cluster.kubectl
+    wait(lambda: "line 3" in kubectl("logs", "-n", node.namespace, "talker").stdout,
+         "three lines logged", timeout=20)
+    tail = kubectl("logs", "-n", node.namespace, "talker", "--tail=2").stdout.splitlines()
+    assert len(tail) == 2 and all(t.startswith("line ") for t in tail)
+    stamped = kubectl("logs", "-n", node.namespace, "talker", "--tail=1",
+                      "--timestamps").stdout.split(" ", 1)
+    assert stamped[0].startswith("20") and stamped[0].endswith("Z")
+    assert kubectl("logs", "-n", node.namespace, "talker", "--since=1h").stdout
+    proc = subprocess.Popen(
+        [str(node.cluster.tools / "kubectl"), f"--kubeconfig={node.cluster.kubeconfig}",
+         "logs", "-f", "-n", node.namespace, "talker", "--tail=1"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.5)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    numbers = [int(x.split()[1]) for x in out.splitlines() if x.startswith("line ")]
+    assert len(numbers) >= 5, out  # new lines kept streaming
+    assert numbers == sorted(numbers)
+    previous = kubectl("logs", "-n", node.namespace, "crash", "--previous").stdout
+    assert "crashing" in previous
+
+
+def test_kubelet_api_authn_and_authz(node: Node) -> None:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    url = f"https://127.0.0.1:{node.port}/pods"
+    with pytest.raises(urllib.error.HTTPError) as anon:
+        urllib.request.urlopen(url, context=ctx, timeout=10)
+    assert anon.value.code == 401
+    token = node.cluster.kubectl("create", "token", "default", "-n", node.namespace).stdout
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token.strip()}"})
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(req, context=ctx, timeout=10)
+    assert denied.value.code == 403
+    # The API server's kubelet client certificate (verified against the cluster CA, then
+    # authorized with a SubjectAccessReview) gets 200.
+    layout = node.cluster.layout
+    ctx.load_cert_chain(str(layout.cert("apiserver-kubelet-client")),
+                        str(layout.key("apiserver-kubelet-client")))
+    with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:
+        names = {p["metadata"]["name"] for p in json.loads(resp.read())["items"]}
+    assert "web" in names

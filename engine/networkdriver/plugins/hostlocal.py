@@ -48,7 +48,7 @@ def parse_resolv_conf(path: str) -> dict[str, Any]:
 
 
 class HostLocal:
-    def __init__(self, *, lock_timeout: float = 30.0) -> None:
+    def __init__(self, *, lock_timeout: float | None = None) -> None:
         self.lock_timeout = lock_timeout
 
     def _load(self, req: spec.Request) -> tuple[ipam_config.IPAMConfig, DiskStore]:

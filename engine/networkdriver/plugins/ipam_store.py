@@ -27,7 +27,7 @@ def _key(container_id: str, ifname: str) -> str:
 
 
 class DiskStore:
-    def __init__(self, data_dir: str, network: str, *, lock_timeout: float = 30.0,
+    def __init__(self, data_dir: str, network: str, *, lock_timeout: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.dir = os.path.join(data_dir, network)
         self._lock_timeout = lock_timeout
@@ -35,11 +35,20 @@ class DiskStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the flock on ``lock``; a holder that died (kill -9) releases it with its fd."""
+        """Hold the flock on ``lock``; a holder that died (kill -9) releases it with its fd.
+
+        Without ``lock_timeout`` this blocks like host-local (the kernel queues waiters, so
+        hundreds of concurrent invocations all get their turn); with one, a caller that
+        cannot wait gets CNIError 11 (try again later).
+        """
         os.makedirs(self.dir, mode=0o755, exist_ok=True)
         fd = os.open(os.path.join(self.dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                      0o644)
         try:
+            if self._lock_timeout is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+                return
             deadline = self._clock() + self._lock_timeout
             while True:
                 try:

@@ -76,6 +76,8 @@ def open_netns(path: str) -> int:
 class NetlinkError(OSError):
     """A negative acknowledgement from the kernel; ``code`` is the errno."""
 
+    cni_code = spec.ERR_NETLINK
+
     def __init__(self, code: int, what: str) -> None:
         super().__init__(code, f"{what}: {os.strerror(code)}")
         self.code = code

@@ -52,7 +52,13 @@ def dispatch(plugin: Plugin, env: Mapping[str, str], stdin: bytes) -> tuple[int,
         return 1, _dump(err.to_json(version))
     except OSError as exc:
         log.debug("I/O failure", exc_info=True)
-        return 1, _dump(spec.CNIError(spec.ERR_IO, "I/O failure", str(exc)).to_json(version))
+        code = getattr(exc, "cni_code", spec.ERR_IO)
+        what = "netlink request failed" if code == spec.ERR_NETLINK else "I/O failure"
+        return 1, _dump(spec.CNIError(code, what, str(exc)).to_json(version))
+    except Exception as exc:  # a bug: still answer with the spec's error JSON
+        log.debug("internal error", exc_info=True)
+        return 1, _dump(spec.CNIError(spec.ERR_INTERNAL, f"internal error: {type(exc).__name__}",
+                                      str(exc)).to_json(version))
 
 
 def _dump(obj: Mapping[str, Any]) -> bytes:

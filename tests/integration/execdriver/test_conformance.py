@@ -242,3 +242,16 @@ def test_exec_sync(runtime: Runtime, rootfs: Path, handler: str) -> None:
     assert (result.exit_code, result.stdout, result.stderr) == (4, b"y\ntestpod\n", b"e\n")
     result = runtime.exec_sync(cid, ("ls", "/proc/self/fd"), timeout=30)
     assert result.stdout.split() == [b"0", b"1", b"2", b"3"]  # 3 = ls's own directory fd
+
+
+def test_privileged(runtime: Runtime, rootfs: Path, handler: str) -> None:
+    sid = runtime.run_sandbox(sandbox_config(handler, privileged=True))
+    state, out = run_to_exit(runtime, sid, rootfs,
+                             "grep -E '^(CapEff|Seccomp):' /proc/self/status; "
+                             "ls /dev/kmsg && echo HOSTDEV; mount | grep ' /sys ' ",
+                             security=SecurityConfig(privileged=True))
+    assert state.exit_code == 0, out
+    assert _status_caps(out, "CapEff") == caps.to_mask(list(caps.current_bounding()))
+    assert re.search(r"^Seccomp:\s+0$", out, re.M)
+    assert "HOSTDEV" in out
+    assert "(rw," in out.split("sysfs")[-1]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from engine.registry.auth import AuthConfig
 from engine.registry.errors import AuthenticationError
 from engine.registry.hosts import load_hosts, parse_hosts
 from tests.harness.images import LOCAL_IMAGES, LOCAL_PREFIX
+from tests.harness.prereq import need_binary
 from tests.harness.registry import LocalRegistry
 from tests.unit.graph.conftest import assert_consistent
 
@@ -78,4 +80,22 @@ def test_tls_registry_with_basic_auth(svc: ImageService, local_registry: LocalRe
         svc.pull(ref)
     auth = AuthConfig(username=local_registry.username, password=local_registry.password)
     assert svc.pull(ref, auth).layers
+    assert_consistent(svc.graph)
+
+
+@pytest.mark.parametrize("transport", ["oci-archive", "docker-archive"])
+def test_load_archives_written_by_skopeo(svc: ImageService, local_registry: LocalRegistry,
+                                         tmp_path: Path, transport: str) -> None:
+    skopeo = need_binary("skopeo", "apt-get install skopeo")
+    src = f"{local_registry.host}/{LOCAL_PREFIX}/whiteout:latest"
+    out = tmp_path / "image.tar"
+    name = "example.com/whiteout:saved"
+    dest = f"{transport}:{out}:{name}"
+    subprocess.run([skopeo, "copy", "--quiet", "--src-tls-verify=false", f"docker://{src}",
+                    dest], check=True, capture_output=True)
+    (img,) = svc.load(out)
+    assert name in img.repo_tags
+    with rootfs(svc, name, tmp_path) as root:
+        assert (root / "data/keep").read_bytes() == b"kept and rewritten\n"
+        assert not (root / "bin/vi").exists()
     assert_consistent(svc.graph)

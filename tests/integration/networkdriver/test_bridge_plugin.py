@@ -232,3 +232,20 @@ def opened(pid: int, path: object) -> bool:
         except OSError:
             continue
     return False
+
+
+def test_gc_releases_addresses_and_masquerade_of_invalid_attachments(net: Net) -> None:
+    conf = net.conf(dual=False)
+    keep_ns, gone_ns = net.new_netns(), net.new_netns()
+    assert net.run("kpy-bridge", "ADD", conf, netns=keep_ns, cid="keep")[0] == 0
+    assert net.run("kpy-bridge", "ADD", conf, netns=gone_ns, cid="gone")[0] == 0
+    gc_conf = {**conf, "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]}
+    code, out = helpers.run_plugin(net.bin_dirs, "kpy-bridge", "GC", gc_conf, netns="",
+                                   cid="", ifname="")
+    assert (code, out) == (0, None)
+    assert list(helpers.ip_files(net.data_dir, net.name).values()) == [b"keep\r\neth0"]
+    chains = helpers.masq_chains(net.name)
+    assert chains and all("id=keep" in line for line in chains)
+    code, out = helpers.run_plugin(net.bin_dirs, "kpy-bridge", "STATUS", conf, netns="", cid="",
+                                   ifname="")
+    assert (code, out) == (0, None)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from engine.cgroups.base import Resources
-from engine.errors import DeadlineExceeded, FailedPrecondition
+from engine.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from engine.runtime.api import Runtime
+from engine.runtime.attach import AttachSession
 from engine.runtime.exec import MAX_OUTPUT
 from engine.runtime.spec import ContainerConfig, DNSConfig, ImageConfig, Rootfs
 from engine.runtime.status import SandboxStatus, Status
@@ -211,3 +212,71 @@ def test_state_enum_guards_the_api(runtime: Runtime, rootfs: Path) -> None:
                                  image=ImageConfig())
     assert runtime.container_status  # the API object is still usable
     assert Status.EXITED.can_delete()
+
+
+def _read_attached(session: AttachSession, needle: bytes, timeout: float = 10) -> bytes:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while needle not in buf:
+        assert time.monotonic() < deadline, buf
+        if not session.buffered:
+            assert select.select([session], [], [], deadline - time.monotonic())[0], buf
+        got = session.read()
+        if got is None:
+            break
+        buf += got[1]
+    return buf
+
+
+def test_attach_stdin_pipes_and_stdin_once(runtime: Runtime, rootfs: Path) -> None:
+    sid = runtime.run_sandbox(sandbox_config("native"))
+    cid = _running(runtime, sid, rootfs, "/bin/sh", "-c", "cat; echo gone >&2",
+                   stdin=True, stdin_once=True)
+    session = runtime.attach(cid)
+    try:
+        session.write_stdin(b"hello\n")
+        assert _read_attached(session, b"hello") == b"hello\n"
+        with pytest.raises(FailedPrecondition):
+            session.resize(width=1, height=1)
+    finally:
+        session.close()  # stdin_once: the first detach closes the container's stdin
+    state = runtime.wait_container(cid, timeout=10)
+    assert state.exit_code == 0
+    assert log_text(runtime, cid).splitlines() == ["hello", "gone"]
+
+
+def test_attach_tty_resize(runtime: Runtime, rootfs: Path) -> None:
+    sid = runtime.run_sandbox(sandbox_config("native"))
+    cid = _running(runtime, sid, rootfs, "/bin/sh", stdin=True, tty=True)
+    session = runtime.attach(cid)
+    try:
+        session.resize(width=99, height=33)
+        session.write_stdin(b"stty size\n")
+        assert b"33 99" in _read_attached(session, b"33 99")
+        session.write_stdin(b"exit 3\n")
+        assert runtime.wait_container(cid, timeout=10).exit_code == 3
+    finally:
+        session.close()
+    with pytest.raises(FailedPrecondition):
+        runtime.attach(cid)
+
+
+def test_failed_sandbox_leaves_nothing(runtime: Runtime) -> None:
+    with pytest.raises(InvalidArgument):
+        runtime.run_sandbox(sandbox_config("native", sysctls={"net.ipv4.no_such_knob": "1"}))
+    assert runtime.list_sandboxes() == []
+    assert list(runtime.ctx.store.root.iterdir()) == []
+    with open("/proc/self/mountinfo") as f:
+        assert str(runtime.ctx.store.root) not in f.read()
+
+
+@pytest.mark.parametrize("handler", ["native", "runc"])
+def test_shared_pid_namespace(runtime: Runtime, rootfs: Path, handler: str) -> None:
+    sid = runtime.run_sandbox(sandbox_config(handler, share_pid=True))
+    _running(runtime, sid, rootfs, "/bin/sleep", "600")
+    _, out = run_to_exit(runtime, sid, rootfs,
+                         "grep -l 600 /proc/[0-9]*/cmdline; echo pid1=$(cat /proc/1/cmdline)")
+    assert "/proc/" in out, out  # the other container's sleep is visible
+    assert "pid1=" in out and "sleep" not in out.split("pid1=")[1]  # the holder is pid 1
+    runtime.remove_sandbox(sid)
+    assert not any(p.name == "pid" for p in runtime.ctx.store.root.rglob("ns/*"))

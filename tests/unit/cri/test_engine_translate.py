@@ -15,7 +15,8 @@ def pod() -> pb.PodSandboxConfig:
         metadata=pb.PodSandboxMetadata(name="web", namespace="ns", uid="u1", attempt=2),
         hostname="web-0", log_directory="/var/log/pods/ns_web_u1",
         dns_config=pb.DNSConfig(servers=["10.96.0.10"], searches=["ns.svc"], options=["ndots:5"]),
-        port_mappings=[pb.PortMapping(protocol=pb.UDP, container_port=53, host_port=5353)],
+        port_mappings=[pb.PortMapping(protocol=pb.UDP, container_port=53, host_port=5353),
+                       pb.PortMapping(protocol=pb.TCP, container_port=80)],  # no host port
         labels={"a": "b"}, annotations={"c": "d"},
         linux=pb.LinuxPodSandboxConfig(
             cgroup_parent="/kubepods/pod-u1", sysctls={"net.ipv4.ip_forward": "1"},
@@ -28,7 +29,8 @@ def test_sandbox_config() -> None:
     cfg = tr.sandbox_config(pod(), runtime_handler="runc")
     assert (cfg.name, cfg.namespace, cfg.uid, cfg.attempt) == ("web", "ns", "u1", 2)
     assert cfg.dns is not None and cfg.dns.options == ("ndots:5",)
-    assert cfg.port_mappings[0].protocol == "udp" and cfg.port_mappings[0].host_port == 5353
+    assert [(p.protocol, p.container_port, p.host_port) for p in cfg.port_mappings] == [
+        ("udp", 53, 5353)]
     assert cfg.host_network and not cfg.host_pid and cfg.share_pid and not cfg.host_ipc
     assert cfg.cgroup_parent == "/kubepods/pod-u1" and cfg.privileged
     assert cfg.runtime_handler == "runc" and cfg.sysctls == {"net.ipv4.ip_forward": "1"}

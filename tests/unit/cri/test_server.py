@@ -177,6 +177,11 @@ def test_container_lifecycle_and_errors(cri: Cri) -> None:
                         stop_signal=999),  # type: ignore[arg-type]
      "not a known Signal"),
     (pb.ContainerConfig(metadata=pb.ContainerMetadata(name="c")), "config.image.image"),
+    (pb.ContainerConfig(metadata=pb.ContainerMetadata(name="c"), image=pb.ImageSpec(image="i"),
+                        linux=pb.LinuxContainerConfig(
+                            security_context=pb.LinuxContainerSecurityContext(
+                                run_as_group=pb.Int64Value(value=5)))),
+     "run_as_group needs run_as_user"),
 ])
 def test_create_container_rejects_bad_configs(cri: Cri, config: pb.ContainerConfig,
                                               needle: str) -> None:

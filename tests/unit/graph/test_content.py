@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from engine.errors import InvalidArgument, NotFound
 from engine.graph import digest as dg
 from engine.graph.content import ContentStore
 from engine.graph.errors import DigestMismatch, SizeMismatch, TruncatedContent
+from engine.graph.model import parse_config
 
 
 def test_put_read_delete(tmp_path: Path) -> None:
@@ -44,3 +46,19 @@ def test_clean_ingest_and_bad_digest(tmp_path: Path) -> None:
 def test_chain_ids() -> None:
     a, b = dg.of_bytes(b"a"), dg.of_bytes(b"b")
     assert dg.chain_ids([a, b]) == [a, dg.of_bytes(f"{a} {b}".encode())]
+
+
+def test_config_parsing_and_cri_user() -> None:
+    d = dg.of_bytes(b"x")
+    cfg = parse_config(json.dumps({"os": "linux", "architecture": "amd64", "config": {
+        "User": "1000:50", "Env": ["A=1"], "Entrypoint": ["/e"], "Cmd": ["c"],
+        "WorkingDir": "/w", "Labels": {"b": "2", "a": "1"}, "ExposedPorts": {"80/tcp": {}},
+        "Volumes": {"/data": {}}, "StopSignal": "SIGQUIT"},
+        "rootfs": {"type": "layers", "diff_ids": [d]}}).encode())
+    assert cfg.cri_user() == (1000, "") and cfg.labels == (("a", "1"), ("b", "2"))
+    assert cfg.exposed_ports == ("80/tcp",) and cfg.volumes == ("/data",)
+    assert cfg.diff_ids == (d,) and cfg.stop_signal == "SIGQUIT"
+    with pytest.raises(InvalidArgument, match="rootfs"):
+        parse_config(b'{"rootfs": {"type": "other"}}')
+    with pytest.raises(InvalidArgument, match="Env"):
+        parse_config(b'{"rootfs": {"type": "layers", "diff_ids": []}, "config": {"Env": "x"}}')

@@ -61,6 +61,9 @@ def test_pull_multi_layer(service: ImageService, registry: FakeRegistry,
     root = Path(mounts[0].source)
     assert (root / "etc/os").read_bytes() == b"changed"
     assert (root / "bin/sh").read_bytes().startswith(b"#!")
+    assert service.rootfs_usage("ctr1").size > 0
+    with pytest.raises(NotFound):
+        service.rootfs_usage("nope")
     assert_consistent(service.graph)
 
 
@@ -295,4 +298,31 @@ def test_same_config_through_two_manifests_keeps_both_names(service: ImageServic
     img = service.pull(f"{registry.host}/b:v1")
     assert set(img.repo_tags) == {f"{registry.host}/a:v1", f"{registry.host}/b:v1"}
     assert service.get(f"{registry.host}/a@{oci.digest}").id == img.id
+    assert_consistent(service.graph)
+
+
+def test_concurrent_pulls_of_different_images(service: ImageService,
+                                              registry: FakeRegistry) -> None:
+    refs = []
+    for n in range(4):
+        push(registry, f"img{n}", [BASE] + [tar_of({f"f{n}-{i}": b"x" * 3000})
+                                            for i in range(3)])
+        refs.append(f"{registry.host}/img{n}:v1")
+    errors: list[BaseException] = []
+
+    def pull(ref: str) -> None:
+        try:
+            service.pull(ref)
+        except BaseException as exc:
+            errors.append(exc)
+    threads = [threading.Thread(target=pull, args=(r,)) for r in refs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(service.list()) == 4 and len(service.layers()) == 1 + 4 * 3
+    for n, ref in enumerate(refs):
+        service.remove(ref)
+        assert len(service.layers()) == (1 + 3 * (3 - n) if n < 3 else 0)
     assert_consistent(service.graph)

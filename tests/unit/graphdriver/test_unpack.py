@@ -136,3 +136,56 @@ def test_overlay_whiteouts_devices_and_ownership(tmp_path: Path) -> None:
     dev = (tmp_path / "null").lstat()
     assert stat.S_ISCHR(dev.st_mode) and dev.st_rdev == os.makedev(1, 3)
     assert stat.S_ISFIFO((tmp_path / "fifo").lstat().st_mode)
+
+
+def raw_entry(name: bytes, typeflag: bytes, size: int = 0, data: bytes = b"") -> bytes:
+    """One hand-made ustar header (+ data), for entries tarfile refuses to write."""
+    hdr = bytearray(512)
+    hdr[0:len(name)] = name
+    hdr[100:108] = b"0000644\0"
+    hdr[108:116] = hdr[116:124] = b"0000000\0"
+    hdr[124:136] = f"{size:011o}\0".encode()
+    hdr[136:148] = b"00000000000\0"
+    hdr[156:157] = typeflag
+    hdr[257:263] = b"ustar\0"
+    hdr[148:156] = b" " * 8
+    hdr[148:156] = f"{sum(hdr):06o}\0 ".encode()
+    return bytes(hdr) + data + b"\0" * (-len(data) % 512)
+
+
+def test_hostile_headers(tmp_path: Path) -> None:
+    end = b"\0" * 1024
+    with pytest.raises(InvalidArgument, match="unsupported entry type"):
+        apply(tmp_path, raw_entry(b"sparse", b"S") + end)
+    with pytest.raises(InvalidArgument, match="too large"):
+        apply(tmp_path, raw_entry(b"././@LongLink", b"L", size=2 << 20) + end)
+    record = b" path=a\0b/../../etc/passwd\n"
+    pax = str(len(record) + 2).encode() + record
+    with pytest.raises(InvalidArgument, match="NUL"):
+        apply(tmp_path, raw_entry(b"p", b"x", len(pax), pax) + raw_entry(b"f", b"0") + end)
+    bad_pax = b"99 path=x\n"
+    with pytest.raises(InvalidArgument, match="pax"):
+        apply(tmp_path, raw_entry(b"p", b"x", len(bad_pax), bad_pax) + end)
+
+
+def test_symlink_loop_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument):
+        apply(tmp_path, Tar().symlink("a", "b").symlink("b", "a").file("a/x", b"1").bytes())
+
+
+def test_whiteout_then_recreate_and_hardlink_into_dir(tmp_path: Path) -> None:
+    apply(tmp_path, Tar().file("d/old", b"o").bytes())
+    apply(tmp_path, Tar().file(".wh.d", b"").dir("d").file("d/new", b"n")
+          .hardlink("d/link", "d/new").bytes())
+    assert sorted(os.listdir(tmp_path / "d")) == ["link", "new"]
+    assert (tmp_path / "d/link").stat().st_nlink == 2
+
+
+def test_many_directories_and_hardlinks_across_them(tmp_path: Path) -> None:
+    tar = Tar()
+    for i in range(600):  # more directories than the fd cache holds
+        tar.file(f"d{i}/f", str(i).encode())
+        tar.hardlink(f"d{i}/h", f"d{(i * 7) % (i + 1)}/f")
+    apply(tmp_path, tar.bytes())
+    for i in range(600):
+        assert (tmp_path / f"d{i}/h").read_bytes() == str((i * 7) % (i + 1)).encode()

@@ -148,3 +148,15 @@ async def test_handler_failure_does_not_stop_informer() -> None:
     informer = Informer(api, "/api/v1/pods", handler=boom, clock=ManualClock())
     await run_until_idle(informer, api)
     assert len(informer.store) == 0
+
+
+@run_async
+async def test_repeated_410_backs_off_instead_of_spinning() -> None:
+    api = FakeApi()
+    api.lists = [listing("10"), listing("20"), listing("30")]
+    api.watches = [Gone(410, "Expired", "old"), Gone(410, "Expired", "old")]
+    clock = ManualClock()
+    informer = Informer(api, "/api/v1/pods", clock=clock, backoff=Backoff(1.0, 2.0, 30.0))
+    await run_until_idle(informer, api)
+    assert informer.lists == 3
+    assert clock.sleeps == [1.0]

@@ -189,3 +189,17 @@ def test_the_same_sandbox_twice_is_refused_before_any_plugin_runs(env: dict[str,
     with pytest.raises(errors.AlreadyExists):
         d.setup(REQ)
     assert [(c, n) for c, n, _ in calls(env["log"])] == [("ADD", "first")]
+
+
+def test_the_shipped_conflist_uses_our_plugins_and_pod_cidr_ranges() -> None:
+    from engine.networkdriver import cniconf
+    from tests.harness.prereq import REPO
+
+    path = REPO / "manifests/cni/10-kubelet-py.conflist"
+    conf = cniconf.parse(path.read_bytes(), path=str(path))
+    assert conf.cni_version == "1.1.0"
+    kinds = [p["type"] for p in conf.plugins]
+    assert kinds[:2] == ["kpy-bridge", "kpy-loopback"]
+    bridge = conf.plugins[0]
+    assert bridge["bridge"] == "kpy0" and bridge["capabilities"] == {"ipRanges": True}
+    assert bridge["ipam"]["type"] == "kpy-host-local"

@@ -96,3 +96,16 @@ def test_result_1_1_0_keeps_mtu_and_route_priority() -> None:
 def test_normalize_strips_versions_of_an_old_result() -> None:
     old = spec.convert_result(RESULT, "0.4.0")
     assert spec.normalize_result(old)["ips"] == RESULT["ips"]
+
+
+def test_a_plugin_bug_still_answers_with_error_json() -> None:
+    from engine.networkdriver.plugins import skel
+
+    class Broken(hostlocal.HostLocal):
+        def add(self, req: spec.Request) -> dict:
+            raise KeyError("oops")
+
+    code, out = skel.dispatch(Broken(), ENV, conf())
+    assert code == 1
+    body = json.loads(out)
+    assert body["code"] == spec.ERR_INTERNAL and "KeyError" in body["msg"]

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import pytest
 
-from engine.errors import NotFound, Unavailable
+from engine.errors import InvalidArgument, NotFound, Unavailable
 from engine.graph.content import ContentStore
 from engine.graph.errors import DigestMismatch, TruncatedContent
 from engine.registry.auth import AuthConfig
@@ -195,10 +197,10 @@ def test_blob_redirect_to_another_host_drops_credentials(tmp_path: Path) -> None
             reg.redirect_blobs_to = cdn.host
             c = client(reg)
             r = c.resolve(parse(f"{reg.host}/app:v1"), AuthConfig(username="u", password="p"))
-            layer = r.parsed.layers[0]
+            blob = r.parsed.layers[0]
             store = ContentStore(tmp_path)
-            c.fetch_blob(r.session, layer, lambda: store.writer(layer.digest, layer.size))
-            assert store.exists(layer.digest)
+            c.fetch_blob(r.session, blob, functools.partial(store.writer, blob.digest, blob.size))
+            assert store.exists(blob.digest)
             assert cdn.cdn_auth_headers == [None]
 
 
@@ -214,3 +216,13 @@ def test_failing_mirror_falls_back_to_the_next_endpoint() -> None:
             assert r.digest == built.digest and not r.session.endpoint.mirror
             with pytest.raises(NotFound, match="mirrors"):
                 c.resolve(parse(f"{upstream.host}/app:missing"))
+
+
+def test_index_entry_media_type_must_match_the_manifest(registry: FakeRegistry) -> None:
+    amd = build_image([tar_of({"amd": b"1"})])
+    idx = json.loads(index_of([(amd, {"os": "linux", "architecture": "amd64"})]))
+    idx["manifests"][0]["mediaType"] = "application/vnd.docker.distribution.manifest.v2+json"
+    body = json.dumps(idx).encode()
+    registry.push_index("liar", "v1", body, [amd])
+    with pytest.raises(InvalidArgument, match="index lists"):
+        client(registry).resolve(parse(f"{registry.host}/liar:v1"))

@@ -95,8 +95,8 @@ def test_host_namespaces(tmp_path: Path, rootfs: str) -> None:
     assert [n.type for n in spec.namespaces] == ["mnt"]
     shm = next(m for m in spec.mounts if m.destination == "/dev/shm")
     assert shm.source == "/dev/shm"
-    with pytest.raises(InvalidArgument, match="PID namespace"):
-        _spec(tmp_path, rootfs, ContainerConfig(name="c", command=("/x",)), share_pid=True)
+    shared = _spec(tmp_path, rootfs, ContainerConfig(name="c", command=("/x",)), share_pid=True)
+    assert shared.namespace("pid").path == str(tmp_path / "sb" / "ns" / "pid")  # type: ignore[union-attr]
 
 
 def test_seccomp_choices(tmp_path: Path, rootfs: str) -> None:

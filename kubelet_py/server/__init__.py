@@ -1,0 +1,1 @@
+"""The kubelet's HTTPS API on --port (10250): container logs, pods, healthz; authn + authz."""

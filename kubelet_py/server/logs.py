@@ -1,0 +1,119 @@
+"""CRI container log files: `<RFC3339Nano> <stream> <P|F> <text>` lines, read back for
+`kubectl logs` with --tail, --since, --timestamps, --previous and -f."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from pathlib import Path
+
+from kubelet_py.errors import KubeletError
+
+FOLLOW_POLL = 0.2
+
+
+class LogError(KubeletError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class LogOptions:
+    tail_lines: int | None = None
+    since: dt.datetime | None = None
+    timestamps: bool = False
+    follow: bool = False
+    limit_bytes: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LogLine:
+    time: dt.datetime
+    stream: str
+    partial: bool
+    text: bytes
+    raw_time: str
+
+
+def parse_line(line: bytes) -> LogLine | None:
+    """One CRI log line; None for a malformed one."""
+    parts = line.rstrip(b"\n").split(b" ", 3)
+    if len(parts) < 3:
+        return None
+    stamp = parts[0].decode(errors="replace")
+    try:
+        # Python parses at most microseconds: cut the nanoseconds' extra digits.
+        head, _, frac = stamp.rstrip("Z").partition(".")
+        when = dt.datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00" if frac
+                                         else f"{head}+00:00")
+    except ValueError:
+        return None
+    text = parts[3] if len(parts) > 3 else b""
+    return LogLine(time=when, stream=parts[1].decode(), partial=parts[2] == b"P", text=text,
+                   raw_time=stamp)
+
+
+def render(line: LogLine, options: LogOptions) -> bytes:
+    body = line.text + (b"" if line.partial else b"\n")
+    return (line.raw_time.encode() + b" " + body) if options.timestamps else body
+
+
+def select(lines: list[LogLine], options: LogOptions) -> list[LogLine]:
+    if options.since is not None:
+        lines = [ln for ln in lines if ln.time >= options.since]
+    if options.tail_lines is not None:
+        # Count full lines: a partial line belongs to the full line that ends it.
+        complete = 0
+        start = len(lines)
+        for i in range(len(lines) - 1, -1, -1):
+            if not lines[i].partial:
+                if complete == options.tail_lines:
+                    break
+                complete += 1
+            start = i
+        lines = lines[start:] if options.tail_lines > 0 else []
+    return lines
+
+
+def log_file(directory: Path, container: str, attempt: int) -> Path:
+    return directory / container / f"{attempt}.log"
+
+
+async def stream_log(path: Path, options: LogOptions, *,
+                     running: Callable[[], Awaitable[bool]] | None = None
+                     ) -> AsyncGenerator[bytes, None]:
+    """Yield the selected log as bytes; with follow, keep yielding until the container
+    stops (`running` answers False) and the file is drained."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise LogError(f"no log file {path.name} for this container") from exc
+    lines = [ln for ln in map(parse_line, data.splitlines(keepends=True)) if ln is not None]
+    sent = 0
+    for line in select(lines, options):
+        chunk = render(line, options)
+        if options.limit_bytes is not None and sent + len(chunk) > options.limit_bytes:
+            yield chunk[: options.limit_bytes - sent]
+            return
+        sent += len(chunk)
+        yield chunk
+    if not options.follow:
+        return
+    offset = len(data)
+    pending = b""
+    while True:
+        with path.open("rb") as f:
+            f.seek(offset)
+            more = f.read()
+        if more:
+            offset += len(more)
+            pending += more
+            *full, pending = pending.split(b"\n")
+            for raw in full:
+                fresh = parse_line(raw + b"\n")
+                if fresh is not None and (options.since is None or fresh.time >= options.since):
+                    yield render(fresh, options)
+            continue
+        if running is not None and not await running():
+            return
+        await asyncio.sleep(FOLLOW_POLL)
