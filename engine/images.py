@@ -23,6 +23,7 @@ from engine.errors import InvalidArgument, NotFound
 from engine.graph.graph import GcStats, Graph
 from engine.graph.model import Image, Layer
 from engine.graph.pull import ProgressFn, Puller, PullEvent
+from engine.graph.tree import LayerNode, layer_forest
 from engine.graphdriver import new_driver
 from engine.graphdriver.base import Mount, Usage
 from engine.graphdriver.unpack import Limits
@@ -50,7 +51,11 @@ class ImageService:
                  clock: Callable[[], float] = time.time) -> None:
         self.root = root
         gd = new_driver(driver, root / driver)
-        self.graph = Graph(root / "graph", gd, limits=limits, clock=clock)
+        try:
+            self.graph = Graph(root / "graph", gd, limits=limits, clock=clock)
+        except BaseException:
+            gd.close()
+            raise
         self.client = client or RegistryClient(hosts, docker_config=docker_config)
         self._puller = Puller(self.graph, self.client, concurrency=concurrency)
 
@@ -110,6 +115,10 @@ class ImageService:
 
     def layers(self) -> builtins.list[Layer]:
         return self.graph.layers()
+
+    def layer_graph(self) -> builtins.list[LayerNode]:
+        """The layer forest with the images on it (`enginectl graph`)."""
+        return layer_forest(self.graph.layers(), self.graph.images())
 
     def gc(self) -> GcStats:
         return self.graph.gc()

@@ -123,7 +123,8 @@ async def serve(options: KubeletOptions, ns: argparse.Namespace, clock: Clock) -
         async with asyncio.TaskGroup() as tg:
             tg.create_task(pods.run(), name="pods")
             if rest is not None:
-                start_node_tasks(tg, options, ident, rest=rest, cri=cri, clock=clock)
+                start_node_tasks(tg, options, ident, rest=rest, cri=cri, clock=clock,
+                                 server=server)
                 cert, key = serving_pair(ident, clock)
                 await server.start(host=options.address, port=options.port, cert=cert,
                                    key=key, client_ca=rest.credentials.ca_pem)
@@ -169,7 +170,8 @@ def serving_pair(ident: Identity, clock: Clock) -> tuple[Path, Path]:
 
 
 def start_node_tasks(tg: asyncio.TaskGroup, options: KubeletOptions, ident: Identity, *,
-                     rest: RestClient, cri: CRIClient, clock: Clock) -> None:
+                     rest: RestClient, cri: CRIClient, clock: Clock,
+                     server: KubeletServer) -> None:
     """Registration, status, Lease, and certificate rotation: the node's side of the API."""
     ips = (ident.node_ip,) if ident.node_ip else ()
     machine = collect_machine(state_dir=options.root_dir, hostname=ident.node_name)
@@ -183,9 +185,14 @@ def start_node_tasks(tg: asyncio.TaskGroup, options: KubeletOptions, ident: Iden
     if rotator is not None:
         tg.create_task(rotator.run(), name="client-cert-rotation")
     if options.rotate_server_certificates:
+        current = CertStore(ident.paths.cert_dir, SERVER_PREFIX).current_path
+
+        async def serve_new(pair: CertPair) -> None:
+            server.reload_certificate(current, current)
+
         tg.create_task(serving_rotator(
             lambda: rest, cert_dir=ident.paths.cert_dir, node_name=ident.node_name,
-            ips=ips, clock=clock).run(), name="serving-cert-rotation")
+            ips=ips, clock=clock, on_rotated=serve_new).run(), name="serving-cert-rotation")
 
 
 def _setup_logging(verbosity: int) -> None:

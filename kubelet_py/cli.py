@@ -24,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--discovery-token-ca-cert-hash", action="append", default=[],
                       help="sha256:<hex> pin of the cluster CA's public key")
     join.add_argument("--discovery-token-unsafe-skip-ca-verification", action="store_true",
-                      help="do not pin the CA (unsafe)")
-    add_kubelet_flags(join)
+                      default=False, help="do not pin the CA (unsafe)")
+    add_kubelet_flags(join, keep_parent=True)
     return parser
 
 

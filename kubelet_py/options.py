@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 DEFAULT_ROOT_DIR = "/var/lib/kubelet-py"
 DEFAULT_RUNTIME_ENDPOINT = "unix:///run/kubelet-py/engine.sock"
@@ -58,8 +59,15 @@ def parse_duration(text: str) -> float:
     raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 2m or 30s")
 
 
-def add_kubelet_flags(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
+def add_kubelet_flags(parser: argparse.ArgumentParser, *, keep_parent: bool = False) -> None:
+    """The kubelet's flags; with `keep_parent` (a subcommand), a flag not repeated after the
+    subcommand keeps the value given before it instead of falling back to the default."""
+
+    def add(*names: str, **kwargs: Any) -> None:
+        if keep_parent:
+            kwargs["default"] = argparse.SUPPRESS
+        parser.add_argument(*names, **kwargs)
+
     add("--kubeconfig", type=Path, help="kubeconfig with the node's credentials")
     add("--bootstrap-kubeconfig", type=Path,
         help="kubeconfig with a bootstrap token, used to request a client certificate")

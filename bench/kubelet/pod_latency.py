@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import Series, percentile, record
 from kubelet_py.client.informer import Informer
 from kubelet_py.client.kubeconfig import load_kubeconfig
 from kubelet_py.client.rest import RestClient
@@ -87,9 +88,9 @@ async def create_and_wait(rest: RestClient, *, names: list[str], node: str,
 
 def summary(label: str, lat: dict[str, float], total: float) -> dict[str, Any]:
     values = sorted(lat.values())
-    p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
     return {"case": label, "pods": len(values), "p50_s": round(statistics.median(values), 3),
-            "p99_s": round(p99, 3), "total_s": round(total, 3)}
+            "p99_s": round(percentile(values, 99), 3), "total_s": round(total, 3),
+            "samples": values}
 
 
 async def measure(cp: cluster.ControlPlane, node: str, batch: int, pid: int) -> list[Any]:
@@ -116,10 +117,25 @@ async def measure(cp: cluster.ControlPlane, node: str, batch: int, pid: int) -> 
     return results
 
 
+def _record(runtime: str, results: list[dict[str, Any]], *, batch: int) -> None:
+    series = [Series(f"kubelet-py on {runtime}: {row['case']}", tuple(row["samples"]), "s")
+              for row in results if "samples" in row]
+    prints = "; ".join(f"{row['case']}: RSS {row['rss_mib']} MiB, {row['cpu_cores']} cores"
+                       for row in results if "rss_mib" in row)
+    totals = "; ".join(f"{row['case']}: total {row['total_s']} s"
+                       for row in results if "total_s" in row)
+    record(name="kubelet_pod_latency",
+           title="Pod API create to Running (watch), and kubelet-py footprint",
+           command=f".venv/bin/python -m bench.kubelet.pod_latency --batch {batch} --record",
+           series=series, ratios={}, notes=f"{totals}. Footprint: {prints}.")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.kubelet.pod_latency")
     parser.add_argument("--batch", type=int, default=110)
     parser.add_argument("--runtime-endpoint", help="use this CRI socket, not containerd")
+    parser.add_argument("--record", action="store_true",
+                        help="write bench/results and the docs/benchmarks.md section")
     args = parser.parse_args()
     tools = tools_bin()
     root = Path(tempfile.mkdtemp(prefix="kubelet-py-bench-"))
@@ -155,7 +171,10 @@ def main() -> int:
             kubelet.wait(30)
         runtime = "containerd" if ctd is not None else endpoint
         for row in results:
-            print(json.dumps({"runtime": runtime, **row}))
+            print(json.dumps({"runtime": runtime, **{k: v for k, v in row.items()
+                                                     if k != "samples"}}))
+        if args.record:
+            _record(runtime, results, batch=args.batch)
     finally:
         if ctd is not None and proc is not None:
             containerd.stop(ctd, proc, tools=tools)

@@ -11,6 +11,7 @@ from cri.server.containers import Containers
 from cri.server.dispatch import Impl, generic_handler
 from cri.server.events import Events
 from cri.server.images import Images
+from cri.server.metrics import Metrics
 from cri.server.ports import Ports
 from cri.server.runtime_info import RuntimeInfo
 from cri.server.sandboxes import Sandboxes
@@ -26,9 +27,6 @@ NOT_SUPPORTED = {
     "CheckpointPod": "checkpoint/restore (CRIU) is not supported by this runtime",
     "RestorePod": "checkpoint/restore (CRIU) is not supported by this runtime",
     "UpdatePodSandboxResources": "pod-level resource updates are not supported yet",
-    "ListMetricDescriptors": "pod sandbox metrics are not provided by this runtime",
-    "ListPodSandboxMetrics": "pod sandbox metrics are not provided by this runtime",
-    "StreamPodSandboxMetrics": "pod sandbox metrics are not provided by this runtime",
 }
 
 
@@ -60,8 +58,10 @@ def handlers(ports: Ports, *, clock_ns: Callable[[], int] = time.time_ns,
            StreamingEndpoints(ports.streaming).rpcs() if ports.streaming else None,
            "the streaming server")
     family(["ContainerStats", "ListContainerStats", "StreamContainerStats",
-            "PodSandboxStats", "ListPodSandboxStats", "StreamPodSandboxStats"],
-           Stats(ports.stats).rpcs() if ports.stats else None, "the stats collector")
+            "PodSandboxStats", "ListPodSandboxStats", "StreamPodSandboxStats",
+            "ListMetricDescriptors", "ListPodSandboxMetrics", "StreamPodSandboxMetrics"],
+           {**Stats(ports.stats).rpcs(), **Metrics(ports.stats).rpcs()} if ports.stats
+           else None, "the stats collector")
     family(["GetContainerEvents"],
            Events(ports.events, poll_s=events_poll_s).rpcs() if ports.events else None,
            "the container event stream")

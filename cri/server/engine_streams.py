@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import signal
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -19,6 +21,8 @@ from engine.errors import FailedPrecondition
 from engine.runtime.api import Runtime
 from engine.runtime.exec import ExecSession
 from engine.runtime.status import SandboxStatus, Status
+
+log = logging.getLogger(__name__)
 
 CHUNK = 32 << 10
 DRAIN_AFTER_EXIT_S = 2.0  # output still buffered when the process exits
@@ -39,16 +43,49 @@ async def _pump_out(fd: int, write: Callable[[bytes], Awaitable[None]]) -> None:
 async def _pump_in(io: SessionIO, session: ExecSession) -> None:
     while (data := await io.read_stdin()) is not None:
         await asyncio.to_thread(os.write, session.stdin, data)
-    if not session.tty:
-        with contextlib.suppress(OSError):
-            os.close(session.stdin)
-        session.stdin = -1
+    if session.tty:
+        if io.has_stdin:  # end of input on a terminal is ^D, as a user would type it
+            with contextlib.suppress(OSError):
+                os.write(session.stdin, b"\x04")
+        return
+    with contextlib.suppress(OSError):
+        os.close(session.stdin)
+    session.stdin = -1
 
 
 async def _resize(io: SessionIO, session: ExecSession) -> None:
     while (size := await io.next_resize()) is not None:
         with contextlib.suppress(FailedPrecondition, OSError):
             session.resize(size.width, size.height)
+
+
+def _descendants(pid: int) -> list[int]:
+    """`pid`'s descendants, children first found, from /proc (the exec helper forks the
+    command into the container's namespaces, so killing the helper alone orphans it)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill_tree(session: ExecSession) -> None:
+    pid = session.process.pid
+    for victim in [*_descendants(pid), pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
 
 
 class SocketConnection:
@@ -94,11 +131,18 @@ class EngineStreams:
             pumps.append(asyncio.create_task(_pump_out(session.stderr, io.write_stderr)))
         feeders = [asyncio.create_task(_pump_in(io, session)),
                    asyncio.create_task(_resize(io, session))]
+        exited = asyncio.create_task(asyncio.to_thread(session.wait))
+        gone = asyncio.create_task(io.wait_gone())
         try:
-            code = await asyncio.to_thread(session.wait)
+            await asyncio.wait({exited, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not exited.done():  # the client left: the command must not outlive it
+                log.info("exec client of %s left; killing the command", request.container_id)
+                _kill_tree(session)
+            code = await exited
             await asyncio.wait(pumps, timeout=DRAIN_AFTER_EXIT_S)
             return code
         finally:
+            gone.cancel()
             for task in (*pumps, *feeders):
                 task.cancel()
             session.close()

@@ -17,7 +17,11 @@ SPDY_REMOTECOMMAND = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 WEBSOCKET_REMOTECOMMAND = ("v5.channel.k8s.io", "v4.channel.k8s.io",
                            "v4.base64.channel.k8s.io")
 SPDY_PORTFORWARD = ("portforward.k8s.io",)
-WEBSOCKET_PORTFORWARD = ("v4.channel.k8s.io", "v4.base64.channel.k8s.io")
+# WebSocket port-forward: SPDY tunnelled in binary messages (what client-go speaks since
+# v1.30), or the older channel-pair protocol.
+SPDY_TUNNEL_PREFIX = "SPDY/3.1+"
+WEBSOCKET_PORTFORWARD = (SPDY_TUNNEL_PREFIX + "portforward.k8s.io", "v4.channel.k8s.io",
+                         "v4.base64.channel.k8s.io")
 
 STREAM_PROTOCOL_HEADER = "X-Stream-Protocol-Version"
 

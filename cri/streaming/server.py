@@ -190,6 +190,14 @@ class StreamingServer:
             if upgrade.kind == "spdy":
                 await spdy_session.port_forward(spdy_session.SpdyConn(reader, writer),
                                                 set(session.port), connect)
+            elif upgrade.protocol.startswith(negotiate.SPDY_TUNNEL_PREFIX):
+                tunnel = ws_session.Tunnel(ws_session.WsConn(reader, writer))
+                try:
+                    await spdy_session.port_forward(
+                        spdy_session.SpdyConn(tunnel.reader, tunnel), set(session.port),
+                        connect)
+                finally:
+                    await tunnel.close()
             else:
                 ports = _query_ports(req) or list(session.port)
                 if session.port and not set(ports) <= set(session.port):

@@ -45,6 +45,7 @@ class SessionIO:
         self._stdin: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._resizes: asyncio.Queue[TermSize | None] = asyncio.Queue()
         self._stdout, self._stderr = stdout, stderr
+        self._gone = asyncio.Event()
         self.has_stdin, self.tty = stdin, tty
         if not stdin:
             self._stdin.put_nowait(None)
@@ -66,8 +67,13 @@ class SessionIO:
         """The client went away: stdin ends and no more resizes come."""
         self._stdin.put_nowait(None)
         self._resizes.put_nowait(None)
+        self._gone.set()
 
     # runtime side
+    async def wait_gone(self) -> None:
+        """Returns once the client has disconnected."""
+        await self._gone.wait()
+
     async def read_stdin(self) -> bytes | None:
         """The next stdin chunk; None at end of input (or when stdin was not asked for)."""
         data = await self._stdin.get()

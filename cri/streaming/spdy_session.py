@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from cri.streaming import exitstatus, spdy
 from cri.streaming.session import PortConnection, SessionIO, parse_resize
@@ -21,8 +22,16 @@ READ_CHUNK = 64 << 10
 STREAM_SETUP_TIMEOUT_S = 30.0
 
 
+class ByteSink(Protocol):
+    """The half of asyncio.StreamWriter SPDY needs (also met by a WebSocket tunnel)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
 class SpdyConn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: ByteSink) -> None:
         self._reader, self._writer = reader, writer
         self._frames = spdy.FrameReader()
         self._z = spdy.HeaderCompressor()

@@ -58,6 +58,40 @@ class WsConn:
                     parts = []
 
 
+class Tunnel:
+    """A byte stream carried in WebSocket binary messages (SPDY over WebSocket: the
+    `SPDY/3.1+portforward.k8s.io` subprotocol). Message boundaries carry no meaning."""
+
+    def __init__(self, conn: WsConn) -> None:
+        self._conn = conn
+        self.reader = asyncio.StreamReader()
+        self._pending = bytearray()
+        self._pump = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for message in self._conn.messages():
+                self.reader.feed_data(message.payload)
+        except (InvalidArgument, ConnectionError) as exc:
+            log.info("WebSocket tunnel closed: %s", exc)
+        finally:
+            self.reader.feed_eof()
+
+    def write(self, data: bytes) -> None:
+        self._pending += data
+
+    async def drain(self) -> None:
+        if self._pending:
+            data, self._pending = bytes(self._pending), bytearray()
+            await self._conn.send(ws.Frame(ws.OP_BINARY, data))
+
+    async def close(self) -> None:
+        self._pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._pump
+        await self._conn.close()
+
+
 async def remote_command(conn: WsConn, codec: ws.ChannelCodec, *, stdin: bool, stdout: bool,
                          stderr: bool, tty: bool,
                          run: Callable[[SessionIO], Awaitable[int]]) -> None:

@@ -1,5 +1,5 @@
-"""The one interface both exec drivers implement. It is called by the pod monitor (create,
-start, signal, delete) and by the runtime (exec_argv for exec sessions)."""
+"""The one interface both exec drivers implement; only the pod monitor calls it (create,
+start, delete, and exec sessions in forks of itself)."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,6 +17,12 @@ class Stdio:
 
 
 @dataclasses.dataclass(frozen=True)
+class Created:
+    pid: int
+    console: int = -1  # a TTY master the driver obtained itself (runc's console socket)
+
+
+@dataclasses.dataclass(frozen=True)
 class ExecProcess:
     args: tuple[str, ...]
     env: tuple[str, ...]
@@ -27,9 +33,10 @@ class ExecProcess:
 class ExecDriver(Protocol):
     name: str
 
-    def create(self, spec: InitSpec, *, bundle: Path, stdio: Stdio, timeout: float) -> int:
-        """Set the container up to the point of exec; return its host pid. The process is
-        left a child (or, via the subreaper, a descendant) of the caller."""
+    def create(self, spec: InitSpec, *, bundle: Path, stdio: Stdio, timeout: float) -> Created:
+        """Set the container up to the point of exec; return its host pid (and a console
+        fd when the driver made the TTY itself). The process is left a child (or, via the
+        subreaper, a descendant) of the caller."""
         ...
 
     def start(self, spec: InitSpec, *, bundle: Path, timeout: float) -> None:
@@ -40,8 +47,9 @@ class ExecDriver(Protocol):
         """Forget the container (driver-side state); the caller killed it already."""
         ...
 
-    def exec_argv(self, spec: InitSpec, *, bundle: Path, pid: int,
-                  process: ExecProcess) -> list[str]:
-        """The command that runs `process` inside the running container (stdio inherited,
-        exit status = the process's)."""
+    def exec_in_child(self, spec: InitSpec, *, bundle: Path, pid: int,
+                      process: ExecProcess) -> int:
+        """Run `process` inside the running container `pid`. Called in a fork of the monitor
+        with the session's stdio on 0-2; returns the process's exit status, or never
+        returns (replaced by a runtime binary that exits with it)."""
         ...

@@ -1,9 +1,10 @@
 """The native exec driver: our libcontainer (engine.execdriver.nsexec).
 
-Container setup runs in a fork of the pod monitor: a small, single-threaded process with
-nsexec already imported, so a fork costs about a millisecond where a fresh interpreter costs
-100-300 ms on this machine (measured; see bench/runtime). The big daemon never forks: exec
-sessions it starts run nsexec as a fresh `python -S` helper (engine.execdriver.helper).
+Container setup and exec sessions run in forks of the pod monitor: a small, single-threaded
+process with nsexec already imported, so a fork costs about a millisecond where a fresh
+interpreter with these imports costs 300-900 ms on this loaded machine (measured: an exec
+through a `python -S` helper took 0.7-1.0 s, through a monitor fork it takes tens of ms).
+The big daemon never forks.
 """
 from __future__ import annotations
 
@@ -17,20 +18,26 @@ from pathlib import Path
 
 from engine.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from engine.execdriver import cgroup_setup, nsexec
-from engine.execdriver.base import ExecProcess, Stdio
-from engine.execdriver.codec import dumps, to_jsonable, write_atomic
-from engine.execdriver.helper import python_argv
+from engine.execdriver.base import Created, ExecProcess, Stdio
+from engine.execdriver.codec import dumps, write_atomic
 from engine.execdriver.spec import InitSpec
 
 SPEC_FILE = "init.json"
 
 
-def _read_message(sock: socket.socket, buf: bytearray, deadline: float) -> dict[str, object]:
+def _read_message(sock: socket.socket, buf: bytearray, deadline: float,
+                  fds: list[int] | None = None) -> dict[str, object]:
+    """One JSON line from the sync socket; fds passed along with it go to `fds`."""
     while b"\n" not in buf:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([sock], [], [], left)[0]:
             raise DeadlineExceeded("container init did not report in time")
-        chunk = sock.recv(65536)
+        chunk, got, _, _ = socket.recv_fds(sock, 65536, 4)
+        if fds is not None:
+            fds.extend(got)
+        else:
+            for fd in got:
+                os.close(fd)
         if not chunk:
             return {}
         buf.extend(chunk)
@@ -41,7 +48,7 @@ def _read_message(sock: socket.socket, buf: bytearray, deadline: float) -> dict[
     return msg
 
 
-def _become_helper(stdio: Stdio) -> None:
+def become_helper(stdio: Stdio) -> None:
     """In the forked child: the container's stdio on 0-2, default signal dispositions."""
     os.dup2(stdio.stdin, 0)
     os.dup2(stdio.stdout, 1)
@@ -57,7 +64,7 @@ class NativeDriver:
     def __init__(self) -> None:
         self._sync: dict[str, socket.socket] = {}
 
-    def create(self, spec: InitSpec, *, bundle: Path, stdio: Stdio, timeout: float) -> int:
+    def create(self, spec: InitSpec, *, bundle: Path, stdio: Stdio, timeout: float) -> Created:
         cgroup_setup.prepare(spec)
         write_atomic(bundle / SPEC_FILE, dumps(spec))  # what exec sessions join with
         ours, theirs = socket.socketpair()
@@ -66,13 +73,14 @@ class NativeDriver:
             code = 1
             try:
                 ours.close()
-                _become_helper(stdio)
+                become_helper(stdio)
                 code = nsexec.init(spec, theirs)
             finally:
                 os._exit(code)
         theirs.close()
         deadline = time.monotonic() + timeout
         buf = bytearray()
+        console: list[int] = []  # the TTY master, made inside the container's devpts
         try:
             first = _read_message(ours, buf, deadline)
             os.waitpid(helper, 0)
@@ -80,18 +88,22 @@ class NativeDriver:
             if "pid" not in first:
                 raise InvalidArgument(f"container init failed: {first.get('error', 'no reason')}")
             pid = int(str(first["pid"]))
-            second = _read_message(ours, buf, deadline)
+            second = _read_message(ours, buf, deadline, console)
+            while second.get("console"):  # the TTY master came first, with its own line
+                second = _read_message(ours, buf, deadline, console)
             if not second.get("ready"):
                 raise InvalidArgument(
                     f"container init failed: {second.get('error', 'exited before ready')}")
         except BaseException:
             ours.close()
+            for fd in console:
+                os.close(fd)
             if helper:
                 os.kill(helper, signal.SIGKILL)
                 os.waitpid(helper, 0)
             raise
         self._sync[spec.id] = ours
-        return pid
+        return Created(pid=pid, console=console[0] if console else -1)
 
     def start(self, spec: InitSpec, *, bundle: Path, timeout: float) -> None:
         sock = self._sync.pop(spec.id, None)
@@ -109,7 +121,6 @@ class NativeDriver:
             sock.close()
         cgroup_setup.remove(spec)
 
-    def exec_argv(self, spec: InitSpec, *, bundle: Path, pid: int,
-                  process: ExecProcess) -> list[str]:
-        return python_argv("engine.execdriver.nsexec", "exec", str(bundle / SPEC_FILE),
-                           str(pid), json.dumps(to_jsonable(process)))
+    def exec_in_child(self, spec: InitSpec, *, bundle: Path, pid: int,
+                      process: ExecProcess) -> int:
+        return nsexec.exec_in(spec, pid, process)

@@ -4,13 +4,8 @@
 unshare namespaces, enter the cgroup, fork the container init (pid 1 of a new PID namespace),
 prepare its rootfs, report {"pid"} then {"ready"} on the sync socket, wait for "S", exec.
 
-`sandbox(dir, hostname, sysctls)` also runs in a fork of the monitor: the pod namespaces.
-
-As a small helper (`python -S -m engine.execdriver.nsexec`, never a fork of the daemon):
-
-  exec <spec.json> <pid> <process.json>
-                               run one more process inside the running container `pid`;
-                               stays as its parent and exits with its status.
+`exec_in(spec, pid, process)` and `sandbox(dir, hostname, sysctls)` run in forks of the
+monitor too: one more process in a running container; the pod's namespaces.
 
 Imports only the standard library and engine modules that do.
 """
@@ -23,13 +18,12 @@ import os
 import signal
 import socket
 import struct
-import sys
 import termios
 
 from engine.cgroups.detect import manager
 from engine.errors import InvalidArgument
 from engine.execdriver import nsinit
-from engine.execdriver.codec import loads
+from engine.execdriver.base import ExecProcess
 from engine.execdriver.seccomp import program
 from engine.execdriver.spec import InitSpec
 from engine.sys import linux as L
@@ -40,11 +34,6 @@ SYS = LinuxSyscalls()
 
 def _send(sock: socket.socket, **msg: object) -> None:
     sock.sendall(json.dumps(msg).encode() + b"\n")
-
-
-def _load(path: str) -> InitSpec:
-    with open(path) as f:
-        return loads(InitSpec, f.read())
 
 
 def _join_namespaces(paths: dict[str, str]) -> None:
@@ -107,11 +96,25 @@ def init(spec: InitSpec, sync: socket.socket) -> int:
     return 127
 
 
+TIOCSPTLCK, TIOCGPTN = 0x40045431, 0x80045430  # x86_64 <asm-generic/ioctls.h>
+
+
+def _console() -> int:
+    """A pty from the container's own devpts as stdio and controlling terminal; returns
+    the master (for the monitor)."""
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
+    slave = os.open(f"/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY)
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+    return master
+
+
 def _container_init(spec: InitSpec, sync: socket.socket) -> None:
-    if spec.terminal:
-        _set_ctty()
-    else:
-        os.setsid()
+    os.setsid()
     if spec.hostname and (ns := spec.namespace("uts")) is not None and not ns.path:
         SYS.sethostname(spec.hostname)
     if spec.oom_score_adj:
@@ -119,6 +122,10 @@ def _container_init(spec: InitSpec, sync: socket.socket) -> None:
             f.write(str(spec.oom_score_adj))
     nsinit.prepare_rootfs(spec, SYS)
     nsinit.finish_rootfs(spec, SYS)
+    if spec.terminal:
+        master = _console()
+        socket.send_fds(sync, [json.dumps({"console": True}).encode() + b"\n"], [master])
+        os.close(master)
     nsinit.enter_cwd(spec.cwd)
     nsinit.drop_privileges(spec, SYS, last_cap=L.cap_last_cap())
     nsinit.enter_cwd(spec.cwd)
@@ -131,11 +138,10 @@ def _container_init(spec: InitSpec, sync: socket.socket) -> None:
     _exec(spec, spec.args, spec.env, sync, bpf)
 
 
-def exec_in(spec_path: str, pid: int, process_json: str) -> int:
-    """Join container `pid` and run the process described by process_json."""
+def exec_in(spec: InitSpec, pid: int, process: ExecProcess) -> int:
+    """In a fork of the monitor, stdio on 0-2: join container `pid` (namespaces, cgroup),
+    fork the process (it dies with us: PDEATHSIG), wait, return its exit status."""
     SYS.prctl(L.PR_SET_DUMPABLE, 0)
-    spec = _load(spec_path)
-    proc = json.loads(process_json)
     ns_paths = {}
     for t in ("ipc", "uts", "net", "pid", "mnt"):
         mine, theirs = f"/proc/self/ns/{t}", f"/proc/{pid}/ns/{t}"
@@ -147,20 +153,20 @@ def exec_in(spec_path: str, pid: int, process_json: str) -> int:
     child = os.fork()
     if child == 0:
         try:
-            if proc.get("tty"):
+            SYS.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if process.tty:
                 _set_ctty()
             nsinit.close_fds(set())
             nsinit.drop_privileges(spec, SYS, last_cap=L.cap_last_cap())
-            nsinit.enter_cwd(proc.get("cwd") or spec.cwd)
-            _exec(spec, tuple(proc["args"]), tuple(proc["env"]), None)
+            nsinit.enter_cwd(process.cwd or spec.cwd)
+            _exec(spec, process.args, process.env, None)
         except BaseException as e:
             os.write(2, f"exec failed: {e}\n".encode())
             os._exit(126 if not isinstance(e, InvalidArgument) else 127)
     for fd in (0, 1, 2):
         os.close(fd)  # the child holds the stdio; our copies would keep pipes open
     _, status = os.waitpid(child, 0)
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
-        128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
 def sandbox(ns_dir: str, hostname: str, sysctls: dict[str, str], *, share_pid: bool = False,
@@ -224,19 +230,3 @@ def _loopback_up() -> None:
         req = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), siocgifflags, req))[1]
         fcntl.ioctl(s.fileno(), siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
-
-
-def main(argv: list[str]) -> int:
-    mode = argv[0] if argv else ""
-    try:
-        if mode == "exec":
-            return exec_in(argv[1], int(argv[2]), argv[3])
-    except Exception as e:
-        sys.stderr.write(f"nsexec {mode}: {e}\n")
-        return 1
-    sys.stderr.write("usage: nsexec exec <spec.json> <pid> <process.json>\n")
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 from engine.errors import DeadlineExceeded, InvalidArgument, Unavailable
-from engine.execdriver.base import ExecProcess, Stdio
+from engine.execdriver.base import Created, ExecProcess, Stdio
 from engine.execdriver.codec import write_atomic
 from engine.execdriver.oci import config
 from engine.execdriver.spec import InitSpec
@@ -66,15 +69,50 @@ class RuncDriver:
             raise InvalidArgument(f"{self.binary} {argv[len(self._base(bundle))]}: "
                                   f"{self._last_error(bundle, done.stderr or b'')}")
 
-    def create(self, spec: InitSpec, *, bundle: Path, stdio: Stdio, timeout: float) -> int:
-        if spec.terminal:
-            raise InvalidArgument("the runc driver does not support TTY containers yet")
+    def create(self, spec: InitSpec, *, bundle: Path, stdio: Stdio, timeout: float) -> Created:
         self.state_root.mkdir(parents=True, exist_ok=True)
         write_atomic(bundle / "config.json", json.dumps(config(spec), indent=1))
         pidfile = bundle / "pid"
-        self._run([*self._base(bundle), "create", "--bundle", str(bundle), "--pid-file",
-                   str(pidfile), spec.id], bundle=bundle, timeout=timeout, stdio=stdio)
-        return int(pidfile.read_text().strip())
+        argv = [*self._base(bundle), "create", "--bundle", str(bundle), "--pid-file",
+                str(pidfile)]
+        console = -1
+        if spec.terminal:
+            console = self._create_with_console(argv, spec.id, bundle=bundle, timeout=timeout)
+        else:
+            self._run([*argv, spec.id], bundle=bundle, timeout=timeout, stdio=stdio)
+        return Created(pid=int(pidfile.read_text().strip()), console=console)
+
+    def _create_with_console(self, argv: list[str], cid: str, *, bundle: Path,
+                             timeout: float) -> int:
+        """runc makes the pty inside the container and sends its master over a socket."""
+        tmp = tempfile.mkdtemp(prefix="kpy-console-")  # sun_path is short; bundles are not
+        path = os.path.join(tmp, "sock")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+                listener.bind(path)
+                listener.listen(1)
+                listener.settimeout(timeout)
+                proc = subprocess.Popen([*argv, "--console-socket", path, cid],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+                try:
+                    conn, _ = listener.accept()
+                    with conn:
+                        _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+                except OSError:
+                    fds = []
+                _, err = proc.communicate(timeout=timeout)
+            if proc.returncode != 0 or not fds:
+                for fd in fds:
+                    os.close(fd)
+                raise InvalidArgument(f"{self.binary} create: {self._last_error(bundle, err)}")
+            return fds[0]
+        except subprocess.TimeoutExpired as e:
+            proc.kill()
+            proc.wait()
+            raise DeadlineExceeded(f"{self.binary} create timed out") from e
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def start(self, spec: InitSpec, *, bundle: Path, timeout: float) -> None:
         self._run([*self._base(bundle), "start", spec.id], bundle=bundle, timeout=timeout)
@@ -84,13 +122,15 @@ class RuncDriver:
                   timeout=30)
 
 
-    def exec_argv(self, spec: InitSpec, *, bundle: Path, pid: int,
-                  process: ExecProcess) -> list[str]:
-        argv = [*self._global(), "exec"]
+    def exec_in_child(self, spec: InitSpec, *, bundle: Path, pid: int,
+                      process: ExecProcess) -> int:
         if process.tty:
-            raise InvalidArgument("the runc driver does not support TTY exec yet")
+            raise InvalidArgument("the runc driver does not support TTY exec yet "
+                                  "(TTY containers and attach are supported)")
+        argv = [*self._global(), "exec"]
         if process.cwd:
             argv += ["--cwd", process.cwd]
         for item in process.env:
             argv += ["--env", item]
-        return [*argv, spec.id, *process.args]
+        argv += [spec.id, *process.args]
+        os.execvpe(argv[0], argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})

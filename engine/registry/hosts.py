@@ -1,9 +1,12 @@
 """Per-registry-host configuration: mirrors, plain-HTTP (insecure) registries, CA files.
 
-The file is JSON (or YAML) shaped `{host: {endpoint: [url, ...], insecure: bool, ca: path}}`,
-the same idea as containerd's hosts.toml. A pull from `host` tries each `endpoint` (mirror)
-in order and then `host` itself. An endpoint given as a bare `host:port` inherits the TLS
-settings of its own entry if it has one; `http://` means plain HTTP.
+The file is JSON (or YAML) shaped
+`{host: {endpoint: [url, ...], insecure: bool, ca: path, upstream: bool}}`, the same idea as
+containerd's hosts.toml. A pull from `host` tries each `endpoint` (mirror) in order and then
+`host` itself, unless `upstream: false` (mirrors only: nothing leaves for the real host).
+`insecure` means plain HTTP (or no TLS verification for an explicit https:// endpoint).
+An endpoint given as a bare `host:port` inherits the TLS settings of its own entry if it
+has one; `http://` means plain HTTP.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ class HostConfig:
     endpoints: tuple[str, ...] = ()
     insecure: bool = False
     ca: str | None = None
+    upstream: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +51,9 @@ class Hosts:
         """Where to fetch `registry`'s content from, in order (mirrors first)."""
         cfg = self.hosts.get(registry, HostConfig())
         out = [self._endpoint(url, mirror=True) for url in cfg.endpoints]
-        upstream = DOCKER_HUB_ENDPOINT if registry == "docker.io" else registry
-        out.append(self._endpoint(upstream, mirror=False, own=cfg))
+        if cfg.upstream or not out:
+            upstream = DOCKER_HUB_ENDPOINT if registry == "docker.io" else registry
+            out.append(self._endpoint(upstream, mirror=False, own=cfg))
         return out
 
     def _endpoint(self, url: str, *, mirror: bool, own: HostConfig | None = None) -> Endpoint:
@@ -79,11 +84,11 @@ def parse_hosts(doc: Any) -> Hosts:
             endpoint = [endpoint]
         if not isinstance(endpoint, list) or not all(isinstance(e, str) for e in endpoint):
             raise InvalidArgument(f"registry hosts config: {host!r}.endpoint must be a list")
-        unknown = set(raw) - {"endpoint", "insecure", "ca"}
+        unknown = set(raw) - {"endpoint", "insecure", "ca", "upstream"}
         if unknown:
             raise InvalidArgument(f"registry hosts config: {host!r}: unknown keys {unknown}")
         out[str(host)] = HostConfig(endpoints=tuple(endpoint), insecure=bool(raw.get("insecure")),
-                                    ca=raw.get("ca"))
+                                    ca=raw.get("ca"), upstream=bool(raw.get("upstream", True)))
     return Hosts(out)
 
 

@@ -24,7 +24,7 @@ from engine.cgroups.base import CgroupManager, CgroupStats, Resources
 from engine.cgroups.detect import manager
 from engine.errors import Unavailable
 from engine.networkdriver.base import NetworkDriver
-from engine.runtime import attach, container, exec, sandbox, stats
+from engine.runtime import attach, container, exec, portforward, sandbox, stats
 from engine.runtime.attach import AttachSession
 from engine.runtime.context import Ctx, RuntimeOptions
 from engine.runtime.spec import ContainerConfig, ImageConfig, Rootfs, SandboxConfig
@@ -208,7 +208,7 @@ class Runtime:
         return attach.attach(self.ctx, self.resolve_container(cid))
 
     def port_forward(self, sid: str, port: int) -> socket.socket:
-        return exec.port_forward(self.ctx, self.resolve_sandbox(sid), port)
+        return portforward.port_forward(self.ctx, self.resolve_sandbox(sid), port)
 
     def container_stats(self, cid: str) -> stats.Stats:
         rec = self.ctx.store.load_container(self.resolve_container(cid))

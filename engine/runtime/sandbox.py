@@ -6,6 +6,8 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
+import time
 from pathlib import Path
 
 from engine.cgroups.base import Resources
@@ -16,11 +18,11 @@ from engine.runtime.context import Ctx
 from engine.runtime.spec import SandboxConfig
 from engine.runtime.status import SandboxStatus
 from engine.runtime.store import SandboxRecord
+from engine.shim import protocol as P
 from engine.shim.client import MonitorClient, monitor_alive, start_monitor
 from engine.sys import linux
 
 log = logging.getLogger(__name__)
-NAMESPACES = ("net", "ipc", "uts", "pid")
 
 
 def network_request(rec: SandboxRecord, sandbox_dir: Path) -> PodNetworkRequest:
@@ -53,12 +55,36 @@ def _make_namespaces(d: Path, config: SandboxConfig, cgroup: str) -> None:
                           cgroup_path=cgroup)
 
 
+def shutdown_monitor(d: Path, *, timeout: float = 10.0) -> None:
+    """Ask the monitor to kill its containers and exit; wait until it is gone (SIGKILL it
+    when it does not go)."""
+    if not monitor_alive(d):
+        return
+    pid = int((d / P.PIDFILE).read_text())
+    with contextlib.suppress(Unavailable):
+        MonitorClient(d).call("shutdown")
+    deadline = time.monotonic() + timeout
+    while monitor_alive(d):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+
+
+def mounts_under(d: Path) -> list[str]:
+    """Mount points below `d` in our mount namespace, deepest first."""
+    prefix = str(d) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4].replace("\\040", " ") for line in f]
+    return sorted({p for p in points if p.startswith(prefix)}, key=len, reverse=True)
+
+
 def _release(d: Path) -> None:
-    for name in NAMESPACES:
+    """Detach every mount left under the sandbox dir: namespaces, shm, container rootfs."""
+    for point in mounts_under(d):
         with contextlib.suppress(OSError):
-            linux.umount2(str(d / "ns" / name), linux.MNT_DETACH)
-    with contextlib.suppress(OSError):
-        linux.umount2(str(d / "shm"), linux.MNT_DETACH)
+            linux.umount2(point, linux.MNT_DETACH)
 
 
 def run(ctx: Ctx, config: SandboxConfig) -> str:
@@ -106,9 +132,8 @@ def run(ctx: Ctx, config: SandboxConfig) -> str:
 def _teardown(ctx: Ctx, rec: SandboxRecord) -> None:
     """Undo everything run() may have made; each step tolerates "already gone"."""
     d = ctx.store.sandbox_dir(rec.id)
-    if monitor_alive(d):
-        with contextlib.suppress(EngineError):
-            MonitorClient(d).call("shutdown")
+    with contextlib.suppress(EngineError):
+        shutdown_monitor(d)
     if ctx.network is not None and not rec.config.host_network and (d / "ns" / "net").exists():
         try:
             ctx.network.teardown(network_request(rec, d))
@@ -124,8 +149,7 @@ def stop(ctx: Ctx, sid: str) -> None:
     """Kill every container, shut the monitor down, detach the network. Idempotent."""
     rec = ctx.store.load_sandbox(sid)
     d = ctx.store.sandbox_dir(sid)
-    if monitor_alive(d):
-        MonitorClient(d).call("shutdown")
+    shutdown_monitor(d)
     if ctx.cgroups.exists(rec.cgroup_path):
         for pid in ctx.cgroups.procs(rec.cgroup_path):
             with contextlib.suppress(ProcessLookupError):

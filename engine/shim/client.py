@@ -69,6 +69,13 @@ class MonitorClient:
         """Send one request on `sock` and read its one-line reply."""
         try:
             sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+        except TimeoutError as e:
+            raise errors.DeadlineExceeded(f"the pod monitor did not take {op}") from e
+        return self.read_reply(sock, op)
+
+    def read_reply(self, sock: socket.socket, op: str) -> dict[str, Any]:
+        """One reply line, read byte by byte: what follows belongs to the session."""
+        try:
             buf = b""
             while not buf.endswith(b"\n"):
                 chunk = sock.recv(1)

@@ -31,10 +31,10 @@ from engine.execdriver.codec import from_jsonable
 from engine.execdriver.spec import InitSpec
 from engine.runtime.state import ContainerState, read_state, write_state
 from engine.runtime.status import Status
-from engine.shim import attach
 from engine.shim import protocol as P
 from engine.shim.drivers import driver_for
-from engine.shim.procs import Proc, exit_reason, open_stdio
+from engine.shim.procs import Fds, Proc, exit_reason, open_stdio
+from engine.shim.sessions import Sessions
 from engine.sys import linux
 
 log = logging.getLogger("engine.shim.monitor")
@@ -49,6 +49,7 @@ class Monitor:
         self.by_pid: dict[int, str] = {}
         self.running = True
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sessions = Sessions(self.sel, self.procs)
 
     # -- setup and loop -------------------------------------------------------------------
     def listen(self) -> None:
@@ -82,75 +83,39 @@ class Monitor:
                 elif kind == "output":
                     self._output(key.fd, arg)
                 elif kind == "attach":
-                    self._attached_input(key.fileobj, *arg)  # type: ignore[arg-type]
+                    self.sessions.attached_input(key.fileobj, *arg)  # type: ignore[arg-type]
+                elif kind == "exec":
+                    self.sessions.exec_input(key.fileobj, arg)  # type: ignore[arg-type]
             self._reap()
         self.sel.close()
 
     def _client(self, conn: socket.socket, buf: bytearray) -> None:
         try:
-            chunk = conn.recv(1 << 20)
+            chunk, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
         except OSError:
-            chunk = b""
+            chunk, fds = b"", []
         if not chunk:
             self.sel.unregister(conn)
             conn.close()
+            for fd in fds:
+                os.close(fd)
             return
         buf.extend(chunk)
         while b"\n" in buf:
             line, _, rest = bytes(buf).partition(b"\n")
             buf[:] = rest
-            if b'"attach"' in line and self._attach(conn, line, bytes(buf)):
+            try:
+                req = json.loads(line)
+            except json.JSONDecodeError:
+                req = {}
+            if isinstance(req, dict) and self.sessions.take(conn, req, bytes(buf), fds):
                 return
+            for fd in fds:
+                os.close(fd)
+            fds = []
             reply = self._dispatch(line)
             with contextlib.suppress(OSError):
                 conn.sendall(json.dumps(reply).encode() + b"\n")
-
-    def _attach(self, conn: socket.socket, line: bytes, rest: bytes) -> bool:
-        """Switch a connection to attach frames; False when the line is another op."""
-        try:
-            req = json.loads(line)
-        except json.JSONDecodeError:
-            return False
-        if req.get("op") != "attach":
-            return False
-        proc = self.procs.get(str(req.get("id")))
-        ok = proc is not None and not proc.exited
-        reply = {"ok": True} if ok else {"ok": False, "kind": "FailedPrecondition",
-                                         "error": f"container {req.get('id')} is not running"}
-        try:
-            conn.sendall(json.dumps(reply).encode() + b"\n")
-        except OSError:
-            ok = False
-        self.sel.unregister(conn)
-        if not ok or proc is None:
-            conn.close()
-            return True
-        conn.settimeout(1.0)  # a client that stops reading is dropped, never waited on
-        reader = attach.FrameReader()
-        proc.attached.append(conn)
-        self.sel.register(conn, selectors.EVENT_READ, ("attach", (proc.meta.id, reader)))
-        if rest:
-            proc.handle_frames(reader.feed(rest))
-        return True
-
-    def _attached_input(self, conn: socket.socket, cid: str, reader: attach.FrameReader) -> None:
-        proc = self.procs.get(cid)
-        try:
-            data = conn.recv(65536)
-        except OSError:
-            data = b""
-        if proc is None or not data:
-            self.sel.unregister(conn)
-            if proc is not None:
-                proc.detach(conn)
-            else:
-                conn.close()
-            return
-        try:
-            proc.handle_frames(reader.feed(data))
-        except (OSError, ValueError):
-            self.sel.unregister(conn)
-            proc.detach(conn)
 
     def _dispatch(self, line: bytes) -> dict[str, Any]:
         try:
@@ -211,9 +176,9 @@ class Monitor:
         bundle.mkdir(parents=True, exist_ok=True)
         driver = driver_for(meta, self.dir)
         stdio, ours = open_stdio(meta)
-        created = time.time_ns()
+        created_at = time.time_ns()
         try:
-            pid = driver.create(spec, bundle=bundle, stdio=stdio, timeout=CREATE_TIMEOUT)
+            created = driver.create(spec, bundle=bundle, stdio=stdio, timeout=CREATE_TIMEOUT)
         except BaseException:
             ours.close_all()
             raise
@@ -221,6 +186,13 @@ class Monitor:
             stdio_fds = {stdio.stdin, stdio.stdout, stdio.stderr}
             for fd in stdio_fds:
                 os.close(fd)
+        pid = created.pid
+        if meta.tty:
+            if created.console < 0:
+                os.kill(pid, signal.SIGKILL)
+                raise FailedPrecondition(f"driver {meta.driver} made no TTY for {meta.id}")
+            ours = Fds(streams={created.console: "stdout"}, pty=created.console,
+                       stdin=os.dup(created.console) if meta.stdin else -1)
         proc = Proc(meta=meta, spec=spec, driver=driver, bundle=bundle, pid=pid, fds=ours,
                     log_path=Path(meta.log_path))
         proc.oom_baseline = proc.oom_kills()
@@ -229,7 +201,7 @@ class Monitor:
         for fd, stream in ours.outputs():
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, ("output", (meta.id, stream)))
-        self._save(proc, ContainerState(status=Status.CREATED, pid=pid, created_at=created))
+        self._save(proc, ContainerState(status=Status.CREATED, pid=pid, created_at=created_at))
         return {"pid": pid}
 
     def op_start(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -339,6 +311,8 @@ class Monitor:
                     time.sleep(0.005)
                     continue
                 return
+            if self.sessions.reaped(pid, status):
+                continue
             cid = self.by_pid.get(pid)
             if cid is not None:
                 self._exited(self.procs[cid], status)

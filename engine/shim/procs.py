@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
-import pty
 import signal
 import socket
 import struct
@@ -50,12 +49,11 @@ class Fds:
 
 
 def open_stdio(meta: MonitorContainer) -> tuple[Stdio, Fds]:
-    """(the container's stdio fds, our ends). A TTY is one pty; else pipes and /dev/null."""
+    """(the container's stdio fds, our ends): pipes and /dev/null. A TTY container gets its
+    pty from the driver, made inside the container (Created.console); until then /dev/null."""
     if meta.tty:
-        master, slave = pty.openpty()
-        os.set_inheritable(master, False)
-        return Stdio(slave, slave, slave), Fds(streams={master: "stdout"}, pty=master,
-                                               stdin=os.dup(master) if meta.stdin else -1)
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        return Stdio(null, null, null), Fds()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     if meta.stdin:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -59,9 +59,10 @@ def ensure_self_signed(cert_dir: Path, *, hostname: str, ips: tuple[str, ...],
 
 
 def serving_rotator(client: Callable[[], RestClient], *, cert_dir: Path, node_name: str,
-                    ips: tuple[str, ...], clock: Clock) -> Rotator:
+                    ips: tuple[str, ...], clock: Clock,
+                    on_rotated: Callable[[CertPair], Awaitable[None]] | None = None) -> Rotator:
     """`--rotate-server-certificates`: a kubelet-serving CSR, renewed like the client one."""
     request = CertRequest(signer=SERVING_SIGNER, usages=SERVING_USAGES, node_name=node_name,
                           dns_names=(node_name,), ip_addresses=ips)
     return Rotator(client=client, store=CertStore(cert_dir, SERVER_PREFIX), request=request,
-                   clock=clock)
+                   clock=clock, on_rotated=on_rotated)

@@ -68,6 +68,8 @@ class ApiReporter:
         now = self._clock.monotonic()
         if now - self._events.get(key, -EVENT_DEDUP_SECONDS) < EVENT_DEDUP_SECONDS:
             return
+        self._events = {k: t for k, t in self._events.items()
+                        if now - t < EVENT_DEDUP_SECONDS}
         self._events[key] = now
         task = asyncio.ensure_future(self._post(pod, kind=kind, reason=reason, message=message))
         self._tasks.add(task)

@@ -64,6 +64,13 @@ class KubeletServer:
         self.app.router.add_get("/containerLogs/{namespace}/{pod}/{container}",
                                 self.container_logs)
         self._runner: web.AppRunner | None = None
+        self._ssl: ssl.SSLContext | None = None
+
+    def reload_certificate(self, cert: Path, key: Path) -> None:
+        """Serve a new certificate on every later connection (after a rotation)."""
+        if self._ssl is not None:
+            self._ssl.load_cert_chain(cert, key)
+            log.info("kubelet API now serves %s", cert)
 
     async def _user(self, request: web.Request) -> User | None:
         transport = request.transport
@@ -155,6 +162,7 @@ class KubeletServer:
         if client_ca is not None:
             ctx.load_verify_locations(cadata=client_ca.decode())
             ctx.verify_mode = ssl.CERT_OPTIONAL
+        self._ssl = ctx
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port, ssl_context=ctx).start()

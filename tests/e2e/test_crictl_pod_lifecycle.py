@@ -100,6 +100,16 @@ def test_pod_lifecycle(daemon: Engined) -> None:
         assert "started" in ok(crictl(daemon, "logs", cid))
         stats = json.loads(ok(crictl(daemon, "stats", "-o", "json", cid)))["stats"][0]
         assert int(stats["cpu"]["usageCoreNanoSeconds"]["value"]) > 0
+        podstats = json.loads(ok(crictl(daemon, "statsp", "-o", "json")))["stats"]
+        assert [p["attributes"]["id"] for p in podstats] == [pod]
+        names = {d["name"] for d in json.loads(ok(crictl(daemon, "metricdescs", "-o",
+                                                         "json")))["descriptors"]}
+        metrics = json.loads(ok(crictl(daemon, "metricsp", "-o", "json")))["podMetrics"]
+        assert metrics[0]["podSandboxId"] == pod
+        assert {m["name"] for m in metrics[0]["metrics"]} == names
+        ok(crictl(daemon, "update", "--memory", str(256 << 20), cid))
+        assert "CGROUPFS" in ok(crictl(daemon, "runtime-config"))
+        ok(crictl(daemon, "update-runtime-config", "--pod-cidr", "10.244.7.0/24"))
         inspected = json.loads(ok(crictl(daemon, "inspect", cid)))
         assert inspected["status"]["state"] == "CONTAINER_RUNNING"
         assert inspected["status"]["imageId"].startswith("sha256:")
@@ -176,7 +186,8 @@ def test_exec_with_a_real_tty(daemon: Engined) -> None:
         os.close(master)
 
 
-def test_port_forward_into_a_host_network_pod(daemon: Engined) -> None:
+@pytest.mark.parametrize("transport", ["spdy", "websocket"])
+def test_port_forward_into_a_host_network_pod(daemon: Engined, transport: str) -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
@@ -193,8 +204,8 @@ def test_port_forward_into_a_host_network_pod(daemon: Engined) -> None:
             probe.bind(("127.0.0.1", 0))
             local = probe.getsockname()[1]
         forward = subprocess.Popen([str(need_tool("crictl")), "--config",
-                                    str(daemon.workdir / "crictl.yaml"), "port-forward", pod,
-                                    f"{local}:{remote}"],
+                                    str(daemon.workdir / "crictl.yaml"), "port-forward",
+                                    "--transport", transport, pod, f"{local}:{remote}"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 20
@@ -211,3 +222,27 @@ def test_port_forward_into_a_host_network_pod(daemon: Engined) -> None:
         finally:
             forward.terminate()
             forward.wait(10)
+
+
+@pytest.mark.parametrize("transport", ["spdy", "websocket"])
+def test_a_disconnected_exec_client_leaves_no_command_behind(daemon: Engined,
+                                                             transport: str) -> None:
+    _, cid = start_pod(daemon, ["/bin/sh", "-c", "exec sleep 300"])
+    client = subprocess.Popen([str(need_tool("crictl")), "--config",
+                               str(daemon.workdir / "crictl.yaml"), "exec", "--transport",
+                               transport, cid, "sleep", "271"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def sleepers() -> int:
+        return ok(crictl(daemon, "exec", "-s", cid, "ps", "-o", "args")).count("sleep 271")
+
+    deadline = time.monotonic() + 20
+    while sleepers() == 0:
+        assert time.monotonic() < deadline, "the exec never started"
+        time.sleep(0.2)
+    client.kill()  # the connection drops without any goodbye
+    client.wait()
+    deadline = time.monotonic() + 20
+    while sleepers():
+        assert time.monotonic() < deadline, "the exec'd command outlived its client"
+        time.sleep(0.2)

@@ -113,10 +113,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_crictl_port_forward(env: Env) -> None:
+@pytest.mark.parametrize("transport", ["spdy", "websocket"])
+def test_crictl_port_forward(env: Env, transport: str) -> None:
     local = _free_port()
     proc = subprocess.Popen([str(need_tool("crictl")), "--config", str(env.config),
-                             "port-forward", "s1" + "0" * 62, f"{local}:80"],
+                             "port-forward", "--transport", transport, "s1" + "0" * 62,
+                             f"{local}:80"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20

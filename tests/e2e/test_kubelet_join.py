@@ -177,3 +177,51 @@ def test_bad_token_refuses_to_join(control_plane: ControlPlane,  # noqa: F811
 def _get(cluster: ControlPlane, *args: str) -> Any:
     done = cluster.kubectl("get", *args, "-o", "json", check=False)
     return json.loads(done.stdout) if done.returncode == 0 else None
+
+
+def test_serving_certificate_from_approved_csr(control_plane: ControlPlane,  # noqa: F811
+                                               node_name: str, tmp_path: Path) -> None:
+    import ssl
+
+    port = free_port()
+    args = join_args(control_plane, tmp_path, node_name)
+    args[args.index("--port") + 1] = str(port)
+    kubelet = Kubelet(tmp_path, node_name, [*args, "--rotate-server-certificates"])
+    try:
+        def serving_csr() -> str | None:
+            for csr in kubectl_json(control_plane, "get", "csr")["items"]:
+                if csr["spec"]["signerName"] == "kubernetes.io/kubelet-serving" and \
+                        csr["spec"]["username"] == f"system:node:{node_name}":
+                    return str(csr["metadata"]["name"])
+            return None
+
+        name = wait(serving_csr, "kubelet-serving CSR", timeout=30)
+        control_plane.kubectl("certificate", "approve", name)
+        current = tmp_path / "pki" / "kubelet-server-current.pem"
+        wait(current.exists, "serving certificate written", timeout=30)
+        from cryptography import x509
+
+        cert = x509.load_pem_x509_certificates(current.read_bytes())[0]
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert node_name in san.get_values_for_type(x509.DNSName)
+        assert "127.0.0.1" in [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+        # The running server switched to it: the handshake verifies against the cluster CA.
+        ctx = ssl.create_default_context(cafile=str(control_plane.env.ca_cert))
+        ctx.check_hostname = False
+
+        def served() -> bool:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                    ctx.wrap_socket(raw) as tls:
+                return tls.getpeercert() is not None
+        wait(lambda: _try(served), "TLS with the CA-signed serving certificate", timeout=10)
+    finally:
+        kubelet.stop()
+
+
+def _try(check: Any) -> bool:
+    import ssl
+
+    try:
+        return bool(check())
+    except (ssl.SSLError, OSError):
+        return False

@@ -1,9 +1,14 @@
-"""Pods through kubelet-py on containerd, against the real control plane."""
+"""Pods through kubelet-py against the real control plane, on two CRI runtimes: containerd
+and our own engine (engined), with the same tests: the kubelet is runtime-agnostic."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 import secrets
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +18,8 @@ import pytest
 
 from tests.e2e.test_kubelet_join import Kubelet, free_port, wait
 from tests.harness.cluster import ControlPlane, control_plane  # noqa: F401
-from tests.harness.containerd import Containerd, containerd  # noqa: F401
+from tests.harness.containerd import Containerd, cni_conflist, containerd  # noqa: F401
+from tests.harness.prereq import need_tool
 from tests.harness.registry import LocalRegistry, local_registry  # noqa: F401
 
 pytestmark = pytest.mark.e2e
@@ -23,8 +29,59 @@ STATIC = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "static-web"},
                                    "command": ["sh", "-c", "sleep 3600"]}]}}
 
 
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    name: str
+    endpoint: str
+    subnet: str
+
+
+@pytest.fixture(scope="session")
+def engined(local_registry: LocalRegistry,  # noqa: F811
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    """A private engined: own root, socket, CNI bridge and subnet; the local registry only."""
+    tools = need_tool("bridge").parent
+    root = tmp_path_factory.mktemp("engined")
+    bridge = f"kpy{secrets.token_hex(3)}"
+    subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
+    (root / "net.d").mkdir()
+    (root / "net.d" / "10-kubelet-py.conflist").write_text(
+        json.dumps(cni_conflist(bridge=bridge, subnet=subnet)))
+    sock = Path(f"/run/kubelet-py-test-{secrets.token_hex(4)}/engine.sock")
+    sock.parent.mkdir()
+    log = (root / "engined.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cri.daemon", "--listen", f"unix://{sock}",
+         "--root", str(root / "root"), "--run-root", str(root / "run"),
+         "--cni-conf-dir", str(root / "net.d"), "--cni-bin-dir", str(tools),
+         "--registry-hosts", str(local_registry.root / "mirrors.yaml"),
+         "--graph-driver", "vfs"], stdout=log, stderr=log)
+    try:
+        wait(lambda: sock.exists() or proc.poll() is not None, "engined socket", timeout=30)
+        assert proc.poll() is None, (root / "engined.log").read_text()[-3000:]
+        yield Runtime("engined", f"unix://{sock}", subnet)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        shutil.rmtree(sock.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=["containerd", "engined"])
+def runtime(request: pytest.FixtureRequest) -> Runtime:
+    if request.param == "containerd":
+        c: Containerd = request.getfixturevalue("containerd")
+        return Runtime("containerd", c.endpoint, c.subnet)
+    engine: Runtime = request.getfixturevalue("engined")
+    return engine
+
+
 class Node:
-    def __init__(self, cluster: ControlPlane, runtime: Containerd, root: Path) -> None:
+    def __init__(self, cluster: ControlPlane, runtime: Runtime, root: Path) -> None:
         self.cluster = cluster
         self.runtime = runtime
         self.name = f"kubelet-py-pods-{secrets.token_hex(3)}"
@@ -67,22 +124,27 @@ class Node:
 
 
 @pytest.fixture(scope="module")
-def node(control_plane: ControlPlane, containerd: Containerd,  # noqa: F811
+def node(control_plane: ControlPlane, runtime: Runtime,  # noqa: F811
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    n = Node(control_plane, containerd, tmp_path_factory.mktemp("kubelet"))
+    n = Node(control_plane, runtime, tmp_path_factory.mktemp("kubelet"))
     try:
         control_plane.kubectl("create", "namespace", n.namespace)
         wait(lambda: n.get("serviceaccount", "-n", n.namespace, "default"),
              "default service account", timeout=30)
         ready = wait(lambda: _ready(n.get("node", n.name)), "node Ready", timeout=20)
-        print(f"\nnode Ready {time.monotonic() - n.kubelet.started:.2f}s after join started"
-              f" ({ready})")
+        print(f"\n[{runtime.name}] node Ready {time.monotonic() - n.kubelet.started:.2f}s "
+              f"after join started ({ready})")
         yield n
     finally:
         control_plane.kubectl("delete", "namespace", n.namespace, "--wait=false", check=False)
         n.kubelet.stop()
         control_plane.kubectl("delete", "node", n.name, "--wait=false", check=False)
         print(n.kubelet.output()[-4000:])
+
+
+def info_scheme(node: Node) -> str:
+    return node.get("node", node.name)["status"]["nodeInfo"]["containerRuntimeVersion"] \
+        .split("://", 1)[0] + "://"
 
 
 def _ready(node: Any) -> str | None:
@@ -100,7 +162,8 @@ def _state(pod: Any, index: int = 0) -> dict[str, Any]:
 
 def test_node_ready_with_runtime_version(node: Node) -> None:
     info = node.get("node", node.name)["status"]["nodeInfo"]
-    assert info["containerRuntimeVersion"].startswith("containerd://")
+    expected = "kubelet-py://" if node.runtime.name == "engined" else "containerd://"
+    assert info["containerRuntimeVersion"].startswith(expected)
 
 
 def test_busybox_pod_runs_with_ip_and_token_volume(node: Node) -> None:
@@ -111,7 +174,7 @@ def test_busybox_pod_runs_with_ip_and_token_volume(node: Node) -> None:
                                  "fieldRef": {"fieldPath": "metadata.name"}}}]}])
     pod = wait(lambda: (p := node.pod("web")) and p["status"].get("phase") == "Running"
                and p, "pod Running", timeout=60)
-    print(f"\npod Running {time.monotonic() - started:.2f}s after create")
+    print(f"\n[{node.runtime.name}] pod Running {time.monotonic() - started:.2f}s after create")
     assert pod["status"]["podIP"].startswith(node.runtime.subnet.rsplit(".", 2)[0])
     assert pod["status"]["hostIP"] == "127.0.0.1"
     assert pod["status"]["qosClass"] == "BestEffort"
@@ -120,7 +183,7 @@ def test_busybox_pod_runs_with_ip_and_token_volume(node: Node) -> None:
                      "Ready": "True", "ContainersReady": "True", "PodScheduled": "True"}
     cs = _state(pod)
     assert cs["ready"] and "running" in cs["state"]
-    assert cs["containerID"].startswith("containerd://")
+    assert cs["containerID"].startswith(info_scheme(node))
     assert cs["imageID"]
     volumes = [v["name"] for v in pod["spec"].get("volumes", [])]
     assert any(v.startswith("kube-api-access-") for v in volumes)

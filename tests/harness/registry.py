@@ -8,7 +8,7 @@ Two docker-registry instances on 127.0.0.1, free ports:
 State lives in REGISTRY_DIR (default ``<repo>/.registry``): ``state.json`` (pids, ports,
 what was pushed), ``env`` (REGISTRY=, REGISTRY_TLS=, REGISTRY_CA=, REGISTRY_USER=,
 REGISTRY_PASSWORD=), ``mirrors.yaml`` ({upstream host: {endpoint: [http://<REGISTRY>],
-insecure: true}}), ``certs.d/<upstream>/hosts.toml`` (containerd's config_path), and one
+upstream: false}}), ``certs.d/<upstream>/hosts.toml`` (containerd's config_path), and one
 directory per instance. `up` is idempotent:
 live, healthy instances that still serve what was pushed are reused; anything stale (dead
 pid, a pid that is no longer ours, missing tags, changed image code) is stopped and redone.

@@ -133,20 +133,23 @@ def verify_pushed(client: RegistryClient, pushed: dict[str, str]) -> bool:
 
 
 def mirrors(host: str) -> dict[str, dict[str, object]]:
-    """{upstream host: {endpoint: [http://<local>], insecure: true}} for engine/containerd."""
-    return {upstream: {"endpoint": [f"http://{host}"], "insecure": True}
+    """{upstream host: {endpoint: [http://<local>], upstream: false}} for the engine.
+
+    `upstream: false` makes the mirror the only place content comes from: an image the
+    local registry lacks fails to pull instead of falling back to the real host.
+    """
+    return {upstream: {"endpoint": [f"http://{host}"], "upstream": False}
             for upstream in images.MIRROR_HOSTS}
 
 
-# containerd's hosts.toml `server` for each upstream host (Docker Hub's API lives elsewhere).
-UPSTREAM_SERVERS = {"docker.io": "https://registry-1.docker.io"}
-
-
 def containerd_hosts_toml(upstream: str, host: str) -> str:
-    """A containerd `config_path` (certs.d) entry sending pulls for `upstream` to us."""
-    server = UPSTREAM_SERVERS.get(upstream, f"https://{upstream}")
-    return (f'server = "{server}"\n\n[host."http://{host}"]\n'
-            '  capabilities = ["pull", "resolve"]\n  skip_verify = true\n')
+    """A containerd `config_path` (certs.d) entry serving `upstream` from the local registry.
+
+    containerd falls back to `server` after the listed hosts; pointing `server` at the local
+    registry too means no pull ever leaves the machine.
+    """
+    return (f'server = "http://{host}"\n\n[host."http://{host}"]\n'
+            '  capabilities = ["pull", "resolve"]\n')
 
 
 def write_outputs(directory: Path, *, env: dict[str, str], host: str) -> None:

@@ -60,7 +60,8 @@ class Bridge:
         undo: list[Callable[[], object]] = []
         with netlink.session() as host:
             try:
-                br_index, created = bridge_link.ensure_bridge(host, conf)
+                br_msg, created = bridge_link.ensure_bridge(host, conf)
+                br_index = int(br_msg["index"])
                 if created:
                     undo.append(lambda: bridge_link.delete_bridge_if_unused(host, conf.bridge))
                 to_add: list[Iface] = []
@@ -71,8 +72,9 @@ class Bridge:
                     to_add, to_remove = bridge_link.plan_gateway_addresses(
                         host, br_index, conf, list(dict.fromkeys(wanted)))
                 bridge_link.bridge_up(host, br_index, conf)
-                host_name, host_index = bridge_link.create_veth(
+                host_name, host_msg = bridge_link.create_veth(
                     host, ifname=req.ifname, netns_fd=nsfd, mtu=conf.mtu)
+                host_index = int(host_msg["index"])
                 undo.append(lambda: bridge_link.delete_link(host, host_name))
                 bridge_link.attach_port(host, index=host_index, name=host_name,
                                         bridge_index=br_index, conf=conf)
@@ -94,10 +96,8 @@ class Bridge:
                 result: dict[str, Any] = {
                     "cniVersion": spec.SPEC_VERSION,
                     "interfaces": [
-                        {"name": conf.bridge, "mac": netlink.link_attr(host, br_index,
-                                                                       "IFLA_ADDRESS")},
-                        {"name": host_name, "mac": netlink.link_attr(host, host_index,
-                                                                     "IFLA_ADDRESS")},
+                        {"name": conf.bridge, "mac": br_msg.get("IFLA_ADDRESS")},
+                        {"name": host_name, "mac": host_msg.get("IFLA_ADDRESS")},
                         {"name": req.ifname, "mac": mac, "sandbox": req.netns},
                     ],
                     "ips": [{**ip, "interface": 2} for ip in ipam["ips"]],
@@ -117,9 +117,10 @@ class Bridge:
     def _configure_container(ns: Rtnl, ifname: str, addrs: list[Iface],
                              routes: list[Mapping[str, Any]],
                              gateways: Mapping[int, IPAddress]) -> str:
-        index = netlink.lookup(ns, ifname)
-        if index is None:
+        msg = ns.link(ifname)
+        if msg is None:
             raise spec.CNIError(spec.ERR_NETLINK, f"{ifname} missing in the container")
+        index = int(msg["index"])
         try:
             for a in addrs:
                 bridge_link.add_address(ns, index, a)
@@ -136,7 +137,7 @@ class Bridge:
                         raise
         except (netlink.NetlinkError, OSError) as exc:
             raise netlink.netlink_error(f"cannot configure {ifname} in the container", exc) from exc
-        return str(netlink.link_attr(ns, index, "IFLA_ADDRESS"))
+        return str(msg.get("IFLA_ADDRESS"))
 
     def delete(self, req: spec.Request) -> None:
         conf = bridge_config.load(req.config)
@@ -160,7 +161,9 @@ class Bridge:
             finally:
                 os.close(nsfd)
         if conf.ip_masq:
-            _masq().teardown(conf.name, req.container_id)
+            prev = spec.normalize_result(conf.prev_result) if conf.prev_result else {"ips": []}
+            _masq().teardown(conf.name, req.container_id,
+                             [ipaddress.ip_interface(ip["address"]) for ip in prev["ips"]])
 
     def check(self, req: spec.Request) -> None:
         conf = bridge_config.load(req.config)

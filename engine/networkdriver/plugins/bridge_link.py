@@ -18,11 +18,11 @@ def random_mac() -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def ensure_bridge(nl: Rtnl, conf: BridgeConfig) -> tuple[int, bool]:
-    """(index, created): create the bridge or reuse the existing one (not yet up)."""
+def ensure_bridge(nl: Rtnl, conf: BridgeConfig) -> tuple[Any, bool]:
+    """(link message, created): create the bridge or reuse the existing one (not yet up)."""
     created = False
-    index = netlink.lookup(nl, conf.bridge)
-    if index is None:
+    msg = nl.link(conf.bridge)
+    if msg is None:
         try:
             # a fixed MAC: a bridge without one takes its lowest port's, which changes as pods
             # come and go and leaves stale gateway entries in the pods' neighbour caches
@@ -31,14 +31,15 @@ def ensure_bridge(nl: Rtnl, conf: BridgeConfig) -> tuple[int, bool]:
         except netlink.NetlinkError as exc:
             if not netlink.is_exists(exc):
                 raise netlink.netlink_error(f"cannot create bridge {conf.bridge}", exc) from exc
-        index = netlink.lookup(nl, conf.bridge)
-        if index is None:
+        msg = nl.link(conf.bridge)
+        if msg is None:
             raise spec.CNIError(spec.ERR_NETLINK, f"bridge {conf.bridge} vanished after creation")
-    kind = netlink.link_kind(nl, index)
+    info = msg.get("IFLA_LINKINFO")
+    kind = str(info.get("IFLA_INFO_KIND")) if info is not None else ""
     if kind != "bridge":
         raise spec.CNIError(spec.ERR_INVALID_CONFIG, f"{conf.bridge} exists and is not a bridge",
                             f"its kind is {kind or 'unknown'!r}")
-    return index, created
+    return msg, created
 
 
 def bridge_up(nl: Rtnl, index: int, conf: BridgeConfig) -> None:
@@ -107,7 +108,7 @@ def add_address(nl: Rtnl, index: int, a: Iface) -> None:
             raise
 
 
-def create_veth(nl: Rtnl, *, ifname: str, netns_fd: int, mtu: int) -> tuple[str, int]:
+def create_veth(nl: Rtnl, *, ifname: str, netns_fd: int, mtu: int) -> tuple[str, Any]:
     """A veth pair: the host end (random name) here, ``ifname`` inside the pod's netns."""
     for _ in range(5):
         host = "veth" + os.urandom(4).hex()
@@ -122,20 +123,19 @@ def create_veth(nl: Rtnl, *, ifname: str, netns_fd: int, mtu: int) -> tuple[str,
                                     "the attachment exists already (container ID reused?)"
                                     ) from exc
             raise netlink.netlink_error("cannot create the veth pair", exc) from exc
-        index = netlink.lookup(nl, host)
-        if index is None:
+        msg = nl.link(host)
+        if msg is None:
             raise spec.CNIError(spec.ERR_NETLINK, f"veth {host} vanished after creation")
-        return host, index
+        return host, msg
     raise spec.CNIError(spec.ERR_NETLINK, "cannot find a free host veth name")
 
 
 def attach_port(nl: Rtnl, *, index: int, name: str, bridge_index: int,
                 conf: BridgeConfig) -> None:
-    nl.set_link(index, master=bridge_index)
+    nl.set_link(index, master=bridge_index, up=True)
     if conf.hairpin:
         with open(f"/sys/class/net/{name}/brport/hairpin_mode", "w") as f:
             f.write("1")
-    nl.set_link(index, up=True)
 
 
 def delete_link(nl: Rtnl, name: str) -> bool:
@@ -158,7 +158,3 @@ def enable_forwarding(versions: set[int]) -> None:
                 f.seek(0)
                 f.write("1")
 
-
-def link_info(nl: Rtnl, index: int) -> dict[str, Any]:
-    msg = nl.link_by_index(index)
-    return {"mac": msg.get("IFLA_ADDRESS"), "master": msg.get("IFLA_MASTER")}

@@ -70,9 +70,25 @@ def _save(family: int) -> str:
     return _run([_TOOLS[family][0], "-t", "nat"])
 
 
-def teardown(network: str, container_id: str, families: Iterable[int] = (4, 6)) -> None:
-    chain = chain_name(network, container_id)
-    for family in families:
+def teardown(network: str, container_id: str,
+             addresses: Iterable[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = ()) -> None:
+    """Remove the attachment's chain and its jump. With the ADD result's addresses (DEL's
+    prevResult) that is one restore per family; otherwise, or if those rules are not exactly
+    there, read the table first."""
+    chain, comment = chain_name(network, container_id), _comment(network, container_id)
+    by_family: dict[int, list[str]] = {}
+    for addr in addresses:
+        by_family.setdefault(addr.version, []).append(
+            f"-D POSTROUTING -s {addr.ip}/{addr.max_prefixlen} {comment} -j {chain}")
+    for family in sorted(by_family) or (4, 6):  # ADD made chains only for these families
+        lines = by_family.get(family)
+        if lines:
+            try:
+                _run([_TOOLS[family][1], "-w", "--noflush"],
+                     "*nat\n" + "\n".join([*lines, f"-F {chain}", f"-X {chain}"]) + "\nCOMMIT\n")
+                continue
+            except spec.CNIError:
+                pass  # not exactly as ADD left it: fall back to reading the table
         saved = _save(family)
         if chain in saved:
             _remove(family, {chain}, saved)

@@ -255,3 +255,21 @@ def test_privileged(runtime: Runtime, rootfs: Path, handler: str) -> None:
     assert re.search(r"^Seccomp:\s+0$", out, re.M)
     assert "HOSTDEV" in out
     assert "(rw," in out.split("sysfs")[-1]
+
+
+def test_tty_container_attach(runtime: Runtime, rootfs: Path, handler: str) -> None:
+    sid = runtime.run_sandbox(sandbox_config(handler))
+    config = ContainerConfig(name="c", command=("/bin/sh",), tty=True, stdin=True)
+    cid = runtime.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
+                                   image=ImageConfig())
+    runtime.start_container(cid)
+    session = runtime.attach(cid)
+    try:
+        session.resize(width=77, height=22)
+        session.write_stdin(b"stty size; tty; exit 5\n")
+        state = runtime.wait_container(cid, timeout=30)
+    finally:
+        session.close()
+    assert state.exit_code == 5
+    out = log_text(runtime, cid)
+    assert "22 77" in out and "/dev/pts/" in out

@@ -13,6 +13,7 @@ import pytest
 from engine.cgroups.detect import manager
 from engine.runtime.api import Runtime
 from engine.runtime.context import RuntimeOptions
+from engine.runtime.sandbox import mounts_under
 from engine.runtime.spec import ContainerConfig, ImageConfig, Rootfs, SandboxConfig
 from engine.runtime.state import ContainerState
 from tests.harness.prereq import need, need_binary
@@ -62,6 +63,12 @@ def runtime_env(tmp_path: Path) -> Iterator[tuple[RuntimeOptions, list[Runtime]]
     cgroups = manager()
     if cgroups.exists(cgroup_root):
         cgroups.destroy(cgroup_root)
+    assert mounts_under(options.run_root) == []  # nothing leaked: no ns, shm, rootfs mounts
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            assert str(options.run_root).encode() not in cmdline.read_bytes()  # no monitor
+        except (FileNotFoundError, ProcessLookupError):
+            continue
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 
 from engine.cgroups.base import Resources
 from engine.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+from engine.graphdriver.base import Mount
 from engine.runtime.api import Runtime
 from engine.runtime.attach import AttachSession
 from engine.runtime.exec import MAX_OUTPUT
@@ -187,7 +188,7 @@ def test_runtime_executable_not_writable_from_inside(runtime: Runtime, rootfs: P
                                          "(echo x >> $p/exe) 2>/dev/null && echo WROTE $p; "
                                          "done; echo checked"), timeout=30)
     finally:
-        session.process.kill()
+        session.kill()
         session.wait(10)
         session.close()
     assert result.stdout.strip() == b"checked"
@@ -280,3 +281,48 @@ def test_shared_pid_namespace(runtime: Runtime, rootfs: Path, handler: str) -> N
     assert "pid1=" in out and "sleep" not in out.split("pid1=")[1]  # the holder is pid 1
     runtime.remove_sandbox(sid)
     assert not any(p.name == "pid" for p in runtime.ctx.store.root.rglob("ns/*"))
+
+
+def test_rootfs_from_graphdriver_mounts(runtime: Runtime, rootfs: Path, tmp_path: Path) -> None:
+    """A rootfs given as mounts (what a graphdriver returns) is mounted by the runtime,
+    its writable layer is the overlay's upperdir, and it is unmounted on removal."""
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    overlay = Mount(type="overlay", source="overlay",
+                    options=(f"lowerdir={rootfs}", f"upperdir={upper}", f"workdir={work}"))
+    sid = runtime.run_sandbox(sandbox_config("native"))
+    config = ContainerConfig(name="c", command=("/bin/sh", "-c",
+                                                "echo layer > /written; sleep 600"))
+    cid = runtime.create_container(sid, config, rootfs=Rootfs(mounts=(overlay,)),
+                                   image=ImageConfig())
+    runtime.start_container(cid)
+    deadline = time.monotonic() + 10
+    while not (upper / "written").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert not (rootfs / "written").exists()
+    assert runtime.container_stats(cid).writable_layer_bytes > 0
+    target = runtime.container_status(cid).record.spec.rootfs
+    runtime.stop_container(cid, timeout=0)
+    runtime.remove_container(cid)
+    with open("/proc/self/mountinfo") as f:
+        assert target not in f.read()
+
+
+def test_concurrent_pods_from_many_threads(runtime: Runtime, rootfs: Path) -> None:
+    """The CRI server calls from a thread pool: pods and containers made in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def pod(i: int) -> int:
+        sid = runtime.run_sandbox(sandbox_config("native"))
+        cids = [_running(runtime, sid, rootfs, "/bin/sh", "-c", f"exit {i + j}")
+                for j in range(2)]
+        codes = [runtime.wait_container(c, timeout=30).exit_code for c in cids]
+        runtime.remove_sandbox(sid)
+        return sum(codes)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(pod, range(4)))
+    assert results == [2 * i + 1 for i in range(4)]
+    assert runtime.list_sandboxes() == []

@@ -177,7 +177,9 @@ class FakeStats:
         return pb.PodSandboxStats(attributes=pb.PodSandboxAttributes(id=sandbox_id))
 
     def list_sandbox_stats(self) -> Sequence[pb.PodSandboxStats]:
-        return []
+        return list(self.sandboxes)
+
+    sandboxes: Sequence[pb.PodSandboxStats] = ()
 
 
 class FakeStreaming:

@@ -11,7 +11,13 @@ import pytest
 from cri.api import runtime_pb2 as pb
 from cri.server.events import EventBus
 from tests.unit.cri.conftest import Cri
-from tests.unit.cri.fakes import FakeContainers, FakeImages, FakeNetwork, FakeSandboxes
+from tests.unit.cri.fakes import (
+    FakeContainers,
+    FakeImages,
+    FakeNetwork,
+    FakeSandboxes,
+    FakeStats,
+)
 
 
 def code_of(call: object) -> tuple[grpc.StatusCode, str]:
@@ -289,3 +295,33 @@ def test_a_slow_event_subscriber_is_cut_off(cri: Cri) -> None:
         sub.get(0)
     sub.close()
     assert bus.subscriber_count() == 0
+
+
+def test_pod_sandbox_metrics_follow_the_stats(cri: Cri) -> None:
+    stats = cri.ports.stats
+    assert isinstance(stats, FakeStats)
+    stats.sandboxes = [pb.PodSandboxStats(
+        attributes=pb.PodSandboxAttributes(
+            id="s1", metadata=pb.PodSandboxMetadata(name="web", namespace="ns")),
+        linux=pb.LinuxPodSandboxStats(
+            cpu=pb.CpuUsage(usage_core_nano_seconds=pb.UInt64Value(value=5)),
+            memory=pb.MemoryUsage(working_set_bytes=pb.UInt64Value(value=7)),
+            containers=[pb.ContainerStats(
+                attributes=pb.ContainerAttributes(id="c1", metadata=pb.ContainerMetadata(
+                    name="app")),
+                cpu=pb.CpuUsage(usage_core_nano_seconds=pb.UInt64Value(value=3)))]))]
+    descriptors = cri.runtime.ListMetricDescriptors(pb.ListMetricDescriptorsRequest())
+    names = {d.name for d in descriptors.descriptors}
+    assert "container_cpu_usage_nanoseconds_total" in names
+    (pod,) = cri.runtime.ListPodSandboxMetrics(pb.ListPodSandboxMetricsRequest()).pod_metrics
+    assert {m.name for m in pod.metrics} == names  # every metric has a descriptor
+    pod_values = {m.name: m.value.value for m in pod.metrics}
+    assert pod_values["container_cpu_usage_nanoseconds_total"] == 5
+    assert pod_values["container_memory_working_set_bytes"] == 7
+    (container,) = pod.container_metrics
+    cpu = next(m for m in container.metrics if m.name.startswith("container_cpu"))
+    assert (container.container_id, cpu.value.value) == ("c1", 3)
+    assert list(cpu.label_values) == ["ns", "web", "app"]
+    assert cpu.metric_type == pb.COUNTER
+    streamed = list(cri.runtime.StreamPodSandboxMetrics(pb.StreamPodSandboxMetricsRequest()))
+    assert [len(b.pod_sandbox_metrics) for b in streamed] == [1]

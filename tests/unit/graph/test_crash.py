@@ -9,6 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from engine.errors import FailedPrecondition
 from engine.graph.store import LayerRow
 from engine.images import ImageService
 from tests.harness.prereq import REPO
@@ -19,6 +22,8 @@ from tests.unit.registry.fake import FakeRegistry, build_image, tar_of
 CHILD = """
 import sys
 from pathlib import Path
+
+import pytest
 from engine.images import ImageService
 from engine.registry.client import RegistryClient
 from engine.registry.hosts import parse_hosts
@@ -42,7 +47,7 @@ def test_kill_9_during_pull_and_remove(tmp_path: Path, registry: FakeRegistry) -
     registry.push("app", "v1", built)
     registry.delay_blobs = 0.03
     root = tmp_path / "store"
-    for delay in (0.05, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0):
+    for delay in (0.05, 0.2, 0.4, 0.7, 1.0):
         proc = subprocess.Popen([sys.executable, "-c", CHILD, registry.host, str(root)],
                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout is not None
@@ -93,3 +98,13 @@ def test_reopen_repairs_every_kind_of_leftover(tmp_path: Path, registry: FakeReg
         assert {i.key for i in svc2.graph.driver.walk()} == {img.top_layer, "keep"}
     finally:
         svc2.close()
+
+
+def test_a_store_has_one_owner(tmp_path: Path, registry: FakeRegistry) -> None:
+    svc = make_service(tmp_path / "s", registry)
+    try:
+        with pytest.raises(FailedPrecondition, match="in use"):
+            make_service(tmp_path / "s", registry)
+    finally:
+        svc.close()
+    make_service(tmp_path / "s", registry).close()  # free again once closed

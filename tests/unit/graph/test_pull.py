@@ -81,6 +81,11 @@ def test_second_pull_and_shared_layers_download_nothing_twice(
     assert len(service.layers()) == 3
     shared = [la for la in service.layers() if len(la.images) == 2]
     assert len(shared) == 1 and shared[0].parent is None
+    (root,) = service.layer_graph()
+    assert root.chain_id == shared[0].chain_id and len(root.used_by) == 2 and root.tops == ()
+    assert sorted(t for child in root.children for t in child.tops) == [
+        f"{registry.host}/one:v1", f"{registry.host}/two:v1"]
+    assert all(child.children == () for child in root.children)
     assert_consistent(service.graph)
 
 

@@ -65,11 +65,11 @@ def test_outputs_mirror_every_upstream_host_to_the_plain_registry(tmp_path: Path
     data = yaml.safe_load((tmp_path / "mirrors.yaml").read_text())
     assert data == mirrors(reg.host)
     assert set(data) == set(images.MIRROR_HOSTS)
-    assert data["registry.k8s.io"] == {"endpoint": ["http://127.0.0.1:5555"], "insecure": True}
+    assert data["registry.k8s.io"] == {"endpoint": ["http://127.0.0.1:5555"], "upstream": False}
     env = dict(line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines())
     assert env["REGISTRY"] == "127.0.0.1:5555" and env["REGISTRY_TLS"] == "127.0.0.1:5556"
     hosts = (tmp_path / "certs.d/docker.io/hosts.toml").read_text()
-    assert 'server = "https://registry-1.docker.io"' in hosts
+    assert 'server = "http://127.0.0.1:5555"' in hosts  # never falls back upstream
     parsed = tomllib.loads(hosts)
     assert parsed["host"]["http://127.0.0.1:5555"]["capabilities"] == ["pull", "resolve"]
     assert reg.ref("registry.k8s.io/e2e-test-images/busybox:1.29-2") == \

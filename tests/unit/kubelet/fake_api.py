@@ -78,3 +78,9 @@ class FakeRest:
             raise NotFound(404, "NotFound", path)
         self.objects[target] = merge(self.objects[target], body)
         return self._stamp(self.objects[target])
+
+    async def delete(self, path: str, body: Obj | None = None) -> Obj:
+        self._raise("DELETE", path)
+        if path not in self.objects:
+            raise NotFound(404, "NotFound", path)
+        return self.objects.pop(path)

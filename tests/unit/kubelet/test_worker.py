@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from kubelet_py.pods.executor import SandboxError, StartError, Started
+from kubelet_py.pods.executor import SandboxError, Started, StartError
 from kubelet_py.pods.model import PodRuntime, RuntimeContainer, RuntimeSandbox, State
 from kubelet_py.pods.worker import PodWorker, grace_seconds
 
@@ -32,7 +32,7 @@ class FakeRuntime:
             raise SandboxError("Failed to create pod sandbox: boom")
         sb = RuntimeSandbox(id=f"sb{attempt}", attempt=attempt, ready=True,
                             created_at=self.clock.now(), ips=("10.0.0.9",))
-        self.state = PodRuntime(self.state.sandboxes + (sb,), self.state.containers)
+        self.state = PodRuntime((*self.state.sandboxes, sb), self.state.containers)
         return sb.id
 
     async def start_container(self, pod: Any, spec: Any, *, sandbox_id: str,
@@ -44,7 +44,7 @@ class FakeRuntime:
         c = RuntimeContainer(id=f"{spec['name']}-{attempt}", name=spec["name"], attempt=attempt,
                              state=State.RUNNING, sandbox_id=sandbox_id,
                              created_at=self.clock.now(), started_at=self.clock.now())
-        self.state = PodRuntime(self.state.sandboxes, self.state.containers + (c,))
+        self.state = PodRuntime(self.state.sandboxes, (*self.state.containers, c))
         return Started(c.id, "sha256:img")
 
     async def remove_container(self, container_id: str) -> None:

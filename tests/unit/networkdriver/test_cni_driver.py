@@ -203,3 +203,24 @@ def test_the_shipped_conflist_uses_our_plugins_and_pod_cidr_ranges() -> None:
     bridge = conf.plugins[0]
     assert bridge["bridge"] == "kpy0" and bridge["capabilities"] == {"ipRanges": True}
     assert bridge["ipam"]["type"] == "kpy-host-local"
+
+
+@pytest.mark.parametrize("body, needle", [
+    ({"cniVersion": "9.9.9", "name": "n", "plugins": [{"type": "x"}]}, "unsupported cniVersion"),
+    ({"cniVersions": ["0.1.0"], "name": "n", "plugins": [{"type": "x"}]}, "no supported version"),
+    ({"cniVersion": "1.0.0", "name": "n", "plugins": []}, "non-empty"),
+    ({"cniVersion": "1.0.0", "name": "bad name!", "plugins": [{"type": "x"}]}, "network name"),
+])
+def test_invalid_conflists_keep_the_network_not_ready(env: dict[str, Path], body: dict,
+                                                      needle: str) -> None:
+    (env["conf"] / "10-x.conflist").write_text(json.dumps(body))
+    ok, reason = driver(env).ready()
+    assert not ok and needle in reason
+
+
+def test_cni_versions_picks_the_highest_we_support(env: dict[str, Path]) -> None:
+    from engine.networkdriver import cniconf
+
+    conf = cniconf.parse(json.dumps({"cniVersions": ["0.4.0", "1.1.0", "2.0.0"], "name": "n",
+                                     "plugins": [{"type": "x"}]}).encode())
+    assert conf.cni_version == "1.1.0"

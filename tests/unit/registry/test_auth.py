@@ -62,6 +62,8 @@ def test_hosts_mirrors_and_insecure(tmp_path: Path) -> None:
     k8s = hosts.endpoints("registry.k8s.io")[0]
     assert (k8s.scheme, k8s.host) == ("http", "127.0.0.1:5001")
     assert hosts.endpoints("quay.io")[0].base == "https://quay.io"
+    only = parse_hosts({"gcr.io": {"endpoint": ["http://127.0.0.1:1"], "upstream": False}})
+    assert [e.host for e in only.endpoints("gcr.io")] == ["127.0.0.1:1"]
     with pytest.raises(InvalidArgument):
         parse_hosts({"x": {"endpoint": "ftp://a"}}).endpoints("x")
     with pytest.raises(InvalidArgument, match="unknown keys"):
