@@ -16,9 +16,12 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
+
+import grpc
 
 from cri.errors import status_for
-from cri.server import listener
+from cri.server import enginesvc, listener
 from cri.server.engine_events import EnginePublisher
 from cri.server.engine_images import EngineImages
 from cri.server.engine_runtime import EngineContainers, EngineSandboxes
@@ -111,6 +114,8 @@ class Engine:
 
     ports: Ports
     closers: list[Callable[[], None]] = dataclasses.field(default_factory=list)
+    extensions: list[grpc.GenericRpcHandler[Any, Any]] = dataclasses.field(
+        default_factory=list)  # served beside runtime.v1 (enginectl's engine.v1)
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -144,6 +149,7 @@ def _wire(engine: Engine, options: DaemonOptions) -> None:
     images = ImageService(root / "images", driver=options.graph_driver,
                           hosts=load_hosts(options.registry_hosts))
     engine.closers.append(images.close)
+    engine.extensions.append(enginesvc.handler(images, spool_dir=root / "enginectl-spool"))
     network = CNIDriver(conf_dir=options.cni_conf_dir, bin_dirs=options.cni_bin_dirs,
                         cache_dir=root / "cni")
     runtime = Runtime(RuntimeOptions(run_root=run_root, default_handler=options.exec_driver),
@@ -171,7 +177,8 @@ def serve(options: DaemonOptions, *, stop: threading.Event) -> int:
     except EngineError as exc:
         log.error("cannot start: %s", status_for(exc).message)
         return 1
-    server = CriServer(listen=options.engine.listen, ports=engine.ports)
+    server = CriServer(listen=options.engine.listen, ports=engine.ports,
+                       extra_handlers=engine.extensions)
     try:
         server.start()
     except EngineError as exc:

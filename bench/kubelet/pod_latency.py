@@ -4,9 +4,10 @@ footprint (RSS, CPU) idle and with the batch running.
 Brings up its own control plane, local registry and a private containerd (the test
 harness), joins kubelet-py to it, measures, and tears everything down:
 
-    .venv/bin/python -m bench.kubelet.pod_latency [--batch 110] [--runtime-endpoint unix://...]
+    .venv/bin/python -m bench.kubelet.pod_latency [--batch 110] [--runtimes containerd,engined]
 
-With --runtime-endpoint the given CRI socket (e.g. engined's) is used instead of containerd.
+--runtimes picks the CRI runtimes, each a private instance: containerd, engined (default
+both, one after the other, against the same control plane).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -24,11 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.kubelet.runtimes import private_containerd, private_engined
 from bench.report import Series, percentile, record
 from kubelet_py.client.informer import Informer
 from kubelet_py.client.kubeconfig import load_kubeconfig
 from kubelet_py.client.rest import RestClient
-from tests.harness import cluster, containerd, registry
+from tests.harness import cluster, registry
 from tests.harness.prereq import tools_bin
 
 BUSYBOX = "docker.io/library/busybox:1.36"
@@ -117,23 +120,66 @@ async def measure(cp: cluster.ControlPlane, node: str, batch: int, pid: int) -> 
     return results
 
 
-def _record(runtime: str, results: list[dict[str, Any]], *, batch: int) -> None:
-    series = [Series(f"kubelet-py on {runtime}: {row['case']}", tuple(row["samples"]), "s")
-              for row in results if "samples" in row]
-    prints = "; ".join(f"{row['case']}: RSS {row['rss_mib']} MiB, {row['cpu_cores']} cores"
-                       for row in results if "rss_mib" in row)
-    totals = "; ".join(f"{row['case']}: total {row['total_s']} s"
-                       for row in results if "total_s" in row)
+def _record(rows: list[dict[str, Any]], *, batch: int, runtimes: str) -> None:
+    series = [Series(f"{row['runtime']}: {row['case']}", tuple(row["samples"]), "s")
+              for row in rows if "samples" in row]
+    prints = "; ".join(f"{row['runtime']} {row['case']}: RSS {row['rss_mib']} MiB, "
+                       f"{row['cpu_cores']} cores" for row in rows if "rss_mib" in row)
+    totals = "; ".join(f"{row['runtime']} {row['case']}: total {row['total_s']} s"
+                       for row in rows if "total_s" in row)
+    ready = "; ".join(f"{row['runtime']}: node Ready {row['ready_s']} s after join"
+                      for row in rows if "ready_s" in row)
     record(name="kubelet_pod_latency",
            title="Pod API create to Running (watch), and kubelet-py footprint",
-           command=f".venv/bin/python -m bench.kubelet.pod_latency --batch {batch} --record",
-           series=series, ratios={}, notes=f"{totals}. Footprint: {prints}.")
+           command=f".venv/bin/python -m bench.kubelet.pod_latency --batch {batch} "
+                   f"--runtimes {runtimes} --record",
+           series=series, ratios={}, notes=f"{ready}. {totals}. Footprint: {prints}.")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_node(cp: cluster.ControlPlane, root: Path, *, endpoint: str, batch: int
+             ) -> list[dict[str, Any]]:
+    """Join a fresh kubelet-py on `endpoint`, measure, stop it."""
+    node = f"bench-{secrets.token_hex(3)}"
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    kubelet = subprocess.Popen(
+        [sys.executable, "-m", "kubelet_py.cli", "join", "--server", cp.server,
+         "--token", cp.token, "--discovery-token-ca-cert-hash", cp.ca_cert_hash,
+         "--root-dir", str(root / "kubelet"), "--hostname-override", node,
+         "--node-ip", "127.0.0.1", "--address", "127.0.0.1", "--port", str(free_port()),
+         "--healthz-port", "0", "--pod-logs-dir", str(root / "logs"),
+         "--max-pods", str(max(110, batch)), "--container-runtime-endpoint", endpoint],
+        stdout=subprocess.DEVNULL, stderr=(root / "kubelet.log").open("wb"))
+    try:
+        ready = None
+        while ready is None and time.monotonic() - started < 60:
+            out = cp.kubectl("get", "node", node, "-o", "json", check=False)
+            if out.returncode == 0 and any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in json.loads(out.stdout)["status"]["conditions"]):
+                ready = time.monotonic() - started
+            time.sleep(0.1)
+        if ready is None:
+            raise RuntimeError(f"node {node} not Ready in 60 s; see {root / 'kubelet.log'}")
+        rows = asyncio.run(measure(cp, node, batch, kubelet.pid))
+        return [{"case": "join", "ready_s": round(ready, 2)}, *rows]
+    finally:
+        kubelet.send_signal(signal.SIGTERM)
+        kubelet.wait(60)
+        cp.kubectl("delete", "node", node, "--wait=false", check=False)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.kubelet.pod_latency")
     parser.add_argument("--batch", type=int, default=110)
-    parser.add_argument("--runtime-endpoint", help="use this CRI socket, not containerd")
+    parser.add_argument("--runtimes", default="containerd,engined",
+                        help="comma-separated: containerd, engined (private instances)")
     parser.add_argument("--record", action="store_true",
                         help="write bench/results and the docs/benchmarks.md section")
     args = parser.parse_args()
@@ -141,43 +187,19 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="kubelet-py-bench-"))
     cp = cluster.up(root / "cluster", tools=tools, detach=False)
     reg = registry.up(root / "registry")
-    ctd = proc = None
+    starters = {"containerd": private_containerd, "engined": private_engined}
+    rows: list[dict[str, Any]] = []
     try:
-        endpoint = args.runtime_endpoint
-        if endpoint is None:
-            ctd, proc = containerd.start(root / "containerd", reg, tools=tools)
-            endpoint = ctd.endpoint
-        node = f"bench-{secrets.token_hex(3)}"
-        kubelet = subprocess.Popen(
-            [sys.executable, "-m", "kubelet_py.cli", "join", "--server", cp.server,
-             "--token", cp.token, "--discovery-token-ca-cert-hash", cp.ca_cert_hash,
-             "--root-dir", str(root / "kubelet"), "--hostname-override", node,
-             "--node-ip", "127.0.0.1", "--pod-logs-dir", str(root / "logs"),
-             "--max-pods", str(max(110, args.batch)),
-             "--container-runtime-endpoint", endpoint],
-            stdout=subprocess.DEVNULL, stderr=(root / "kubelet.log").open("wb"))
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                out = cp.kubectl("get", "node", node, "-o", "json", check=False)
-                if out.returncode == 0 and any(
-                        c["type"] == "Ready" and c["status"] == "True"
-                        for c in json.loads(out.stdout)["status"]["conditions"]):
-                    break
-                time.sleep(0.2)
-            results = asyncio.run(measure(cp, node, args.batch, kubelet.pid))
-        finally:
-            kubelet.send_signal(signal.SIGTERM)
-            kubelet.wait(30)
-        runtime = "containerd" if ctd is not None else endpoint
-        for row in results:
-            print(json.dumps({"runtime": runtime, **{k: v for k, v in row.items()
-                                                     if k != "samples"}}))
+        for name in args.runtimes.split(","):
+            with starters[name](root / name, reg, tools=tools) as endpoint:
+                for row in run_node(cp, root / f"node-{name}", endpoint=endpoint,
+                                    batch=args.batch):
+                    rows.append({"runtime": name, **row})
+                    print(json.dumps({k: v for k, v in rows[-1].items() if k != "samples"}),
+                          flush=True)
         if args.record:
-            _record(runtime, results, batch=args.batch)
+            _record(rows, batch=args.batch, runtimes=args.runtimes)
     finally:
-        if ctd is not None and proc is not None:
-            containerd.stop(ctd, proc, tools=tools)
         registry.down(root / "registry")
         cluster.down(root / "cluster")
     return 0

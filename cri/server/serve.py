@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -29,11 +30,13 @@ MAX_MESSAGE_BYTES = 16 << 20  # what crictl and the kubelet allow themselves
 
 class CriServer:
     def __init__(self, *, listen: str, ports: Ports, max_workers: int = 32,
+                 extra_handlers: Sequence[grpc.GenericRpcHandler[Any, Any]] = (),
                  max_concurrent_rpcs: int = 1024,
                  clock_ns: Callable[[], int] = time.time_ns,
                  events_poll_s: float = 0.5) -> None:
         self.path: Path = listener.socket_path(listen)
         self._ports = ports
+        self._extra = tuple(extra_handlers)  # e.g. enginectl's kubeletpy.engine.v1
         self._max_workers = max_workers
         self._max_concurrent = max_concurrent_rpcs
         self._clock_ns = clock_ns
@@ -50,8 +53,8 @@ class CriServer:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers,
                                        thread_name_prefix="cri-rpc"),
-            handlers=assemble.handlers(self._ports, clock_ns=self._clock_ns,
-                                       events_poll_s=self._events_poll_s),
+            handlers=[*assemble.handlers(self._ports, clock_ns=self._clock_ns,
+                                         events_poll_s=self._events_poll_s), *self._extra],
             maximum_concurrent_rpcs=self._max_concurrent,
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])

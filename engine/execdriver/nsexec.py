@@ -135,6 +135,9 @@ def _container_init(spec: InitSpec, sync: socket.socket) -> None:
     _send(sync, ready=True)
     if sync.recv(1) != b"S":
         os._exit(0)  # the monitor gave up on this container before starting it
+    # Our parent is now the monitor (the setup process exited; the monitor is a subreaper):
+    # if the monitor dies, so does the container, whoever notices it later.
+    SYS.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)
     _exec(spec, spec.args, spec.env, sync, bpf)
 
 

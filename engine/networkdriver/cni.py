@@ -17,6 +17,7 @@ from engine.networkdriver.base import PodNetworkRequest, PodNetworkResult
 from engine.networkdriver.cnicache import CachedAttachment, ResultCache
 from engine.networkdriver.cniconf import NetworkConfigList
 from engine.networkdriver.plugins import invoke, spec
+from engine.networkdriver.plugins.hostlocal import LOCK_TIMEOUT_ENV
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class CNIDriver:
              args: str) -> dict[str, str]:
         return {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": container_id,
                 "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_ARGS": args,
-                "CNI_PATH": ":".join(self.bin_dirs)}
+                "CNI_PATH": ":".join(self.bin_dirs), LOCK_TIMEOUT_ENV: str(self.timeout)}
 
     def _exec(self, plugin: Mapping[str, Any], env: Mapping[str, str],
               stdin: bytes) -> dict[str, Any] | None:

@@ -44,3 +44,8 @@ class Containers:
             "ContainerStatus", self._c.runtime.ContainerStatus,
             pb.ContainerStatusRequest(container_id=container_id))
         return resp.status
+
+    async def reopen_log(self, container_id: str) -> None:
+        """Make the runtime reopen the container's log file (after the kubelet renamed it)."""
+        await self._c.call("ReopenContainerLog", self._c.runtime.ReopenContainerLog,
+                           pb.ReopenContainerLogRequest(container_id=container_id))

@@ -13,6 +13,7 @@ from kubelet_py.client.rest import RestClient
 from kubelet_py.clock import Clock
 from kubelet_py.cri_client import CRIClient, CRIError
 from kubelet_py.pods.executor import Executor, SandboxError
+from kubelet_py.pods.logrotate import LogRotator
 from kubelet_py.pods.model import LABEL_POD_UID, Pod, pod_uid
 from kubelet_py.pods.pleg import Pleg
 from kubelet_py.pods.reporting import ApiReporter, LocalReporter, MirrorReporter
@@ -164,6 +165,7 @@ class PodManager:
                 tg.create_task(self.informer.run(), name="pod-informer")
                 await self.informer.synced.wait()
             tg.create_task(self.pleg.run(), name="pleg")
+            tg.create_task(LogRotator(self._cri, clock=self._clock).run(), name="log-rotation")
             try:
                 await self.reconcile_orphans()
             except Exception:

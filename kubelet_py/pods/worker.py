@@ -99,6 +99,11 @@ class PodWorker:
             except (KubeletError, ApiError, ApiUnavailable) as exc:
                 log.warning("pod %s: sync failed: %s", pod_key(self.pod), exc)
                 finished, requeue = False, ERROR_RETRY
+            except Exception as exc:  # a spec we did not foresee must not end the worker
+                log.exception("pod %s: sync failed unexpectedly", pod_key(self.pod))
+                self._reporter.event(self.pod, kind="Warning", reason="FailedSync",
+                                     message=f"error syncing pod: {exc!r}")
+                finished, requeue = False, ERROR_RETRY
             if finished:
                 return
 

@@ -21,11 +21,17 @@ from tests.integration.networkdriver import helpers
 pytestmark = pytest.mark.e2e
 
 
-def serve_once(netns: str, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(["ip", "netns", "exec", os.path.basename(netns), "busybox", "sh",
-                             "-c", f"echo hello | busybox nc -l -p {port}"])
+def serve_once(netns: str, port: int, started: list[subprocess.Popen[bytes]]
+               ) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(["ip", "netns", "exec", os.path.basename(netns), "busybox", "nc",
+                             "-l", "-p", str(port)], stdin=subprocess.PIPE)
+    started.append(proc)
+    assert proc.stdin is not None
+    proc.stdin.write(b"hello\n")
+    proc.stdin.close()
     deadline = time.monotonic() + 10
-    while f":{port:04X}" not in helpers.ns_exec(netns, "cat", "/proc/net/tcp").stdout:
+    while f":{port:04X}" not in helpers.ns_exec(netns, "cat", "/proc/net/tcp",
+                                                 "/proc/net/tcp6").stdout:
         assert time.monotonic() < deadline, "the pod's listener did not come up"
         time.sleep(0.05)
     return proc
@@ -57,12 +63,13 @@ def test_host_port_through_portmap(tmp_path: Path) -> None:
     req = PodNetworkRequest(sandbox_id=f"pm{s}", netns_path=netns, pod_name="web",
                             pod_namespace="default", pod_uid="u",
                             port_mappings=(PortMapping("TCP", 8080, host_port),))
+    servers: list[subprocess.Popen[bytes]] = []
     try:
         (pod_ip,) = driver.setup(req).ips
-        server = serve_once(netns, 8080)
+        server = serve_once(netns, 8080, servers)
         assert fetch(pod_ip, 8080) == b"hello\n"
         server.wait(timeout=5)
-        server = serve_once(netns, 8080)
+        server = serve_once(netns, 8080, servers)
         assert fetch("127.0.0.1", host_port) == b"hello\n"
         server.wait(timeout=5)
         driver.teardown(req)
@@ -70,6 +77,9 @@ def test_host_port_through_portmap(tmp_path: Path) -> None:
                                check=True).stdout
         assert f"dport {host_port}" not in saved and req.sandbox_id not in saved
     finally:
+        for proc in servers:
+            proc.kill()
+            proc.wait()
         driver.teardown(req)
         helpers.del_netns(netns_name)
         helpers.cleanup_network(conf["name"], [conf["plugins"][0]["bridge"]])

@@ -61,6 +61,10 @@ def engined(local_registry: LocalRegistry,  # noqa: F811
         assert proc.poll() is None, (root / "engined.log").read_text()[-3000:]
         yield Runtime("engined", f"unix://{sock}", subnet)
     finally:
+        if proc.poll() is None:  # pods (and their shims) outlive engined: remove them first
+            for pod in _crictl(tools, f"unix://{sock}", "pods", "-q").split():
+                _crictl(tools, f"unix://{sock}", "stopp", pod)
+                _crictl(tools, f"unix://{sock}", "rmp", "-f", pod)
         proc.terminate()
         try:
             proc.wait(30)
@@ -69,6 +73,12 @@ def engined(local_registry: LocalRegistry,  # noqa: F811
             proc.wait()
         subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
         shutil.rmtree(sock.parent, ignore_errors=True)
+
+
+def _crictl(tools: Path, endpoint: str, *args: str) -> str:
+    return subprocess.run([str(tools / "crictl"), "--runtime-endpoint", endpoint,
+                           "--timeout", "60s", *args], capture_output=True, text=True,
+                          check=False).stdout
 
 
 @pytest.fixture(scope="module", params=["containerd", "engined"])
@@ -350,3 +360,59 @@ def test_kubelet_api_authn_and_authz(node: Node) -> None:
     with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:
         names = {p["metadata"]["name"] for p in json.loads(resp.read())["items"]}
     assert "web" in names
+
+
+def test_log_rotation_past_10_mib(node: Node) -> None:
+    node.create_pod("chatty", [{"name": "chatty", "image": BUSYBOX, "command": [
+        "sh", "-c", "head -c 11000000 /dev/zero | tr '\\0' a | fold -w 1000; sleep 25; "
+                    "echo after-rotation; sleep 3600"]}])
+    wait(lambda: (p := node.pod("chatty")) and p["status"].get("phase") == "Running",
+         "pod Running", timeout=60)
+    logs = node.root / "logs"
+    rotated = wait(lambda: next(logs.glob(f"{node.namespace}_chatty_*/chatty/0.log.*"), None),
+                   "a rotated log file", timeout=45)
+    assert rotated.stat().st_size > 10 * 1024 * 1024
+    wait(lambda: "after-rotation" in node.cluster.kubectl(
+        "logs", "-n", node.namespace, "chatty", "--tail=1").stdout,
+         "a line written after the runtime reopened the log", timeout=45)
+    current = rotated.with_name("0.log")
+    assert current.stat().st_size < 1024 * 1024
+
+
+def _events(node: Node, name: str) -> list[dict[str, Any]]:
+    return list(node.get("events", "-n", node.namespace, "--field-selector",
+                         f"involvedObject.name={name}")["items"])
+
+
+def test_unsupported_volume_is_a_precise_reason(node: Node) -> None:
+    node.create_pod("nfs", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"],
+                             "volumeMounts": [{"name": "share", "mountPath": "/share"}]}],
+                    volumes=[{"name": "share", "nfs": {"server": "127.0.0.1", "path": "/x"}}])
+    state = wait(lambda: _state(node.pod("nfs")).get("state", {}).get("waiting"),
+                 "a waiting reason", timeout=60)
+    wait(lambda: _state(node.pod("nfs")).get("state", {}).get("waiting", {}).get("reason")
+         == "CreateContainerConfigError", "CreateContainerConfigError", timeout=30)
+    message = _state(node.pod("nfs"))["state"]["waiting"]["message"]
+    assert "type nfs is not supported" in message, state
+    wait(lambda: any("nfs is not supported" in e["message"] for e in _events(node, "nfs")),
+         "an event naming the problem", timeout=20)
+
+
+def test_unknown_runtime_handler(node: Node) -> None:
+    rc = f"kpy-{secrets.token_hex(3)}"
+    node.cluster.kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+        "metadata": {"name": rc}, "handler": "no-such-handler"}))
+    try:
+        node.create_pod("rc", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+                        runtimeClassName=rc)
+        wait(lambda: any(e["reason"] == "FailedCreatePodSandBox" for e in _events(node, "rc")),
+             "FailedCreatePodSandBox event", timeout=30)
+        assert _state(node.pod("rc")).get("state", {}).get("waiting", {}).get("reason") == \
+            "ContainerCreating"
+        # The worker is alive and the node keeps serving other pods.
+        assert node.pod("web")["status"]["phase"] == "Running"
+    finally:
+        node.cluster.kubectl("delete", "pod", "-n", node.namespace, "rc", "--wait=false",
+                             check=False)
+        node.cluster.kubectl("delete", "runtimeclass", rc, "--wait=false", check=False)

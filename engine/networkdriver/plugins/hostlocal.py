@@ -47,13 +47,26 @@ def parse_resolv_conf(path: str) -> dict[str, Any]:
     return dns
 
 
+# Seconds to wait for the data dir's lock before answering 11 (try again later). Unset: wait
+# like host-local does. The engine sets it, so an in-process call never blocks a thread forever.
+LOCK_TIMEOUT_ENV = "KPY_IPAM_LOCK_TIMEOUT"
+
+
 class HostLocal:
     def __init__(self, *, lock_timeout: float | None = None) -> None:
         self.lock_timeout = lock_timeout
 
     def _load(self, req: spec.Request) -> tuple[ipam_config.IPAMConfig, DiskStore]:
         conf = ipam_config.load(req.config, req.args)
-        return conf, DiskStore(conf.data_dir, conf.name, lock_timeout=self.lock_timeout)
+        timeout = self.lock_timeout
+        raw = req.env.get(LOCK_TIMEOUT_ENV, "")
+        if raw:
+            try:
+                timeout = float(raw)
+            except ValueError as exc:
+                raise spec.CNIError(spec.ERR_INVALID_ENV, f"{LOCK_TIMEOUT_ENV} is not a number",
+                                    repr(raw)) from exc
+        return conf, DiskStore(conf.data_dir, conf.name, lock_timeout=timeout)
 
     def add(self, req: spec.Request) -> dict[str, Any]:
         conf, store = self._load(req)

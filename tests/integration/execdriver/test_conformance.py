@@ -273,3 +273,14 @@ def test_tty_container_attach(runtime: Runtime, rootfs: Path, handler: str) -> N
     assert state.exit_code == 5
     out = log_text(runtime, cid)
     assert "22 77" in out and "/dev/pts/" in out
+
+
+def test_host_namespaces(runtime: Runtime, rootfs: Path, handler: str) -> None:
+    sid = runtime.run_sandbox(sandbox_config(handler, host_network=True, host_pid=True,
+                                             host_ipc=True))
+    _, out = run_to_exit(runtime, sid, rootfs,
+                         "for t in net ipc pid mnt; do readlink /proc/self/ns/$t; done")
+    net, ipc, pid, mnt = out.split()
+    assert (net, ipc, pid) == tuple(os.readlink(f"/proc/self/ns/{t}")
+                                    for t in ("net", "ipc", "pid"))
+    assert mnt != os.readlink("/proc/self/ns/mnt")  # always a mount namespace of its own

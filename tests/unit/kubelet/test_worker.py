@@ -209,3 +209,23 @@ def test_grace_seconds() -> None:
     p["metadata"]["deletionGracePeriodSeconds"] = 0
     assert grace_seconds(p) == 0
     assert dt.timedelta(seconds=grace_seconds(p)) == dt.timedelta(0)
+
+
+@run_async
+async def test_unexpected_error_keeps_the_worker_alive() -> None:
+    import asyncio
+
+    clock = ManualClock()
+    worker, rt, rep = make(clock)
+
+    async def broken(pod: Any, *a: Any, **k: Any) -> Started:
+        raise KeyError("image")
+
+    rt.start_container = broken  # type: ignore[method-assign]
+    worker.update(pod("web"))
+    task = asyncio.create_task(worker.run())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done()
+    assert "Warning/FailedSync" in rep.events
+    task.cancel()

@@ -76,3 +76,24 @@ def test_requested_ip_via_cni_args(tmp_path: Path) -> None:
     code, out = hostlocal.run(env, json.dumps(conf).encode())
     assert code == 0
     assert json.loads(out)["ips"][0]["address"] == "10.7.0.77/24"
+
+
+def test_lock_timeout_from_the_environment_answers_try_again_later(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    (tmp_path / "net1").mkdir()
+    fd = os.open(tmp_path / "net1" / "lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        conf = {"cniVersion": "1.0.0", "name": "net1", "type": "x",
+                "ipam": {"type": "x", "dataDir": str(tmp_path), "subnet": "10.7.0.0/24"}}
+        env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/x",
+               "CNI_IFNAME": "eth0", "CNI_PATH": "/x", "KPY_IPAM_LOCK_TIMEOUT": "0.2"}
+        code, out = hostlocal.run(env, json.dumps(conf).encode())
+        assert code == 1 and json.loads(out)["code"] == spec.ERR_TRY_AGAIN_LATER
+        code, out = hostlocal.run({**env, "KPY_IPAM_LOCK_TIMEOUT": "soon"},
+                                  json.dumps(conf).encode())
+        assert code == 1 and json.loads(out)["code"] == spec.ERR_INVALID_ENV
+    finally:
+        os.close(fd)
