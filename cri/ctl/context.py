@@ -18,8 +18,8 @@ class Ctx:
 
     @property
     def out_bytes(self) -> BinaryIO:
-        return self.out.buffer  # type: ignore[attr-defined, no-any-return]
+        return self.out.buffer
 
     @property
     def err_bytes(self) -> BinaryIO:
-        return self.err.buffer  # type: ignore[attr-defined, no-any-return]
+        return self.err.buffer

@@ -91,6 +91,7 @@ class Follower:
         if f is not None:
             f.seek(start)
         pending = b""
+        draining = False
         try:
             while True:
                 if f is not None:
@@ -106,10 +107,13 @@ class Follower:
                         f.close()
                     f, pending = self._open(), b""
                     continue
-                if not self._alive():
+                if draining:
                     if pending:
                         yield pending
                     return
+                if not self._alive():
+                    draining = True  # one more read: what was written before it stopped
+                    continue
                 self._sleep(self._poll_s)
         finally:
             if f is not None:

@@ -148,11 +148,11 @@ async def spdy_exec(url: str, *, stdin: bytes | None) -> tuple[bytes, bytes]:
     assert head.startswith(b"HTTP/1.1 101") and b"v4.channel.k8s.io" in head
     z, frames = spdy.HeaderCompressor(), spdy.FrameReader()
     kinds = {1: "error", 3: "stdout"} | ({5: "stdin"} if stdin is not None else {})
+    writer.write(spdy.encode_ping(1))  # first, so it is answered before the session ends
     for sid, kind in kinds.items():
         writer.write(spdy.encode_syn_stream(z, sid, {"streamtype": [kind]}))
     if stdin is not None:
         writer.write(spdy.encode_data(5, stdin, fin=True))
-    writer.write(spdy.encode_ping(1))
     out = {1: b"", 3: b""}
     fins: set[int] = set()
     replies: set[int] = set()
