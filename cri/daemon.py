@@ -128,7 +128,8 @@ class Engine:
 def build_engine(options: DaemonOptions) -> Engine:
     """The engine parts this build can wire; raises EngineError when a configured part
     cannot be used (a daemon without its image store would only pretend to work)."""
-    engine = Engine(Ports(runtime_name="kubelet-py", runtime_version=__version__))
+    engine = Engine(Ports(runtime_name="kubelet-py", runtime_version=__version__,
+                          runtime_handlers=tuple(sorted(HANDLERS))))
     try:
         _wire(engine, options)
     except BaseException:
@@ -136,7 +137,7 @@ def build_engine(options: DaemonOptions) -> Engine:
         raise
     ports = engine.ports
     unwired = [f.name for f in dataclasses.fields(ports)
-               if f.name not in ("runtime_name", "runtime_version")
+               if f.name not in ("runtime_name", "runtime_version", "runtime_handlers")
                and getattr(ports, f.name) is None]
     if unwired:
         log.warning("engine parts not wired in this build (their RPCs answer "

@@ -61,6 +61,8 @@ critest: venv ## critest against a fresh engined (make registry first); counts +
 	  ep=unix://$(CRITEST_DIR)/engine.sock; \
 	  $$bin/critest --runtime-endpoint $$ep --image-endpoint $$ep --ginkgo.no-color $(CRITEST_ARGS) \
 	    >$(CRITEST_DIR)/critest.log 2>&1; rc=$$?; \
+	  for pod in $$($$bin/crictl -r $$ep -i $$ep pods -q 2>/dev/null); do \
+	    $$bin/crictl -r $$ep -i $$ep rmp -f $$pod >/dev/null 2>&1; done; \
 	  $(MAKE) --no-print-directory engine-down ENGINE_DIR=$(CRITEST_DIR) >/dev/null; \
 	  ip link del kpycrit0 2>/dev/null; \
 	  grep -E '^(Ran [0-9]+ of|FAIL!|SUCCESS!)' $(CRITEST_DIR)/critest.log; \

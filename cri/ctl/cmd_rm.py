@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 from cri.api import runtime_pb2 as pb
 from cri.ctl import lookup
@@ -11,6 +13,8 @@ from cri.ctl.errors import EXIT_ENGINECTL, CtlError
 
 HELP = "remove containers"
 RUN_LABEL = "io.kubelet-py.enginectl/run"  # on pods and containers `enginectl run` creates
+NAMESPACE = "default"  # of the pods `enginectl run` creates
+LOG_ROOT = "/var/log/pods"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -24,14 +28,17 @@ def remove(ctx: Ctx, container: pb.Container, *, force: bool) -> None:
             raise CtlError(f"FAILED_PRECONDITION: container {container.id[:12]} is running: "
                            "stop it first or use rm -f")
         stop(ctx, container.id, 0)
+    log_path = ctx.conn.call(ctx.conn.runtime.ContainerStatus, pb.ContainerStatusRequest(
+        container_id=container.id)).status.log_path
     ctx.conn.call(ctx.conn.runtime.RemoveContainer,
                   pb.RemoveContainerRequest(container_id=container.id))
     if container.labels.get(RUN_LABEL) == "true":
-        remove_run_pod(ctx, container.pod_sandbox_id)
+        remove_run_pod(ctx, container.pod_sandbox_id, log_path=log_path)
 
 
-def remove_run_pod(ctx: Ctx, sandbox_id: str) -> None:
-    """Remove the one-container pod of `enginectl run` once it holds no container."""
+def remove_run_pod(ctx: Ctx, sandbox_id: str, *, log_path: str) -> None:
+    """Remove the one-container pod of `enginectl run` once it holds no container, and
+    its log directory (the kubelet's job for its pods; ours for the pods run made)."""
     request = pb.ListContainersRequest()
     request.filter.pod_sandbox_id = sandbox_id
     if ctx.conn.call(ctx.conn.runtime.ListContainers, request).containers:
@@ -40,6 +47,10 @@ def remove_run_pod(ctx: Ctx, sandbox_id: str) -> None:
                   pb.StopPodSandboxRequest(pod_sandbox_id=sandbox_id))
     ctx.conn.call(ctx.conn.runtime.RemovePodSandbox,
                   pb.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id))
+    pod_logs = Path(log_path).parent.parent if log_path else None
+    if pod_logs is not None and pod_logs.parent == Path(LOG_ROOT) and \
+            pod_logs.name.startswith(f"{NAMESPACE}_"):
+        shutil.rmtree(pod_logs, ignore_errors=True)
 
 
 def run(ns: argparse.Namespace, ctx: Ctx) -> int:

@@ -51,11 +51,12 @@ class Conn:
         self._channel.close()
 
     def call(self, method: Callable[..., T], request: Any, *,
-             timeout_s: float | None = None) -> T:
-        """A unary call; the method's name is taken from the stub attribute."""
+             timeout_s: float | None = None, deadline: bool = True) -> T:
+        """A unary call (deadline `timeout_s`, the connection's by default, none when not
+        `deadline`); the method's name for messages is taken from the stub attribute."""
         name = _name_of(method, self)
         try:
-            return method(request, timeout=timeout_s or self.timeout_s)
+            return method(request, timeout=(timeout_s or self.timeout_s) if deadline else None)
         except grpc.RpcError as exc:
             raise from_rpc(exc, endpoint=self.endpoint, method=name) from None
 

@@ -171,6 +171,7 @@ class Ports:
 
     runtime_name: str = "kubelet-py"
     runtime_version: str = "0.0.0"
+    runtime_handlers: tuple[str, ...] = ()  # RuntimeClass handlers besides the default ""
     sandboxes: SandboxPort | None = None
     containers: ContainerPort | None = None
     images: ImagePort | None = None

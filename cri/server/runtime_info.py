@@ -77,7 +77,8 @@ class RuntimeInfo:
                context: grpc.ServicerContext) -> pb.StatusResponse:
         response = pb.StatusResponse(
             status=pb.RuntimeStatus(conditions=self.conditions()),
-            runtime_handlers=[pb.RuntimeHandler(name="", features=pb.RuntimeHandlerFeatures())],
+            runtime_handlers=[pb.RuntimeHandler(name=name, features=pb.RuntimeHandlerFeatures())
+                              for name in ("", *self._ports.runtime_handlers)],
             features=pb.RuntimeFeatures())
         if request.verbose:
             wired = {name: getattr(self._ports, name) is not None

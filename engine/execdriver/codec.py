@@ -7,7 +7,6 @@ import enum
 import functools
 import json
 import os
-import tempfile
 import types
 import typing
 from collections.abc import Callable
@@ -76,8 +75,9 @@ def loads(cls: type[T], text: str) -> T:
 def write_atomic(path: Path, text: str) -> None:
     """Write-to-temp, fsync, rename: readers see the old or the new file, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

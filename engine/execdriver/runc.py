@@ -1,15 +1,15 @@
 """The runc exec driver: an OCI bundle handed to runc or crun (the binary is configurable)."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import shutil
-import socket
 import subprocess
-import tempfile
+import termios
 from pathlib import Path
 
 from engine.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from engine.execdriver import console
 from engine.execdriver.base import Created, ExecProcess, Stdio
 from engine.execdriver.codec import write_atomic
 from engine.execdriver.oci import config
@@ -85,34 +85,19 @@ class RuncDriver:
     def _create_with_console(self, argv: list[str], cid: str, *, bundle: Path,
                              timeout: float) -> int:
         """runc makes the pty inside the container and sends its master over a socket."""
-        tmp = tempfile.mkdtemp(prefix="kpy-console-")  # sun_path is short; bundles are not
-        path = os.path.join(tmp, "sock")
+        proc, master = console.receive_console([*argv, "--console-socket", "{console}", cid],
+                                               timeout=timeout)
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-                listener.bind(path)
-                listener.listen(1)
-                listener.settimeout(timeout)
-                proc = subprocess.Popen([*argv, "--console-socket", path, cid],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
-                try:
-                    conn, _ = listener.accept()
-                    with conn:
-                        _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
-                except OSError:
-                    fds = []
-                _, err = proc.communicate(timeout=timeout)
-            if proc.returncode != 0 or not fds:
-                for fd in fds:
-                    os.close(fd)
-                raise InvalidArgument(f"{self.binary} create: {self._last_error(bundle, err)}")
-            return fds[0]
+            _, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as e:
             proc.kill()
             proc.wait()
             raise DeadlineExceeded(f"{self.binary} create timed out") from e
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if proc.returncode != 0 or master < 0:
+            if master >= 0:
+                os.close(master)
+            raise InvalidArgument(f"{self.binary} create: {self._last_error(bundle, err)}")
+        return master
 
     def start(self, spec: InitSpec, *, bundle: Path, timeout: float) -> None:
         self._run([*self._base(bundle), "start", spec.id], bundle=bundle, timeout=timeout)
@@ -124,13 +109,16 @@ class RuncDriver:
 
     def exec_in_child(self, spec: InitSpec, *, bundle: Path, pid: int,
                       process: ExecProcess) -> int:
-        if process.tty:
-            raise InvalidArgument("the runc driver does not support TTY exec yet "
-                                  "(TTY containers and attach are supported)")
         argv = [*self._global(), "exec"]
         if process.cwd:
             argv += ["--cwd", process.cwd]
         for item in process.env:
             argv += ["--env", item]
+        if process.tty:
+            # runc/crun in the foreground on our terminal: they make the container's pty,
+            # relay it, and follow our window size (SIGWINCH reaches the session leader).
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            argv.append("--tty")
         argv += [spec.id, *process.args]
         os.execvpe(argv[0], argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})

@@ -6,7 +6,6 @@ Every function raises OSError with the errno on failure (callers translate to En
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import struct
 
@@ -58,7 +57,16 @@ SECCOMP_FILTER_FLAG_TSYNC = 1
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+def _load_libc() -> ctypes.CDLL:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)  # glibc; no find_library cost
+    except OSError:
+        from ctypes.util import find_library  # pulls in subprocess: only when needed
+
+        return ctypes.CDLL(find_library("c"), use_errno=True)
+
+
+_libc = _load_libc()
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 

@@ -246,3 +246,22 @@ def test_a_disconnected_exec_client_leaves_no_command_behind(daemon: Engined,
     while sleepers():
         assert time.monotonic() < deadline, "the exec'd command outlived its client"
         time.sleep(0.2)
+
+
+def test_logs_follow_and_reopen(daemon: Engined) -> None:
+    _, cid = start_pod(daemon, ["/bin/sh", "-c",
+                                "i=0; while true; do echo line$i; i=$((i+1)); sleep 0.2; done"])
+    ok(crictl(daemon, "logs", "--reopen", cid))  # ReopenContainerLog on a running container
+    follow = subprocess.Popen([str(need_tool("crictl")), "--config",
+                               str(daemon.workdir / "crictl.yaml"), "logs", "-f", cid],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert follow.stdout is not None
+        lines = [follow.stdout.readline() for _ in range(3)]
+        assert all(line.startswith("line") for line in lines), lines
+        ok(crictl(daemon, "stop", "-t", "1", cid))
+        assert follow.wait(30) == 0  # following ends when the container does
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any
 
 from engine.networkdriver.plugins import bridge_config, bridge_link, invoke, netlink, skel, spec
 from engine.networkdriver.plugins.bridge_config import BridgeConfig
@@ -14,7 +12,17 @@ from engine.networkdriver.plugins.bridge_link import Iface
 from engine.networkdriver.plugins.ipam_config import IPAddress
 from engine.networkdriver.plugins.netlink import Rtnl
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
+    from typing import Any
+
+
+
+def _warn(msg: str) -> None:
+    """Log with the traceback; ``logging`` is imported only on this (failure) path."""
+    import logging
+
+    logging.getLogger(__name__).warning(msg, exc_info=True)
 
 
 def _ipam(req: spec.Request, conf: BridgeConfig, command: str) -> dict[str, Any] | None:
@@ -46,7 +54,7 @@ class Bridge:
                 try:
                     _ipam(req, conf, "DEL")
                 except spec.CNIError:
-                    log.warning("IPAM DEL after a failed ADD failed", exc_info=True)
+                    _warn("IPAM DEL after a failed ADD failed")
                 raise
         finally:
             os.close(nsfd)
@@ -110,7 +118,7 @@ class Bridge:
                     try:
                         step()
                     except Exception:
-                        log.warning("rollback step failed", exc_info=True)
+                        _warn("rollback step failed")
                 raise
 
     @staticmethod
@@ -142,28 +150,51 @@ class Bridge:
     def delete(self, req: spec.Request) -> None:
         conf = bridge_config.load(req.config)
         _ipam(req, conf, "DEL")
-        nsfd = None
-        if req.netns:
-            try:
-                nsfd = netlink.open_netns(req.netns)
-            except spec.CNIError as err:
-                if err.code != spec.ERR_UNKNOWN_CONTAINER:
-                    raise
-        if nsfd is not None:
-            try:
-                with netlink.session(nsfd) as ns:
-                    bridge_link.delete_link(ns, req.ifname)
-            except spec.CNIError as err:
-                if err.code != spec.ERR_UNKNOWN_CONTAINER:
-                    raise
-            except netlink.NetlinkError as exc:
-                raise netlink.netlink_error(f"cannot delete {req.ifname}", exc) from exc
-            finally:
-                os.close(nsfd)
+        prev = spec.normalize_result(conf.prev_result) if conf.prev_result else None
+        addrs: list[Iface] = []
+        if prev is not None:
+            addrs = [ipaddress.ip_interface(ip["address"]) for ip in prev["ips"]]
+        host_veth = _host_veth(prev, conf) if prev is not None else None
+        deleted = False
+        if host_veth is not None:
+            # the pair goes with its host end: no entering the pod's netns at all
+            with netlink.session() as host:
+                index = _our_port(host, host_veth, conf.bridge)
+                if index is not None:
+                    _delete_index(host, index, host_veth)
+                    deleted = True
+        if not deleted and req.netns:
+            found = self._delete_in_container(req)
+            addrs = addrs or found
         if conf.ip_masq:
-            prev = spec.normalize_result(conf.prev_result) if conf.prev_result else {"ips": []}
-            _masq().teardown(conf.name, req.container_id,
-                             [ipaddress.ip_interface(ip["address"]) for ip in prev["ips"]])
+            _masq().teardown(conf.name, req.container_id, addrs)
+
+    @staticmethod
+    def _delete_in_container(req: spec.Request) -> list[Iface]:
+        """Delete ``ifname`` in the pod's netns; its addresses (for the masquerade rules)."""
+        try:
+            nsfd = netlink.open_netns(req.netns)
+        except spec.CNIError as err:
+            if err.code != spec.ERR_UNKNOWN_CONTAINER:
+                raise
+            return []
+        try:
+            with netlink.session(nsfd) as ns:
+                index = netlink.lookup(ns, req.ifname)
+                if index is None:
+                    return []
+                found = [a for a in bridge_link.addresses(ns, index)
+                         if not (a.version == 6 and a.ip.is_link_local)]
+                _delete_index(ns, index, req.ifname)
+                return found
+        except spec.CNIError as err:
+            if err.code != spec.ERR_UNKNOWN_CONTAINER:
+                raise
+            return []
+        except netlink.NetlinkError as exc:
+            raise netlink.netlink_error(f"cannot delete {req.ifname}", exc) from exc
+        finally:
+            os.close(nsfd)
 
     def check(self, req: spec.Request) -> None:
         conf = bridge_config.load(req.config)
@@ -190,6 +221,33 @@ class Bridge:
     def status(self, req: spec.Request) -> None:
         conf = bridge_config.load(req.config)
         _ipam(req, conf, "STATUS")
+
+
+def _host_veth(prev: Mapping[str, Any], conf: BridgeConfig) -> str | None:
+    """The host end of the pair in an ADD result of ours: the one interface that is neither
+    the bridge nor in a sandbox, named like ours."""
+    names = [str(i.get("name", "")) for i in prev.get("interfaces") or []
+             if not i.get("sandbox") and i.get("name") != conf.bridge]
+    return names[0] if len(names) == 1 and bridge_link.is_host_veth_name(names[0]) else None
+
+
+def _our_port(nl: Rtnl, name: str, bridge: str) -> int | None:
+    """The index of ``name`` if it is a veth enslaved to ``bridge`` (else None: gone already,
+    or the name is someone else's now)."""
+    msg = nl.link(name)
+    if msg is None or (msg.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_KIND") != "veth":
+        return None
+    master = msg.get("IFLA_MASTER")
+    bridge_index = netlink.lookup(nl, bridge) if master else None
+    return int(msg["index"]) if master is not None and master == bridge_index else None
+
+
+def _delete_index(nl: Rtnl, index: int, name: str) -> None:
+    try:
+        nl.del_link(index)
+    except netlink.NetlinkError as exc:
+        if not netlink.is_missing(exc):
+            raise netlink.netlink_error(f"cannot delete {name}", exc) from exc
 
 
 PLUGIN = Bridge()

@@ -1,16 +1,21 @@
 """The bridge plugin's configuration."""
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from typing import Any
 
 from engine.networkdriver.plugins import spec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
+    from dataclasses import dataclass
+    from typing import Any
+else:  # dataclasses imports inspect: see plugins/value.py
+    from engine.networkdriver.plugins.value import dataclass
 
 DEFAULT_BRIDGE = "kpy0"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class BridgeConfig:
     name: str
     bridge: str

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any
 
 from engine.networkdriver.plugins import netlink, spec
 from engine.networkdriver.plugins.bridge_config import BridgeConfig
 from engine.networkdriver.plugins.netlink import Rtnl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
+    from typing import Any
 
 Iface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -108,10 +111,20 @@ def add_address(nl: Rtnl, index: int, a: Iface) -> None:
             raise
 
 
+HOST_VETH_PREFIX = "veth"
+
+
+def is_host_veth_name(name: str) -> bool:
+    """``veth`` and 8 hex digits: the host ends this plugin names."""
+    tail = name[len(HOST_VETH_PREFIX):]
+    return (name.startswith(HOST_VETH_PREFIX) and len(tail) == 8
+            and all(c in "0123456789abcdef" for c in tail))
+
+
 def create_veth(nl: Rtnl, *, ifname: str, netns_fd: int, mtu: int) -> tuple[str, Any]:
     """A veth pair: the host end (random name) here, ``ifname`` inside the pod's netns."""
     for _ in range(5):
-        host = "veth" + os.urandom(4).hex()
+        host = HOST_VETH_PREFIX + os.urandom(4).hex()
         try:
             nl.add_veth(host, peer=ifname, peer_netns_fd=netns_fd, mtu=mtu)
         except netlink.NetlinkError as exc:

@@ -1,15 +1,20 @@
 """host-local's allocation strategy: round robin over a range set, from the last reservation."""
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 
 from engine.networkdriver.plugins import spec
 from engine.networkdriver.plugins.ipam_config import IPAddress, Range, RangeSet
 from engine.networkdriver.plugins.ipam_store import DiskStore
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+else:  # dataclasses imports inspect: see plugins/value.py
+    from engine.networkdriver.plugins.value import dataclass
 
-@dataclasses.dataclass(frozen=True)
+
+@dataclass(frozen=True)
 class Allocation:
     ip: IPAddress
     range: Range

@@ -1,12 +1,17 @@
 """host-local IPAM configuration: range sets, routes, requested IPs, data dir."""
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from collections.abc import Mapping
-from typing import Any
 
 from engine.networkdriver.plugins import spec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
+    from dataclasses import dataclass
+    from typing import Any
+else:  # dataclasses imports inspect: see plugins/value.py
+    from engine.networkdriver.plugins.value import dataclass
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -14,7 +19,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class Range:
     subnet: IPNetwork
     start: IPAddress
@@ -31,7 +36,7 @@ class Range:
         return not (ip.version == 4 and ip == self.subnet.broadcast_address)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class RangeSet:
     ranges: tuple[Range, ...]
 
@@ -42,7 +47,7 @@ class RangeSet:
         return ",".join(f"{r.start}-{r.end}" for r in self.ranges)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class Route:
     dst: IPNetwork
     gw: IPAddress | None = None
@@ -54,7 +59,7 @@ class Route:
         return out
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class IPAMConfig:
     name: str
     range_sets: tuple[RangeSet, ...]

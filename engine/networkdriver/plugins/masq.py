@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import re
-import subprocess
 from collections.abc import Iterable
 
-from engine.networkdriver.plugins import spec
+from engine.networkdriver.plugins import spawn, spec
 
 CHAIN_PREFIX = "KPY-"
 _MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 _TOOLS = {4: ("iptables-save", "iptables-restore"), 6: ("ip6tables-save", "ip6tables-restore")}
-_COMMENT = re.compile(r'--comment "?kpy name=(\S+) id=([^"\s]+)"?')
+# compiled by gc() only: re is slow to import
+_COMMENT = r'--comment "?kpy name=(\S+) id=([^"\s]+)"?'
 
 
 def chain_name(network: str, container_id: str) -> str:
@@ -30,13 +29,15 @@ def _comment(network: str, container_id: str) -> str:
 
 def _run(argv: list[str], stdin: str = "") -> str:
     try:
-        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+        code, out, err = spawn.run(argv, stdin.encode())
     except FileNotFoundError as exc:
         raise spec.CNIError(spec.ERR_FIREWALL, f"{argv[0]} not found", str(exc)) from exc
-    if proc.returncode != 0:
-        raise spec.CNIError(spec.ERR_FIREWALL, f"{argv[0]} failed",
-                            (proc.stderr or proc.stdout).strip())
-    return proc.stdout
+    except OSError as exc:
+        raise spec.CNIError(spec.ERR_FIREWALL, f"cannot run {argv[0]}", str(exc)) from exc
+    if code != 0:
+        raise spec.CNIError(spec.ERR_FIREWALL, f"{argv[0]} failed (exit {code})",
+                            (err or out).decode(errors="replace").strip())
+    return out.decode(errors="replace")
 
 
 def setup(network: str, container_id: str,
@@ -95,12 +96,15 @@ def teardown(network: str, container_id: str,
 
 
 def gc(network: str, valid_ids: set[str], families: Iterable[int] = (4, 6)) -> None:
+    import re
+
+    comment = re.compile(_COMMENT)
     keep = {chain_name(network, cid) for cid in valid_ids}
     for family in families:
         saved = _save(family)
         stale = set()
         for line in saved.splitlines():
-            m = _COMMENT.search(line)
+            m = comment.search(line)
             if m and m.group(1) == network and line.startswith("-A " + CHAIN_PREFIX):
                 chain = line.split()[1]
                 if chain not in keep:

@@ -1,4 +1,10 @@
-"""rtnetlink with pyroute2's message classes, in the host netns or a pod's, no helper fork.
+"""rtnetlink in the host netns or a pod's: hand-packed messages, no helper fork, no pyroute2.
+
+A plugin exec pays for every import, so this speaks the few message types the plugins use
+with ``struct`` and ``_socket`` only (pyroute2's message classes cost a plugin exec more CPU
+than the whole reference plugin). Replies are decoded into plain dicts keyed like the
+kernel's attribute names (``IFLA_IFNAME``, ``IFA_ADDRESS``, ...) plus the fixed header
+fields (``index``, ``flags``, ``family``, ``prefixlen``).
 
 A socket opened while the calling thread is inside a netns stays bound to it, so we
 setns() the thread, open the socket and setns() back (setns only moves the calling
@@ -6,18 +12,21 @@ thread; safe in the engine's threads too).
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
+import _socket
 import errno
-import ipaddress
 import os
-import socket
 import struct
-import sys
-from collections.abc import Iterator
-from typing import Any
 
 from engine.networkdriver.plugins import spec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ctypes
+    import ipaddress
+    from collections.abc import Iterator
+    from typing import Any
+
+    Msg = dict[str, Any]
 
 CLONE_NEWNET = 0x40000000
 NETLINK_ROUTE = 0
@@ -29,29 +38,40 @@ RTPROT_BOOT, RT_TABLE_MAIN, RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RTN_UNICAST = 3, 2
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 IFA_F_NODAD = 0x02
+NLA_F_NESTED = 0x8000
+# attribute numbers (linux/if_link.h, if_addr.h, rtnetlink.h, veth.h)
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 4, 10, 18
+IFLA_NET_NS_FD = 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 4, 8
+RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
+AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
+SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
+_HDR = struct.Struct("=IHHII")
+_IFINFO = struct.Struct("=BxHiII")
+_IFADDR = struct.Struct("=BBBBI")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_ATTR = struct.Struct("=HH")
+_U32 = struct.Struct("=I")
 _LIBC: list[ctypes.CDLL] = []
 
 
 def fast_import() -> None:
-    """Executables only: skip pyroute2's package __init__ (it imports every module: ~250 ms)."""
-    if "pyroute2" in sys.modules:
-        return
-    import importlib.util
-    import types
-
-    for package in ("pyroute2", "pyroute2.iproute"):
-        found = importlib.util.find_spec(package)
-        if found is None or found.submodule_search_locations is None:
-            return
-        stub = types.ModuleType(package)
-        stub.__path__ = list(found.submodule_search_locations)
-        sys.modules[package] = stub
+    """Kept for callers of the pyroute2 era: there is nothing heavy left to skip."""
 
 
 def _setns(fd: int) -> None:
+    setns = getattr(os, "setns", None)  # Python 3.12+
+    if setns is not None:
+        setns(fd, CLONE_NEWNET)
+        return
     if not _LIBC:
+        import ctypes
+
         _LIBC.append(ctypes.CDLL(None, use_errno=True))
     if _LIBC[0].setns(fd, CLONE_NEWNET) != 0:
+        import ctypes
+
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
@@ -83,42 +103,108 @@ class NetlinkError(OSError):
         self.code = code
 
 
+# ---- encoding --------------------------------------------------------------------------------
+def attr(kind: int, payload: bytes) -> bytes:
+    """One rtattr, padded to 4 bytes."""
+    raw = _ATTR.pack(4 + len(payload), kind) + payload
+    return raw + b"\0" * (-len(raw) & 3)
+
+
+def attr_u32(kind: int, value: int) -> bytes:
+    return attr(kind, _U32.pack(value))
+
+
+def attr_str(kind: int, value: str) -> bytes:
+    return attr(kind, value.encode() + b"\0")
+
+
+def attr_ip(kind: int, address: str) -> bytes:
+    family = AF_INET6 if ":" in address else AF_INET
+    return attr(kind, _socket.inet_pton(family, address))
+
+
+def attr_mac(kind: int, mac: str) -> bytes:
+    return attr(kind, bytes.fromhex(mac.replace(":", "")))
+
+
+def ifinfo(index: int = 0, *, flags: int = 0, change: int = 0) -> bytes:
+    return _IFINFO.pack(0, 0, index, flags, change)
+
+
+# ---- decoding --------------------------------------------------------------------------------
+def attrs(data: bytes, offset: int, end: int) -> Iterator[tuple[int, bytes]]:
+    while offset + 4 <= end:
+        length, kind = _ATTR.unpack_from(data, offset)
+        if length < 4:
+            break
+        yield kind & ~NLA_F_NESTED, data[offset + 4:offset + length]
+        offset += (length + 3) & ~3
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode()
+
+
+def decode_link(data: bytes) -> Msg:
+    _, _, index, flags, change = _IFINFO.unpack_from(data, 16)
+    msg: Msg = {"index": index, "flags": flags, "change": change}
+    for kind, raw in attrs(data, 16 + _IFINFO.size, len(data)):
+        if kind == IFLA_IFNAME:
+            msg["IFLA_IFNAME"] = _cstr(raw)
+        elif kind == IFLA_ADDRESS:
+            msg["IFLA_ADDRESS"] = ":".join(f"{b:02x}" for b in raw)
+        elif kind in (IFLA_MTU, IFLA_MASTER) and len(raw) >= 4:
+            msg["IFLA_MTU" if kind == IFLA_MTU else "IFLA_MASTER"] = _U32.unpack_from(raw)[0]
+        elif kind == IFLA_LINKINFO:
+            kinds = [_cstr(r) for k, r in attrs(raw, 0, len(raw)) if k == IFLA_INFO_KIND]
+            msg["IFLA_LINKINFO"] = {"IFLA_INFO_KIND": kinds[0]} if kinds else {}
+    return msg
+
+
+def decode_addr(data: bytes) -> Msg:
+    family, prefixlen, flags, scope, index = _IFADDR.unpack_from(data, 16)
+    msg: Msg = {"family": family, "prefixlen": prefixlen, "flags": flags, "scope": scope,
+                "index": index}
+    for kind, raw in attrs(data, 16 + _IFADDR.size, len(data)):
+        if kind in (IFA_ADDRESS, IFA_LOCAL):
+            msg["IFA_ADDRESS" if kind == IFA_ADDRESS else "IFA_LOCAL"] = _socket.inet_ntop(
+                family, raw)
+        elif kind == IFA_FLAGS and len(raw) >= 4:
+            msg["IFA_FLAGS"] = _U32.unpack_from(raw)[0]
+    return msg
+
+
 class Rtnl:
-    """A rtnetlink socket speaking pyroute2's message classes (no IPRoute: it imports asyncio
-    and most of pyroute2, a quarter second of every plugin exec)."""
+    """A rtnetlink socket: one request at a time, each acknowledged."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-        from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
+    def __init__(self, sock: _socket.socket) -> None:
         self._sock = sock
+        try:  # noqa: SIM105 - contextlib costs an exec ~2 ms; the kernel filters dumps (4.20+)
+            self._sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+        except OSError:
+            pass  # older kernels: we filter replies ourselves anyway
         self._sock.bind((0, 0))
         self._seq = 0
-        self._ifinfmsg, self._ifaddrmsg, self._rtmsg = ifinfmsg, ifaddrmsg, rtmsg
 
     def close(self) -> None:
         self._sock.close()
 
-    def _request(self, msg: Any, kind: int, flags: int, what: str) -> list[Any]:
+    def request(self, kind: int, flags: int, body: bytes, what: str) -> list[bytes]:
+        """Send one message; the raw reply messages (dump parts or the single answer)."""
         self._seq += 1
-        msg["header"]["type"] = kind
-        msg["header"]["flags"] = NLM_F_REQUEST | flags
-        msg["header"]["sequence_number"] = self._seq
-        msg.encode()
-        self._sock.send(msg.data)
-        cls = type(msg)
-        out: list[Any] = []
+        seq = self._seq
+        self._sock.send(_HDR.pack(16 + len(body), kind, NLM_F_REQUEST | flags, seq, 0) + body)
+        out: list[bytes] = []
         while True:
-            data = self._sock.recv(1 << 20)
+            data = self._sock.recv(1 << 17)
             offset = 0
             while offset + 16 <= len(data):
-                length, mtype, _, seq, _ = struct.unpack_from("=IHHII", data, offset)
+                length, mtype, _, mseq, _ = _HDR.unpack_from(data, offset)
                 if length < 16:
                     raise NetlinkError(errno.EPROTO, what)
                 chunk = data[offset:offset + length]
                 offset += (length + 3) & ~3
-                if seq != self._seq:
+                if mseq != seq:
                     continue
                 if mtype == NLMSG_ERROR:
                     (code,) = struct.unpack_from("=i", chunk, 16)
@@ -127,120 +213,116 @@ class Rtnl:
                     return out
                 if mtype == NLMSG_DONE:
                     return out
-                reply = cls(chunk)
-                reply.decode()
-                out.append(reply)
-
-    def _link_msg(self, index: int = 0, attrs: list[Any] | None = None) -> Any:
-        msg = self._ifinfmsg()
-        msg["index"] = index
-        msg["attrs"] = attrs or []
-        return msg
+                out.append(chunk)
 
     # ---- links --------------------------------------------------------------------------------
-    def link(self, name: str) -> Any | None:
+    def link(self, name: str) -> Msg | None:
         try:
-            found = self._request(self._link_msg(attrs=[["IFLA_IFNAME", name]]), RTM_GETLINK,
-                                  NLM_F_ACK, f"get link {name}")
+            found = self.request(RTM_GETLINK, NLM_F_ACK,
+                                 ifinfo() + attr_str(IFLA_IFNAME, name), f"get link {name}")
         except NetlinkError as exc:
             if exc.code in (errno.ENODEV, errno.ENOENT):
                 return None
             raise
-        return found[0] if found else None
+        return decode_link(found[0]) if found else None
 
-    def link_by_index(self, index: int) -> Any:
-        return self._request(self._link_msg(index), RTM_GETLINK, NLM_F_ACK,
-                             f"get link {index}")[0]
+    def link_by_index(self, index: int) -> Msg:
+        found = self.request(RTM_GETLINK, NLM_F_ACK, ifinfo(index), f"get link {index}")
+        if not found:
+            raise NetlinkError(errno.ENODEV, f"get link {index}")
+        return decode_link(found[0])
 
-    def links(self) -> list[Any]:
-        return self._request(self._link_msg(), RTM_GETLINK, NLM_F_DUMP, "dump links")
+    def links(self) -> list[Msg]:
+        return [decode_link(m) for m in self.request(RTM_GETLINK, NLM_F_DUMP, ifinfo(),
+                                                     "dump links")]
 
     def add_link(self, name: str, kind: str, *, mtu: int = 0, address: str = "",
-                 data: list[Any] | None = None) -> None:
-        info: list[Any] = [["IFLA_INFO_KIND", kind]]
+                 data: bytes = b"") -> None:
+        info = attr_str(IFLA_INFO_KIND, kind)
         if data:
-            info.append(["IFLA_INFO_DATA", {"attrs": data}])
-        attrs: list[Any] = [["IFLA_IFNAME", name], ["IFLA_LINKINFO", {"attrs": info}]]
+            info += attr(IFLA_INFO_DATA | NLA_F_NESTED, data)
+        body = ifinfo() + attr_str(IFLA_IFNAME, name) + attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         if mtu:
-            attrs.append(["IFLA_MTU", mtu])
+            body += attr_u32(IFLA_MTU, mtu)
         if address:
-            attrs.append(["IFLA_ADDRESS", address])
-        self._request(self._link_msg(attrs=attrs), RTM_NEWLINK,
-                      NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, f"add {kind} {name}")
+            body += attr_mac(IFLA_ADDRESS, address)
+        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body,
+                     f"add {kind} {name}")
 
     def add_veth(self, name: str, *, peer: str, peer_netns_fd: int, mtu: int = 0) -> None:
-        peer_attrs: list[Any] = [["IFLA_IFNAME", peer], ["IFLA_NET_NS_FD", peer_netns_fd]]
+        peer_body = ifinfo() + attr_str(IFLA_IFNAME, peer) + attr_u32(IFLA_NET_NS_FD,
+                                                                      peer_netns_fd)
         if mtu:
-            peer_attrs.append(["IFLA_MTU", mtu])
-        self.add_link(name, "veth", mtu=mtu, data=[["VETH_INFO_PEER", {"attrs": peer_attrs}]])
+            peer_body += attr_u32(IFLA_MTU, mtu)
+        self.add_link(name, "veth", mtu=mtu, data=attr(VETH_INFO_PEER | NLA_F_NESTED, peer_body))
 
     def set_link(self, index: int, *, up: bool | None = None, master: int | None = None,
                  flags: int = 0, change: int = 0) -> None:
-        msg = self._link_msg(index)
         if up is not None:
             flags |= IFF_UP if up else 0
             change |= IFF_UP
-        msg["flags"], msg["change"] = flags, change
+        body = ifinfo(index, flags=flags, change=change)
         if master is not None:
-            msg["attrs"].append(["IFLA_MASTER", master])
-        self._request(msg, RTM_NEWLINK, NLM_F_ACK, f"set link {index}")
+            body += attr_u32(IFLA_MASTER, master)
+        self.request(RTM_NEWLINK, NLM_F_ACK, body, f"set link {index}")
 
     def del_link(self, index: int) -> None:
-        self._request(self._link_msg(index), RTM_DELLINK, NLM_F_ACK, f"delete link {index}")
+        self.request(RTM_DELLINK, NLM_F_ACK, ifinfo(index), f"delete link {index}")
 
     # ---- addresses and routes -----------------------------------------------------------------
-    def addresses(self, index: int) -> list[Any]:
-        msg = self._ifaddrmsg()
-        msg["index"] = index
-        return [m for m in self._request(msg, RTM_GETADDR, NLM_F_DUMP, "dump addresses")
-                if m["index"] == index]
+    def addresses(self, index: int) -> list[Msg]:
+        found = self.request(RTM_GETADDR, NLM_F_DUMP, _IFADDR.pack(0, 0, 0, 0, index),
+                             "dump addresses")
+        # the index sits at offset 20 of each message: skip other links' without decoding
+        return [decode_addr(m) for m in found if _U32.unpack_from(m, 20)[0] == index]
 
-    def _addr_msg(self, index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
-                  flags: int) -> Any:
-        msg = self._ifaddrmsg()
-        msg["family"] = socket.AF_INET if iface.version == 4 else socket.AF_INET6
-        msg["prefixlen"], msg["index"], msg["flags"] = iface.network.prefixlen, index, flags
-        attrs: list[Any] = [["IFA_ADDRESS", str(iface.ip)]]
+    @staticmethod
+    def _addr_body(index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+                   flags: int) -> bytes:
+        family = AF_INET if iface.version == 4 else AF_INET6
+        body = _IFADDR.pack(family, iface.network.prefixlen, flags & 0xFF, 0, index)
+        body += attr(IFA_ADDRESS, iface.ip.packed)
         if iface.version == 4:
-            attrs.append(["IFA_LOCAL", str(iface.ip)])
+            body += attr(IFA_LOCAL, iface.ip.packed)
             if iface.network.prefixlen < 31:
-                attrs.append(["IFA_BROADCAST", str(iface.network.broadcast_address)])
+                body += attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
         if flags:
-            attrs.append(["IFA_FLAGS", flags])
-        msg["attrs"] = attrs
-        return msg
+            body += attr_u32(IFA_FLAGS, flags)
+        return body
 
     def add_address(self, index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
                     *, flags: int = 0) -> None:
-        self._request(self._addr_msg(index, iface, flags), RTM_NEWADDR,
-                      NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, f"add address {iface}")
+        self.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                     self._addr_body(index, iface, flags), f"add address {iface}")
 
     def del_address(self, index: int,
                     iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
-        self._request(self._addr_msg(index, iface, 0), RTM_DELADDR, NLM_F_ACK,
-                      f"delete address {iface}")
+        self.request(RTM_DELADDR, NLM_F_ACK, self._addr_body(index, iface, 0),
+                     f"delete address {iface}")
 
     def add_route(self, dst: ipaddress.IPv4Network | ipaddress.IPv6Network, *, oif: int,
                   gateway: str = "", proto: int = RTPROT_BOOT) -> None:
-        msg = self._rtmsg()
-        msg["family"] = socket.AF_INET if dst.version == 4 else socket.AF_INET6
-        msg["dst_len"], msg["table"], msg["proto"] = dst.prefixlen, RT_TABLE_MAIN, proto
-        msg["scope"] = RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK
-        msg["type"] = RTN_UNICAST
-        attrs: list[Any] = [["RTA_OIF", oif]]
+        family = AF_INET if dst.version == 4 else AF_INET6
+        scope = RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK
+        body = _RTMSG.pack(family, dst.prefixlen, 0, 0, RT_TABLE_MAIN, proto, scope,
+                           RTN_UNICAST, 0) + attr_u32(RTA_OIF, oif)
         if dst.prefixlen:
-            attrs.append(["RTA_DST", str(dst.network_address)])
+            body += attr(RTA_DST, dst.network_address.packed)
         if gateway:
-            attrs.append(["RTA_GATEWAY", gateway])
-        msg["attrs"] = attrs
-        self._request(msg, RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-                      f"add route {dst}")
+            body += attr_ip(RTA_GATEWAY, gateway)
+        self.request(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body,
+                     f"add route {dst}")
+
+
+def _socket_here() -> _socket.socket:
+    return _socket.socket(_socket.AF_NETLINK, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC,
+                          NETLINK_ROUTE)
 
 
 def rtnl(netns_fd: int | None = None) -> Rtnl:
     """A rtnetlink socket in the host netns, or in the netns of ``netns_fd``."""
     if netns_fd is None:
-        return Rtnl(socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE))
+        return Rtnl(_socket_here())
     here = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
@@ -249,7 +331,7 @@ def rtnl(netns_fd: int | None = None) -> Rtnl:
             raise spec.CNIError(spec.ERR_UNKNOWN_CONTAINER, "cannot enter the network namespace",
                                 str(exc)) from exc
         try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+            sock = _socket_here()
         finally:
             _setns(here)
     finally:
@@ -257,13 +339,17 @@ def rtnl(netns_fd: int | None = None) -> Rtnl:
     return Rtnl(sock)
 
 
-@contextlib.contextmanager
-def session(netns_fd: int | None = None) -> Iterator[Rtnl]:
-    nl = rtnl(netns_fd)
-    try:
-        yield nl
-    finally:
-        nl.close()
+class session:
+    """``with session(fd) as nl``: an Rtnl closed on exit (no contextlib import)."""
+
+    def __init__(self, netns_fd: int | None = None) -> None:
+        self._nl = rtnl(netns_fd)
+
+    def __enter__(self) -> Rtnl:
+        return self._nl
+
+    def __exit__(self, *exc: object) -> None:
+        self._nl.close()
 
 
 def netlink_error(what: str, exc: Exception) -> spec.CNIError:
@@ -280,8 +366,8 @@ def link_kind(nl: Rtnl, index: int) -> str:
     return str(info.get("IFLA_INFO_KIND")) if info is not None else ""
 
 
-def link_attr(nl: Rtnl, index: int, attr: str) -> Any:
-    return nl.link_by_index(index).get(attr)
+def link_attr(nl: Rtnl, index: int, name: str) -> Any:
+    return nl.link_by_index(index).get(name)
 
 
 def is_exists(exc: Exception) -> bool:

@@ -1,11 +1,16 @@
 """CNI specification facts: versions, error codes, the request, results between versions."""
 from __future__ import annotations
 
-import dataclasses
-import json
-import re
 from collections.abc import Mapping
-from typing import Any
+
+from engine.networkdriver.plugins import jsonio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
+    from dataclasses import dataclass, field
+    from typing import Any
+else:  # dataclasses imports inspect: see plugins/value.py
+    from engine.networkdriver.plugins.value import dataclass, field
 
 SPEC_VERSION = "1.1.0"
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -32,8 +37,14 @@ ERR_INTERNAL = 999  # what libcni's skel uses for an error that carries no code
 
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
 IFNAMSIZ = 16
-_CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
-_NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_CHARS = _ALNUM | frozenset("_.-")
+
+
+def _is_name(value: str) -> bool:
+    """``[a-zA-Z0-9][a-zA-Z0-9_.-]*``: container IDs and network names (no ``re``: see
+    plugins/value.py on exec start-up)."""
+    return bool(value) and value[0] in _ALNUM and _NAME_CHARS.issuperset(value)
 
 
 class CNIError(Exception):
@@ -75,7 +86,7 @@ def version_info() -> dict[str, Any]:
 def validate_container_id(container_id: str) -> None:
     if not container_id:
         raise CNIError(ERR_INVALID_ENV, "required env variable CNI_CONTAINERID is missing")
-    if not _CONTAINER_ID.match(container_id):
+    if not _is_name(container_id):
         raise CNIError(ERR_INVALID_ENV, "invalid characters in CNI_CONTAINERID",
                        repr(container_id))
 
@@ -91,7 +102,7 @@ def validate_ifname(ifname: str) -> None:
 
 
 def validate_network_name(name: object) -> str:
-    if not isinstance(name, str) or not _NETWORK_NAME.match(name):
+    if not isinstance(name, str) or not _is_name(name):
         raise CNIError(ERR_INVALID_CONFIG, "invalid network name", repr(name))
     return name
 
@@ -119,7 +130,7 @@ def parse_cni_args(raw: str) -> dict[str, str]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class Request:
     """One plugin invocation: the CNI_* environment and the decoded configuration."""
 
@@ -131,7 +142,7 @@ class Request:
     path: tuple[str, ...]
     stdin: bytes
     config: Mapping[str, Any]
-    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def cni_version(self) -> str:
@@ -140,7 +151,7 @@ class Request:
 
 def decode_config(stdin: bytes) -> dict[str, Any]:
     try:
-        conf = json.loads(stdin)
+        conf = jsonio.loads(stdin)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CNIError(ERR_DECODE, "failed to decode the network configuration", str(exc)) from exc
     if not isinstance(conf, dict):

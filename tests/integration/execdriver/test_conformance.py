@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
+import time
 from pathlib import Path
 
 import pytest
@@ -284,3 +286,31 @@ def test_host_namespaces(runtime: Runtime, rootfs: Path, handler: str) -> None:
     assert (net, ipc, pid) == tuple(os.readlink(f"/proc/self/ns/{t}")
                                     for t in ("net", "ipc", "pid"))
     assert mnt != os.readlink("/proc/self/ns/mnt")  # always a mount namespace of its own
+
+
+def test_exec_tty_resize(runtime: Runtime, rootfs: Path, handler: str) -> None:
+    sid = runtime.run_sandbox(sandbox_config(handler))
+    config = ContainerConfig(name="c", command=("/bin/sleep", "600"))
+    cid = runtime.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
+                                   image=ImageConfig())
+    runtime.start_container(cid)
+    session = runtime.exec_stream(cid, ("/bin/sh",), tty=True)
+    try:
+        session.resize(width=101, height=31)
+
+        def read_until(needle: bytes) -> bytes:
+            out = b""
+            deadline = time.monotonic() + 15
+            while needle not in out:
+                assert time.monotonic() < deadline, out
+                if select.select([session.stdout], [], [], 0.5)[0]:
+                    out += os.read(session.stdout, 4096)
+            return out
+
+        read_until(b"# ")  # the shell is up (it queries the cursor; typing earlier races)
+        os.write(session.stdin, b"stty size\n")
+        read_until(b"31 101")
+        os.write(session.stdin, b"exit 7\n")
+        assert session.wait(timeout=15) == 7
+    finally:
+        session.close()

@@ -69,20 +69,6 @@ def test_sandbox_files_sysctls_and_hostname(runtime: Runtime, rootfs: Path) -> N
                                 "options ndots:5", "testpod", "testpod", "80"]
 
 
-def test_exec_stream_tty_resize(runtime: Runtime, rootfs: Path) -> None:
-    sid = runtime.run_sandbox(sandbox_config("native"))
-    cid = _running(runtime, sid, rootfs, "/bin/sleep", "600")
-    session = runtime.exec_stream(cid, ("/bin/sh",), tty=True)
-    try:
-        session.resize(width=123, height=45)
-        os.write(session.stdin, b"stty size\n")
-        assert b"45 123" in _read_until(session.stdout, b"45 123")
-        os.write(session.stdin, b"exit 7\n")
-        assert session.wait(timeout=10) == 7
-    finally:
-        session.close()
-
-
 def test_exec_stream_pipes(runtime: Runtime, rootfs: Path) -> None:
     sid = runtime.run_sandbox(sandbox_config("native"))
     cid = _running(runtime, sid, rootfs, "/bin/sleep", "600")

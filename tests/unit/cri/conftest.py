@@ -33,7 +33,7 @@ class Cri:
 
 
 def full_ports() -> Ports:
-    return Ports(runtime_version="9.9.9", sandboxes=FakeSandboxes(),
+    return Ports(runtime_version="9.9.9", runtime_handlers=("runc",), sandboxes=FakeSandboxes(),
                  containers=FakeContainers(), images=FakeImages(), network=FakeNetwork(),
                  streaming=FakeStreaming(), stats=FakeStats(), events=EventBus(max_backlog=5))
 

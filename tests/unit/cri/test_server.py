@@ -51,6 +51,7 @@ def test_status_reports_the_engine_honestly(cri: Cri) -> None:
     assert conditions["NetworkReady"].reason == "NetworkPluginNotReady"
     assert "conflist" in conditions["NetworkReady"].message
     assert not status.info  # only when verbose
+    assert [h.name for h in status.runtime_handlers] == ["", "runc"]
 
 
 def test_status_of_a_bare_daemon_is_not_ready(bare_cri: Cri) -> None:

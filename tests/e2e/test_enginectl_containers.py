@@ -1,0 +1,117 @@
+"""enginectl run/ps/logs/exec/stop/rm against a real engined (host network: no CNI)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from cri.api import runtime_pb2 as pb
+from cri.api import runtime_pb2_grpc
+from tests.e2e.enginectl_cli import enginectl, ok, remove_all
+from tests.e2e.test_crictl_basic import Engined
+from tests.e2e.test_crictl_images import engined_with_registry
+
+pytestmark = pytest.mark.e2e
+__all__ = ["engined_with_registry"]
+
+BUSYBOX = "docker.io/library/busybox:1.36"
+
+
+@pytest.fixture
+def daemon(engined_with_registry: Engined) -> Iterator[Engined]:
+    try:
+        yield engined_with_registry
+    finally:
+        remove_all(engined_with_registry)
+
+
+def run_detached(daemon: Engined, name: str, script: str) -> str:
+    return ok(daemon, "run", "-d", "--network", "host", "--name", name, BUSYBOX,
+              "sh", "-c", script).strip()
+
+
+def wait_for(predicate: object, what: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_run_attached_returns_the_exit_code_and_rm_cleans_up(
+        daemon: Engined) -> None:
+    out = enginectl(daemon, "run", "--rm", "--network", "host", "--name", "once", BUSYBOX,
+                    "sh", "-c", "echo hello; echo oops >&2; printf no-newline; exit 3")
+    assert out.returncode == 3, out.stderr + daemon.log.read_text()[-3000:]
+    assert out.stdout == "hello\nno-newline"
+    assert "oops\n" in out.stderr
+    assert "Unable to find image" in out.stderr  # pulled on first use
+    assert json.loads(ok(daemon, "ps", "-a", "-o", "json")) == []  # --rm removed it
+
+
+def test_detached_container_lifecycle(daemon: Engined) -> None:
+    cid = run_detached(daemon, "ticker", "i=0; while true; do echo tick $i; i=$((i+1)); "
+                       "sleep 0.2; done")
+    assert len(cid) == 64
+    row = ok(daemon, "ps").splitlines()[1].split()
+    assert (row[0], row[-1], row[-5]) == (cid[:13], "ticker", "Running")
+
+    wait_for(lambda: "tick 3" in ok(daemon, "logs", "ticker"), "four ticks")
+    tail = ok(daemon, "logs", "--tail", "2", cid[:10]).splitlines()
+    assert len(tail) == 2 and all(t.startswith("tick ") for t in tail)
+
+    execd = enginectl(daemon, "exec", "ticker", "sh", "-c", "echo in-$HOSTNAME; exit 4")
+    assert (execd.returncode, execd.stdout) == (4, "in-ticker\n")
+    piped = enginectl(daemon, "exec", "-i", "ticker", "sh", "-c", "cat; exit 6",
+                      stdin="through the websocket\n")
+    assert (piped.returncode, piped.stdout) == (6, "through the websocket\n"), piped.stderr
+
+    refused = enginectl(daemon, "rm", "ticker")
+    assert refused.returncode == 125 and "stop it first or use rm -f" in refused.stderr
+    assert ok(daemon, "stop", "-t", "1", "ticker") == "ticker\n"
+    [status] = json.loads(ok(daemon, "inspect", cid))
+    assert (status["kind"], status["state"]) == ("container", "CONTAINER_EXITED")
+    assert ok(daemon, "ps") .splitlines()[1:] == []
+    pod_logs = Path(status["logPath"]).parent.parent
+    assert pod_logs.is_dir()
+    assert ok(daemon, "rm", cid[:12]) == f"{cid[:12]}\n"
+    assert not pod_logs.exists()  # the pod `run` made went with its logs
+    assert json.loads(ok(daemon, "ps", "-a", "-o", "json")) == []
+    channel = grpc.insecure_channel(daemon.endpoint)
+    runtime = runtime_pb2_grpc.RuntimeServiceStub(channel)  # type: ignore[no-untyped-call]
+    assert list(runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items) == []  # pod gone too
+
+
+def test_logs_follow_across_rotation(daemon: Engined, tmp_path: Path) -> None:
+    cid = run_detached(daemon, "rotor", "i=0; while [ $i -lt 40 ]; do echo line $i; "
+                       "i=$((i+1)); sleep 0.2; done")
+    err = tmp_path / "stderr"
+    with err.open("wb") as err_file:
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "cri.ctl.main", "--endpoint", daemon.endpoint, "logs",
+             "-f", cid], stdout=subprocess.PIPE, stderr=err_file, text=True)
+    try:
+        [status] = json.loads(ok(daemon, "inspect", cid))
+        log = Path(status["logPath"])
+        assert follower.stdout is not None
+        head = [follower.stdout.readline() for _ in range(3)]  # following the first file
+        os.rename(log, log.with_name(log.name + ".1"))  # what the kubelet does, then:
+        runtime = runtime_pb2_grpc.RuntimeServiceStub(  # type: ignore[no-untyped-call]
+            grpc.insecure_channel(daemon.endpoint))
+        runtime.ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=cid))
+        follower.wait(timeout=60)  # it ends when the container exits
+        rest = follower.stdout.read()  # 40 short lines: never more than the pipe holds
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 0, err.read_text()
+    assert head + rest.splitlines(keepends=True) == [f"line {i}\n" for i in range(40)]
+    assert log.exists() and b"line 39" in log.read_bytes()  # written after the reopen
+    assert b"line 39" not in log.with_name(log.name + ".1").read_bytes()

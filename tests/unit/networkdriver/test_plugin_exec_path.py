@@ -1,0 +1,165 @@
+"""The plugin exec path stays lean: what a plugin exec imports, and the small modules that
+replace heavy ones on it (netlink packing, JSON, frozen values, spawning a helper)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.networkdriver.plugins import bridge_link, install, invoke, jsonio, netlink, spawn, spec
+from engine.networkdriver.plugins.bridge_config import BridgeConfig
+from engine.networkdriver.plugins.value import FrozenInstanceError
+
+REPO = Path(__file__).resolve().parents[3]
+# each costs a plugin exec milliseconds of CPU; none is needed to ADD or DEL
+HEAVY = ("typing", "dataclasses", "inspect", "logging", "subprocess", "json", "re",
+         "contextlib", "asyncio", "pyroute2", "ctypes", "importlib.util", "hashlib")
+
+
+def imported_by(*modules: str) -> set[str]:
+    code = ("import sys; sys.path[:0] = [%r]\n" % str(REPO)
+            + "".join(f"import {m}\n" for m in modules)
+            + "print('\\n'.join(sys.modules))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                         text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_a_plugin_exec_imports_nothing_heavy() -> None:
+    loaded = imported_by("engine.networkdriver.plugins.bridge",
+                         "engine.networkdriver.plugins.hostlocal",
+                         "engine.networkdriver.plugins.loopback")
+    assert sorted(m for m in HEAVY if m in loaded) == []
+
+
+def test_masquerade_imports_no_subprocess() -> None:
+    loaded = imported_by("engine.networkdriver.plugins.masq")
+    assert "subprocess" not in loaded and "re" not in loaded
+
+
+def test_the_installed_wrapper_runs_without_site(tmp_path: Path) -> None:
+    [path, *_] = install.install(tmp_path)
+    first = path.read_text().splitlines()[0]
+    assert first == f"#!{sys.executable} -IS"
+    env = {"CNI_COMMAND": "VERSION", "PATH": os.environ.get("PATH", "")}
+    proc = subprocess.run([str(path)], env=env, capture_output=True, check=True)
+    assert json.loads(proc.stdout)["supportedVersions"] == list(spec.SUPPORTED_VERSIONS)
+
+
+# ---- netlink packing ---------------------------------------------------------------------------
+def test_attributes_are_padded_and_round_trip() -> None:
+    raw = netlink.attr_str(netlink.IFLA_IFNAME, "eth0") + netlink.attr_u32(netlink.IFLA_MTU, 1400)
+    assert len(raw) == 12 + 8  # "eth0\0" is 5 bytes: 4 + 5 padded to 12
+    assert list(netlink.attrs(raw, 0, len(raw))) == [
+        (netlink.IFLA_IFNAME, b"eth0\0"), (netlink.IFLA_MTU, (1400).to_bytes(4, sys.byteorder))]
+
+
+def test_a_link_message_decodes_like_the_kernel_sends_it() -> None:
+    info = netlink.attr_str(netlink.IFLA_INFO_KIND, "veth")
+    body = (netlink.ifinfo(7, flags=netlink.IFF_UP) + netlink.attr_str(netlink.IFLA_IFNAME, "v0")
+            + netlink.attr_mac(netlink.IFLA_ADDRESS, "02:aa:bb:cc:dd:ee")
+            + netlink.attr_u32(netlink.IFLA_MASTER, 3)
+            + netlink.attr(netlink.IFLA_LINKINFO | netlink.NLA_F_NESTED, info))
+    msg = netlink.decode_link(bytes(16) + body)
+    assert msg == {"index": 7, "flags": netlink.IFF_UP, "change": 0, "IFLA_IFNAME": "v0",
+                   "IFLA_ADDRESS": "02:aa:bb:cc:dd:ee", "IFLA_MASTER": 3,
+                   "IFLA_LINKINFO": {"IFLA_INFO_KIND": "veth"}}
+
+
+def test_an_address_message_decodes_both_families() -> None:
+    import struct
+
+    for family, text in ((socket.AF_INET, "10.0.0.5"), (socket.AF_INET6, "fd00::5")):
+        body = struct.pack("=BBBBI", family, 24, 0, 0, 9) + netlink.attr_ip(
+            netlink.IFA_ADDRESS, text) + netlink.attr_u32(netlink.IFA_FLAGS, netlink.IFA_F_NODAD)
+        msg = netlink.decode_addr(bytes(16) + body)
+        assert (msg["IFA_ADDRESS"], msg["prefixlen"], msg["index"], msg["IFA_FLAGS"]) == (
+            text, 24, 9, netlink.IFA_F_NODAD)
+
+
+def test_host_veth_names() -> None:
+    assert bridge_link.is_host_veth_name("veth0a1b2c3d")
+    for name in ("veth0a1b2c3", "veth0a1b2c3dd", "vethXXXXXXXX", "eth00a1b2c3d", "kpy0"):
+        assert not bridge_link.is_host_veth_name(name)
+
+
+# ---- JSON without the json package -------------------------------------------------------------
+@pytest.mark.parametrize("value", [
+    {"cniVersion": "1.1.0", "ips": [{"address": "10.0.0.2/24", "interface": 2}]},
+    {"s": "é\u2028\"\\", "n": -1.5e-7, "i": 2**70, "t": True, "f": False, "z": None},
+    [], {}, "x", 0,
+])
+def test_jsonio_matches_json(value: object) -> None:
+    text = json.dumps(value, separators=(",", ":"))
+    assert jsonio.dumps(value) == text
+    assert jsonio.loads(text.encode()) == value
+    assert jsonio.loads(f" \n{json.dumps(value, indent=2)}\t") == value
+
+
+def test_jsonio_accepts_what_json_accepts_and_rejects_the_rest() -> None:
+    assert math.isnan(jsonio.loads("NaN"))
+    assert jsonio.loads(b"\xef\xbb\xbf{}") == {}
+    for bad in ("", "{", "{} {}", '{"a":}', "[1,]", "'x'", '{"a" 1}'):
+        with pytest.raises(ValueError):
+            jsonio.loads(bad)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        jsonio.dumps({"a": object()})
+
+
+# ---- frozen values without dataclasses ---------------------------------------------------------
+def test_values_are_frozen_dataclass_alikes() -> None:
+    assert not dataclasses.is_dataclass(BridgeConfig)  # the exec path's light version
+    kwargs = dict(name="n", bridge="b", ipam_type="i", is_gateway=True,
+                  is_default_gateway=False, force_address=False, ip_masq=True, mtu=0,
+                  hairpin=False, promisc=False, dns={}, prev_result=None)
+    a, b = BridgeConfig(**kwargs), BridgeConfig(**kwargs)  # type: ignore[arg-type]
+    assert a == b and hash(a) == hash(b) and a != BridgeConfig(**{**kwargs, "mtu": 1})  # type: ignore[arg-type]
+    assert repr(a).startswith("BridgeConfig(name='n', bridge='b',")
+    with pytest.raises(FrozenInstanceError):
+        a.mtu = 5  # type: ignore[misc]
+    with pytest.raises(TypeError, match="missing required argument 'prev_result'"):
+        BridgeConfig(**{k: v for k, v in kwargs.items() if k != "prev_result"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="unexpected"):
+        BridgeConfig(**kwargs, color="red")  # type: ignore[arg-type]
+    req = spec.Request(command="ADD", container_id="c", netns="", ifname="eth0", args={},
+                       path=(), stdin=b"", config={})
+    assert req.env == {} and req.env is not spec.Request(
+        command="ADD", container_id="c", netns="", ifname="eth0", args={}, path=(), stdin=b"",
+        config={}).env  # a fresh default per instance, as default_factory gives
+
+
+def test_names_are_checked_without_re() -> None:
+    for good in ("a", "0ab_c.d-e", "x" * 200):
+        spec.validate_container_id(good)
+        assert spec.validate_network_name(good) == good
+    for bad in ("", "-a", ".a", "a b", "a/b", "a\n", "é"):
+        with pytest.raises(spec.CNIError):
+            spec.validate_network_name(bad)
+
+
+# ---- helpers run without subprocess ------------------------------------------------------------
+def test_spawn_passes_stdin_and_captures_both_streams() -> None:
+    code, out, err = spawn.run(["sh", "-c", "cat; echo oops >&2; exit 3"], b"hello\n" * 20000)
+    assert (code, out, err) == (3, b"hello\n" * 20000, b"oops\n")
+
+
+def test_spawn_reports_a_missing_program_and_a_signal() -> None:
+    with pytest.raises(FileNotFoundError):
+        spawn.run(["kpy-no-such-program-here"])
+    code, _, _ = spawn.run(["sh", "-c", "kill -9 $$"])
+    assert code == 128 + 9
+
+
+def test_our_module_is_read_once_per_wrapper_version(tmp_path: Path) -> None:
+    [path, *_] = install.install(tmp_path)
+    assert invoke.our_module(str(path)) == "engine.networkdriver.plugins.bridge"
+    path.write_text("#!/bin/sh\necho not ours\n")  # new size and mtime: read again
+    assert invoke.our_module(str(path)) is None
+    assert invoke.our_module(str(tmp_path / "missing")) is None
