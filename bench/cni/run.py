@@ -1,5 +1,7 @@
 """ADD+DEL latency per pod and 200 pods concurrently: kpy-bridge/kpy-host-local vs the
-reference bridge/host-local (as executables), plus our in-process path.
+reference bridge/host-local (as executables), plus our in-process path; with ipMasq and
+without. DEL gets the ADD result as prevResult, as libcni (containerd, cnitool) and our
+engine pass it.
 
 Run as root: `make bench-cni` (BENCH_ARGS="--pods 40 --concurrent 200 --workers 200").
 Creates only its own netns, bridges and data dirs, and removes them.
@@ -12,6 +14,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.report import Series, record
+from bench.report import RESULTS, Series, record
 from engine.networkdriver.plugins import bridge, install, masq, netlink
 from tests.harness.prereq import tools_bin
 
@@ -27,29 +30,29 @@ COMMAND = "make bench-cni"
 
 
 def conf(kind: str, ipam: str, name: str, bridge_name: str, data_dir: Path,
-         subnet: str) -> bytes:
-    return json.dumps({
-        "cniVersion": "1.0.0", "name": name, "type": kind, "bridge": bridge_name,
-        "isGateway": True, "ipMasq": True, "hairpinMode": True,
-        "ipam": {"type": ipam, "dataDir": str(data_dir), "subnet": subnet}}).encode()
+         subnet: str, *, masq: bool) -> dict[str, Any]:
+    return {"cniVersion": "1.0.0", "name": name, "type": kind, "bridge": bridge_name,
+            "isGateway": True, "ipMasq": masq, "hairpinMode": True,
+            "ipam": {"type": ipam, "dataDir": str(data_dir), "subnet": subnet}}
 
 
 class Contender:
-    def __init__(self, label: str, kind: str, ipam: str, *, bin_dir: Path, root: Path,
-                 subnet: str, in_process: bool = False) -> None:
-        tag = label.split(maxsplit=1)[0][:3] + ("ip" if in_process else "")
+    def __init__(self, label: str, kind: str, ipam: str, *, tag: str, bin_dir: Path,
+                 root: Path, subnet: str, masq: bool, in_process: bool = False) -> None:
         self.label, self.kind, self.bin_dir, self.in_process = label, kind, bin_dir, in_process
         self.name, self.bridge = f"kpyb-{tag}", f"kpyb{tag}"
         self.data_dir = root / f"ipam-{tag}"
-        self.stdin = conf(kind, ipam, self.name, self.bridge, self.data_dir, subnet)
+        self.conf = conf(kind, ipam, self.name, self.bridge, self.data_dir, subnet, masq=masq)
 
-    def call(self, command: str, netns: str, cid: str) -> dict[str, Any] | None:
+    def call(self, command: str, netns: str, cid: str,
+             prev: dict[str, Any] | None = None) -> dict[str, Any] | None:
         env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": netns,
                "CNI_IFNAME": "eth0", "CNI_PATH": str(self.bin_dir)}
+        stdin = json.dumps({**self.conf, "prevResult": prev} if prev else self.conf).encode()
         if self.in_process:
-            code, out = bridge.run(env, self.stdin)
+            code, out = bridge.run(env, stdin)
         else:
-            proc = subprocess.run([str(self.bin_dir / self.kind)], input=self.stdin, env=env,
+            proc = subprocess.run([str(self.bin_dir / self.kind)], input=stdin, env=env,
                                   capture_output=True, check=False)
             code, out = proc.returncode, proc.stdout
         if code != 0:
@@ -101,31 +104,44 @@ def cpu_ms() -> float:
 
 
 def latency(contenders: list[Contender], pods: int,
-            netns: list[str]) -> tuple[list[Series], list[Series]]:
-    """Wall and CPU milliseconds of ADD+DEL (CPU is what a loaded machine makes wall)."""
+            netns: list[str]) -> tuple[list[Series], list[Series], dict[str, str]]:
+    """Wall and CPU milliseconds of ADD+DEL (CPU is what a loaded machine makes wall), and
+    per contender the ADD and DEL p50 apart (DEL waits on the kernel's veth unregister)."""
     wall: dict[str, list[float]] = {c.label: [] for c in contenders}
     cpu: dict[str, list[float]] = {c.label: [] for c in contenders}
+    adds: dict[str, list[float]] = {c.label: [] for c in contenders}
+    dels: dict[str, list[float]] = {c.label: [] for c in contenders}
     for i in range(pods):  # interleaved, so load changes hit every contender alike
         for c in contenders:
             path = f"/run/netns/{netns[i]}"
             cpu0 = cpu_ms()
-            add = timed(lambda c=c, p=path, i=i: c.call("ADD", p, f"lat{i}"))
-            delete = timed(lambda c=c, p=path, i=i: c.call("DEL", p, f"lat{i}"))
+            t0 = time.perf_counter()
+            result = c.call("ADD", path, f"lat{i}")
+            t1 = time.perf_counter()
+            c.call("DEL", path, f"lat{i}", result)
+            t2 = time.perf_counter()
             cpu[c.label].append(cpu_ms() - cpu0)
-            wall[c.label].append(add + delete)
+            wall[c.label].append((t2 - t0) * 1000)
+            adds[c.label].append((t1 - t0) * 1000)
+            dels[c.label].append((t2 - t1) * 1000)
+    split = {label: f"ADD p50 {statistics.median(adds[label]):.1f} ms, "
+                    f"DEL p50 {statistics.median(dels[label]):.1f} ms" for label in wall}
     return ([Series(label, tuple(s), "ms") for label, s in wall.items()],
-            [Series(f"{label} (CPU)", tuple(s), "ms") for label, s in cpu.items()])
+            [Series(f"{label} (CPU)", tuple(s), "ms") for label, s in cpu.items()], split)
 
 
 def concurrent_run(c: Contender, netns: list[str], workers: int) -> dict[str, Any]:
+    results: dict[int, dict[str, Any]] = {}
+
     def add(i: int) -> tuple[float, str]:
         t0 = time.perf_counter()
         result = c.call("ADD", f"/run/netns/{netns[i]}", f"conc{i}")
         assert result is not None
+        results[i] = result
         return (time.perf_counter() - t0) * 1000, result["ips"][0]["address"]
 
     def delete(i: int) -> float:
-        return timed(lambda: c.call("DEL", f"/run/netns/{netns[i]}", f"conc{i}"))
+        return timed(lambda: c.call("DEL", f"/run/netns/{netns[i]}", f"conc{i}", results[i]))
 
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -139,10 +155,49 @@ def concurrent_run(c: Contender, netns: list[str], workers: int) -> dict[str, An
             "op_ms": [t for t, _ in adds] + dels}
 
 
+def contenders_for(bin_dir: Path, root: Path, *, masq: bool) -> list[Contender]:
+    m = "M" if masq else "N"
+    third = 1 if masq else 2
+    return [
+        Contender("kpy exec", "kpy-bridge", "kpy-host-local", tag=f"kpy{m}", bin_dir=bin_dir,
+                  root=root, subnet=f"10.25{third}.0.0/16", masq=masq),
+        Contender("reference exec", "bridge", "host-local", tag=f"ref{m}", bin_dir=bin_dir,
+                  root=root, subnet=f"10.24{third}.0.0/16", masq=masq),
+        Contender("kpy in-process", "kpy-bridge", "kpy-host-local", tag=f"kip{m}",
+                  bin_dir=bin_dir, root=root, subnet=f"10.23{third}.0.0/16", masq=masq,
+                  in_process=True)]
+
+
+def record_latency(contenders: list[Contender], pods: int, pool: list[str], *,
+                   masq: bool) -> list[Series]:
+    lat, cpu, split = latency(contenders, pods, pool)
+    by = {s.label: s for s in lat + cpu}
+    mode = "ipMasq" if masq else "no ipMasq"
+    record(name="cni-add-del" if masq else "cni-add-del-nomasq",
+           title=f"CNI ADD+DEL per pod (bridge + host-local IPAM, {mode})",
+           command=COMMAND, series=lat + cpu,
+           ratios={"kpy exec p50 / reference p50": by["kpy exec"].p50 / by["reference exec"].p50,
+                   "kpy exec p99 / reference p99": by["kpy exec"].p99 / by["reference exec"].p99,
+                   "kpy exec CPU p50 / reference CPU p50":
+                       by["kpy exec (CPU)"].p50 / by["reference exec (CPU)"].p50,
+                   "kpy in-process p50 (ms)": by["kpy in-process"].p50,
+                   "kpy in-process CPU p50 (ms)": by["kpy in-process (CPU)"].p50},
+           notes=f"One pod at a time; ADD then DEL (with prevResult), both timed, isGateway+"
+                 f"hairpin, {mode}. "
+                 + "; ".join(f"{label}: {text}" for label, text in split.items())
+                 + f". Load average at the end: {os.getloadavg()[0]:.1f} on "
+                 f"{os.cpu_count()} cores.")
+    for s in lat + cpu:
+        print(f"{mode:9s} {s.label:22s} ADD+DEL p50 {s.p50:7.1f} ms  p99 {s.p99:7.1f} ms")
+    for label, text in split.items():
+        print(f"{mode:9s} {label:22s} {text}")
+    return lat + cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pods", type=int, default=40, help="sequential ADD+DEL samples")
-    parser.add_argument("--concurrent", type=int, default=200)
+    parser.add_argument("--concurrent", type=int, default=200, help="0: skip that part")
     parser.add_argument("--workers", type=int, default=200, help="ADDs in flight at once")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -155,50 +210,37 @@ def main() -> None:
         if not (ref_bin / name).exists():
             raise SystemExit(f"reference plugin {name} missing from {ref_bin}: run `make tools`")
         os.symlink(ref_bin / name, bin_dir / name)
-    ours = Contender("kpy exec", "kpy-bridge", "kpy-host-local", bin_dir=bin_dir, root=root,
-                     subnet="10.251.0.0/16")
-    ref = Contender("reference exec", "bridge", "host-local", bin_dir=bin_dir, root=root,
-                    subnet="10.252.0.0/16")
-    inproc = Contender("kpy in-process", "kpy-bridge", "kpy-host-local", bin_dir=bin_dir,
-                       root=root, subnet="10.253.0.0/16", in_process=True)
-    contenders = [ours, ref, inproc]
+    masq_on = contenders_for(bin_dir, root, masq=True)
+    masq_off = contenders_for(bin_dir, root, masq=False)
     pool = netns_pool(max(args.pods, args.concurrent), f"kpyb{os.getpid() % 10000}-")
+    conc: dict[str, dict[str, Any]] = {}
     try:
-        netlink.fast_import()
-        lat, cpu = latency(contenders, args.pods, pool)
-        conc = {c.label: concurrent_run(c, pool[:args.concurrent], args.workers)
-                for c in (ours, ref)}
+        record_latency(masq_off, args.pods, pool, masq=False)
+        record_latency(masq_on, args.pods, pool, masq=True)
+        if args.concurrent:
+            conc = {c.label: concurrent_run(c, pool[:args.concurrent], args.workers)
+                    for c in masq_on[:2]}
     finally:
         drop_netns(pool)
-        for c in contenders:
+        for c in masq_on + masq_off:
             c.cleanup()
         shutil.rmtree(root, ignore_errors=True)
-    by = {s.label: s for s in lat + cpu}
-    record(name="cni-add-del", title="CNI ADD+DEL per pod (bridge + host-local IPAM)",
-           command=COMMAND, series=lat + cpu,
-           ratios={"kpy exec p50 / reference p50": by["kpy exec"].p50 / by["reference exec"].p50,
-                   "kpy exec CPU p50 / reference CPU p50":
-                       by["kpy exec (CPU)"].p50 / by["reference exec (CPU)"].p50,
-                   "kpy in-process p50 (ms)": by["kpy in-process"].p50},
-           notes="One pod at a time; ADD then DEL, both timed, isGateway+ipMasq+hairpin. "
-                 f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
-    conc_series = [Series(f"{label} ({v['workers']} in flight)", tuple(v["op_ms"]), "ms")
-                   for label, v in conc.items()]
-    out = record(
-        name="cni-concurrent", title=f"{args.concurrent} concurrent ADDs then DELs",
-        command=COMMAND, series=conc_series,
-        ratios={"kpy total / reference total": conc["kpy exec"]["total_s"]
-                / conc["reference exec"]["total_s"]},
-        notes="\n".join(
-            f"- {label}: total {v['total_s']:.1f} s (ADDs {v['add_total_s']:.1f} s), "
-            f"duplicates {v['duplicates']}, leaks after DEL {v['leaks']}"
-            for label, v in conc.items()))
-    for s in lat + cpu:
-        print(f"{s.label:22s} ADD+DEL p50 {s.p50:7.1f} ms  p99 {s.p99:7.1f} ms")
-    for label, v in conc.items():
-        print(f"{label:16s} {v['pods']} pods: total {v['total_s']:.1f} s, "
-              f"duplicates {v['duplicates']}, leaks {v['leaks']}")
-    print(f"results: {out.parent}\nrepeat: {COMMAND}")
+    if conc:
+        conc_series = [Series(f"{label} ({v['workers']} in flight)", tuple(v["op_ms"]), "ms")
+                       for label, v in conc.items()]
+        record(
+            name="cni-concurrent", title=f"{args.concurrent} concurrent ADDs then DELs",
+            command=COMMAND, series=conc_series,
+            ratios={"kpy total / reference total": conc["kpy exec"]["total_s"]
+                    / conc["reference exec"]["total_s"]},
+            notes="\n".join(
+                f"- {label}: total {v['total_s']:.1f} s (ADDs {v['add_total_s']:.1f} s), "
+                f"duplicates {v['duplicates']}, leaks after DEL {v['leaks']}"
+                for label, v in conc.items()))
+        for label, v in conc.items():
+            print(f"{label:16s} {v['pods']} pods: total {v['total_s']:.1f} s, "
+                  f"duplicates {v['duplicates']}, leaks {v['leaks']}")
+    print(f"results: {RESULTS}\nrepeat: {COMMAND}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from engine.execdriver.spec import InitSpec
 SPEC_FILE = "init.json"
 
 
-def _read_message(sock: socket.socket, buf: bytearray, deadline: float,
+def _read_message(sock: socket.socket, buf: bytearray, *, deadline: float,
                   fds: list[int] | None = None) -> dict[str, object]:
     """One JSON line from the sync socket; fds passed along with it go to `fds`."""
     while b"\n" not in buf:
@@ -82,15 +82,15 @@ class NativeDriver:
         buf = bytearray()
         console: list[int] = []  # the TTY master, made inside the container's devpts
         try:
-            first = _read_message(ours, buf, deadline)
+            first = _read_message(ours, buf, deadline=deadline)
             os.waitpid(helper, 0)
             helper = 0
             if "pid" not in first:
                 raise InvalidArgument(f"container init failed: {first.get('error', 'no reason')}")
             pid = int(str(first["pid"]))
-            second = _read_message(ours, buf, deadline, console)
+            second = _read_message(ours, buf, deadline=deadline, fds=console)
             while second.get("console"):  # the TTY master came first, with its own line
-                second = _read_message(ours, buf, deadline, console)
+                second = _read_message(ours, buf, deadline=deadline, fds=console)
             if not second.get("ready"):
                 raise InvalidArgument(
                     f"container init failed: {second.get('error', 'exited before ready')}")
@@ -111,7 +111,7 @@ class NativeDriver:
             raise FailedPrecondition(f"container {spec.id} was not created by this monitor")
         with sock:
             sock.sendall(b"S")
-            msg = _read_message(sock, bytearray(), time.monotonic() + timeout)
+            msg = _read_message(sock, bytearray(), deadline=time.monotonic() + timeout)
         if msg:  # EOF = the sync socket closed on exec: started
             raise InvalidArgument(f"container start failed: {msg.get('error', msg)}")
 
@@ -123,4 +123,4 @@ class NativeDriver:
 
     def exec_in_child(self, spec: InitSpec, *, bundle: Path, pid: int,
                       process: ExecProcess) -> int:
-        return nsexec.exec_in(spec, pid, process)
+        return nsexec.exec_in(spec, pid=pid, process=process)

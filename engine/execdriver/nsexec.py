@@ -4,7 +4,7 @@
 unshare namespaces, enter the cgroup, fork the container init (pid 1 of a new PID namespace),
 prepare its rootfs, report {"pid"} then {"ready"} on the sync socket, wait for "S", exec.
 
-`exec_in(spec, pid, process)` and `sandbox(dir, hostname, sysctls)` run in forks of the
+`exec_in(spec, pid=, process=)` and `sandbox(dir, hostname=, sysctls=)` run in forks of the
 monitor too: one more process in a running container; the pod's namespaces.
 
 Imports only the standard library and engine modules that do.
@@ -52,8 +52,9 @@ def _set_ctty() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def _exec(spec: InitSpec, args: tuple[str, ...], env: tuple[str, ...], sync: socket.socket | None,
-          bpf: list[tuple[int, int, int, int]] | None = None) -> None:
+def _exec(spec: InitSpec, *, args: tuple[str, ...], env: tuple[str, ...],
+          sync: socket.socket | None, bpf: list[tuple[int, int, int, int]] | None = None
+          ) -> None:
     path = nsinit.find_executable(args[0], env)
     if spec.seccomp is not None:
         bpf = bpf or program(spec.seccomp)
@@ -138,10 +139,10 @@ def _container_init(spec: InitSpec, sync: socket.socket) -> None:
     # Our parent is now the monitor (the setup process exited; the monitor is a subreaper):
     # if the monitor dies, so does the container, whoever notices it later.
     SYS.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)
-    _exec(spec, spec.args, spec.env, sync, bpf)
+    _exec(spec, args=spec.args, env=spec.env, sync=sync, bpf=bpf)
 
 
-def exec_in(spec: InitSpec, pid: int, process: ExecProcess) -> int:
+def exec_in(spec: InitSpec, *, pid: int, process: ExecProcess) -> int:
     """In a fork of the monitor, stdio on 0-2: join container `pid` (namespaces, cgroup),
     fork the process (it dies with us: PDEATHSIG), wait, return its exit status."""
     SYS.prctl(L.PR_SET_DUMPABLE, 0)
@@ -162,7 +163,7 @@ def exec_in(spec: InitSpec, pid: int, process: ExecProcess) -> int:
             nsinit.close_fds(set())
             nsinit.drop_privileges(spec, SYS, last_cap=L.cap_last_cap())
             nsinit.enter_cwd(process.cwd or spec.cwd)
-            _exec(spec, process.args, process.env, None)
+            _exec(spec, args=process.args, env=process.env, sync=None)
         except BaseException as e:
             os.write(2, f"exec failed: {e}\n".encode())
             os._exit(126 if not isinstance(e, InvalidArgument) else 127)
@@ -172,7 +173,7 @@ def exec_in(spec: InitSpec, pid: int, process: ExecProcess) -> int:
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
-def sandbox(ns_dir: str, hostname: str, sysctls: dict[str, str], *, share_pid: bool = False,
+def sandbox(ns_dir: str, *, hostname: str, sysctls: dict[str, str], share_pid: bool = False,
             cgroup_path: str = "") -> None:
     """In a fork of the monitor: new net/ipc/uts namespaces, hostname, sysctls, lo up, then
     bind-mount the namespaces at <ns_dir>/{net,ipc,uts} so they outlive this process.

@@ -28,7 +28,7 @@ def prepare_rootfs(spec: InitSpec, sys: Syscalls) -> None:
     rootfs = os.path.realpath(spec.rootfs)
     sys.mount(rootfs, rootfs, "", L.MS_BIND | L.MS_REC)
     for m in spec.mounts:
-        mount_one(rootfs, m, sys)
+        mount_one(rootfs, m, sys=sys)
     if not spec.privileged:
         for dev in spec.devices:
             make_device(rootfs, dev)
@@ -39,7 +39,7 @@ def prepare_rootfs(spec: InitSpec, sys: Syscalls) -> None:
     os.chdir("/")
 
 
-def mount_one(rootfs: str, m: MountPoint, sys: Syscalls) -> None:
+def mount_one(rootfs: str, m: MountPoint, *, sys: Syscalls) -> None:
     target = mountopts.secure_target(rootfs, m.destination)
     flags, propagation, data = mountopts.parse(m.options)
     if m.type == "bind" or flags & L.MS_BIND:

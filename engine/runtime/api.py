@@ -147,7 +147,7 @@ class Runtime:
         return [self.sandbox_status(sid) for sid in self.ctx.store.sandbox_ids()]
 
     def resolve_sandbox(self, prefix: str) -> str:
-        return self.ctx.store.resolve(prefix, self.ctx.store.sandbox_ids(), "sandbox")
+        return self.ctx.store.resolve(prefix, self.ctx.store.sandbox_ids(), what="sandbox")
 
     # -- containers -----------------------------------------------------------------------
     def create_container(self, sid: str, config: ContainerConfig, *, rootfs: Rootfs,
@@ -195,7 +195,8 @@ class Runtime:
         container.reopen_log(self.ctx, self.resolve_container(cid))
 
     def resolve_container(self, prefix: str) -> str:
-        return self.ctx.store.resolve(prefix, self.ctx.store.container_ids(), "container")
+        return self.ctx.store.resolve(prefix, self.ctx.store.container_ids(),
+                                      what="container")
 
     # -- exec, port-forward, stats ---------------------------------------------------------
     def exec_sync(self, cid: str, args: tuple[str, ...], *, timeout: float) -> exec.ExecResult:

@@ -103,7 +103,7 @@ class Store:
         except NotFound:
             return ContainerState(status=Status.UNKNOWN, created_at=rec.created_at)
 
-    def resolve(self, prefix: str, ids: list[str], what: str) -> str:
+    def resolve(self, prefix: str, ids: list[str], *, what: str) -> str:
         """A full ID from a unique prefix (as crictl and docker accept)."""
         if prefix in ids:
             return prefix

@@ -41,10 +41,10 @@ class CriLogWriter:
         while True:
             nl = buf.find(b"\n", 0, MAX_LINE + 1)
             if nl >= 0:
-                self._record(stream, b"F", buf[:nl])
+                self._record(stream, b"F", content=buf[:nl])
                 buf = buf[nl + 1:]
             elif len(buf) > MAX_LINE:
-                self._record(stream, b"P", buf[:MAX_LINE])
+                self._record(stream, b"P", content=buf[:MAX_LINE])
                 buf = buf[MAX_LINE:]
             else:
                 break
@@ -53,7 +53,7 @@ class CriLogWriter:
     def close_stream(self, stream: str) -> None:
         """The stream ended: a pending line without newline becomes a P record."""
         if self._pending[stream]:
-            self._record(stream, b"P", self._pending[stream])
+            self._record(stream, b"P", content=self._pending[stream])
             self._pending[stream] = b""
 
     def close(self) -> None:
@@ -63,7 +63,7 @@ class CriLogWriter:
             os.close(self._fd)
             self._fd = -1
 
-    def _record(self, stream: str, tag: bytes, content: bytes) -> None:
+    def _record(self, stream: str, tag: bytes, *, content: bytes) -> None:
         line = b"%s %s %s %s\n" % (timestamp(self._clock()).encode(), stream.encode(), tag,
                                     content)
         try:

@@ -83,7 +83,9 @@ class Monitor:
                 elif kind == "output":
                     self._output(key.fd, arg)
                 elif kind == "attach":
-                    self.sessions.attached_input(key.fileobj, *arg)  # type: ignore[arg-type]
+                    cid, reader = arg
+                    self.sessions.attached_input(key.fileobj, cid,  # type: ignore[arg-type]
+                                                 reader=reader)
                 elif kind == "exec":
                     self.sessions.exec_input(key.fileobj, arg)  # type: ignore[arg-type]
             self._reap()
@@ -108,7 +110,7 @@ class Monitor:
                 req = json.loads(line)
             except json.JSONDecodeError:
                 req = {}
-            if isinstance(req, dict) and self.sessions.take(conn, req, bytes(buf), fds):
+            if isinstance(req, dict) and self.sessions.take(conn, req, rest=bytes(buf), fds=fds):
                 return
             for fd in fds:
                 os.close(fd)
@@ -144,8 +146,9 @@ class Monitor:
             code = 1
             try:
                 os.close(r)
-                nsexec.sandbox(str(self.dir / "ns"), str(req.get("hostname", "")),
-                               {str(k): str(v) for k, v in dict(req.get("sysctls", {})).items()},
+                nsexec.sandbox(str(self.dir / "ns"), hostname=str(req.get("hostname", "")),
+                               sysctls={str(k): str(v)
+                                        for k, v in dict(req.get("sysctls", {})).items()},
                                share_pid=bool(req.get("share_pid")),
                                cgroup_path=str(req.get("cgroup_path", "")))
                 code = 0

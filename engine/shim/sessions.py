@@ -41,7 +41,7 @@ class Sessions:
         self.procs = procs
         self.execs: dict[int, socket.socket] = {}
 
-    def take(self, conn: socket.socket, req: dict[str, Any], rest: bytes,
+    def take(self, conn: socket.socket, req: dict[str, Any], *, rest: bytes,
              fds: list[int]) -> bool:
         """Handle an attach or exec request (the connection changes mode); False otherwise."""
         op = req.get("op")
@@ -53,9 +53,9 @@ class Sessions:
             if proc is None or proc.exited or not proc.started:
                 raise FailedPrecondition(f"container {req.get('id')} is not running")
             if op == "attach":
-                self._attach(conn, proc, rest)
+                self._attach(conn, proc, rest=rest)
             else:
-                self._exec(conn, proc, req, fds)
+                self._exec(conn, proc, req=req, fds=fds)
         except EngineError as e:
             _reply(conn, _error(e))
             conn.close()
@@ -66,7 +66,7 @@ class Sessions:
         return True
 
     # -- attach ---------------------------------------------------------------------------
-    def _attach(self, conn: socket.socket, proc: Proc, rest: bytes) -> None:
+    def _attach(self, conn: socket.socket, proc: Proc, *, rest: bytes) -> None:
         if not _reply(conn, {"ok": True}):
             conn.close()
             return
@@ -77,7 +77,8 @@ class Sessions:
         if rest:
             proc.handle_frames(reader.feed(rest))
 
-    def attached_input(self, conn: socket.socket, cid: str, reader: attach.FrameReader) -> None:
+    def attached_input(self, conn: socket.socket, cid: str, *,
+                       reader: attach.FrameReader) -> None:
         proc = self.procs.get(cid)
         try:
             data = conn.recv(65536)
@@ -97,7 +98,7 @@ class Sessions:
             proc.detach(conn)
 
     # -- exec -----------------------------------------------------------------------------
-    def _exec(self, conn: socket.socket, proc: Proc, req: dict[str, Any],
+    def _exec(self, conn: socket.socket, proc: Proc, *, req: dict[str, Any],
               fds: list[int]) -> None:
         if len(fds) != 3:
             raise InvalidArgument(f"exec needs 3 stdio fds, got {len(fds)}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from kubelet_py.client.kubeconfig import Credentials
 class ClientSet:
     api: Any
     """The `kubernetes.client.ApiClient` the typed API classes share."""
+    pem_dir: Path
+    """Private copies of the CA and client pair the kubernetes package reads from files."""
 
     @property
     def core(self) -> Any:
@@ -40,6 +43,7 @@ class ClientSet:
 
     def close(self) -> None:
         self.api.close()
+        shutil.rmtree(self.pem_dir, ignore_errors=True)
 
 
 def new_clientset(credentials: Credentials, *, state_dir: Path | None = None) -> ClientSet:
@@ -55,7 +59,7 @@ def new_clientset(credentials: Credentials, *, state_dir: Path | None = None) ->
         conf.key_file = _private(directory / "client.key", credentials.key_pem)
     if credentials.token:
         conf.api_key = {"authorization": f"Bearer {credentials.token}"}
-    return ClientSet(api=k8s.ApiClient(conf))
+    return ClientSet(api=k8s.ApiClient(conf), pem_dir=directory)
 
 
 def _private(path: Path, data: bytes) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from kubelet_py.client import load_kubeconfig, new_clientset
 from tests.harness.cluster import ControlPlane, control_plane  # noqa: F401
 
 pytestmark = pytest.mark.e2e
@@ -121,6 +122,18 @@ def test_join_registers_node_and_renews_lease(control_plane: ControlPlane,  # no
                              check=True)
         assert json.loads(who.stdout)["status"]["userInfo"]["username"] == \
             f"system:node:{node_name}"
+        # The typed ClientSet and the dynamic client work with the node's credentials.
+        clientset = new_clientset(load_kubeconfig(kubeconfig))
+        try:
+            typed = clientset.core.read_node(node_name)
+            assert typed.metadata.uid == node["metadata"]["uid"]
+            leases = clientset.dynamic().resources.get(api_version="coordination.k8s.io/v1",
+                                                       kind="Lease")
+            dyn = leases.get(name=node_name, namespace="kube-node-lease")
+            assert dyn.spec.holderIdentity == node_name
+        finally:
+            clientset.close()
+        assert not clientset.pem_dir.exists()
         print(f"\nnode registered {registered:.2f}s after `kubelet-py join` started")
     finally:
         kubelet.stop()

@@ -416,3 +416,42 @@ def test_unknown_runtime_handler(node: Node) -> None:
         node.cluster.kubectl("delete", "pod", "-n", node.namespace, "rc", "--wait=false",
                              check=False)
         node.cluster.kubectl("delete", "runtimeclass", rc, "--wait=false", check=False)
+
+
+def test_deployment_of_three_httpd_becomes_available(node: Node) -> None:
+    """Through the scheduler (a nodeSelector keeps it on this node): 3 replicas Available."""
+    labels = {"app": "httpd"}
+    node.cluster.kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "httpd", "namespace": node.namespace},
+        "spec": {"replicas": 3, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": {
+                     "nodeSelector": {"kubernetes.io/hostname": node.name},
+                     "terminationGracePeriodSeconds": 2,
+                     "containers": [{"name": "httpd", "image": BUSYBOX,
+                                     "command": ["httpd", "-f", "-p", "8080"],
+                                     "ports": [{"containerPort": 8080}]}]}}}}))
+    started = time.monotonic()
+    wait(lambda: (d := node.get("deployment", "-n", node.namespace, "httpd")) and
+         d.get("status", {}).get("availableReplicas") == 3, "3 available replicas",
+         timeout=90)
+    print(f"\n[{node.runtime.name}] deployment of 3 Available in "
+          f"{time.monotonic() - started:.2f}s")
+    pods = node.get("pods", "-n", node.namespace, "-l", "app=httpd")["items"]
+    assert {p["spec"]["nodeName"] for p in pods} == {node.name}
+    assert len({p["status"]["podIP"] for p in pods}) == 3
+
+
+def test_job_completes(node: Node) -> None:
+    node.cluster.kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "once", "namespace": node.namespace},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "nodeSelector": {"kubernetes.io/hostname": node.name},
+            "restartPolicy": "Never",
+            "containers": [{"name": "once", "image": BUSYBOX,
+                            "command": ["sh", "-c", "echo job done"]}]}}}}))
+    wait(lambda: (j := node.get("job", "-n", node.namespace, "once")) and
+         j.get("status", {}).get("succeeded") == 1, "job succeeded", timeout=90)
+    pods = node.get("pods", "-n", node.namespace, "-l", "job-name=once")["items"]
+    assert [p["status"]["phase"] for p in pods] == ["Succeeded"]

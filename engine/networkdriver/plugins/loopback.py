@@ -69,5 +69,4 @@ def run(env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes]:
 
 
 def main() -> None:
-    netlink.fast_import()
     skel.main(PLUGIN)

@@ -56,10 +56,6 @@ _U32 = struct.Struct("=I")
 _LIBC: list[ctypes.CDLL] = []
 
 
-def fast_import() -> None:
-    """Kept for callers of the pyroute2 era: there is nothing heavy left to skip."""
-
-
 def _setns(fd: int) -> None:
     setns = getattr(os, "setns", None)  # Python 3.12+
     if setns is not None:

@@ -20,7 +20,7 @@ def test_bind_mount_with_flags_and_propagation(tmp_path: Path) -> None:
     src.mkdir()
     sys = FakeSyscalls()
     nsinit.mount_one(str(rootfs), MountPoint("/data/x", "bind", str(src),
-                                             ("rbind", "ro", "nosuid", "rslave")), sys)
+                                             ("rbind", "ro", "nosuid", "rslave")), sys=sys)
     target = str(rootfs / "data" / "x")
     assert os.path.isdir(target)
     assert sys.calls == [
@@ -37,8 +37,8 @@ def test_fs_mount_data_and_file_bind(tmp_path: Path) -> None:
     f.write_text("x")
     sys = FakeSyscalls()
     nsinit.mount_one(str(rootfs), MountPoint("/dev", "tmpfs", "tmpfs",
-                                             ("nosuid", "mode=755", "size=65536k")), sys)
-    nsinit.mount_one(str(rootfs), MountPoint("/etc/hosts", "bind", str(f), ("rbind",)), sys)
+                                             ("nosuid", "mode=755", "size=65536k")), sys=sys)
+    nsinit.mount_one(str(rootfs), MountPoint("/etc/hosts", "bind", str(f), ("rbind",)), sys=sys)
     assert sys.calls[0] == ("mount", ("tmpfs", str(rootfs / "dev"), "tmpfs", L.MS_NOSUID,
                                       "mode=755,size=65536k"))
     assert (rootfs / "etc" / "hosts").is_file()
@@ -50,7 +50,7 @@ def test_symlink_target_out_of_rootfs_refused(tmp_path: Path) -> None:
     os.symlink("/", rootfs / "proc")
     sys = FakeSyscalls()
     with pytest.raises(InvalidArgument, match="outside"):
-        nsinit.mount_one(str(rootfs), MountPoint("/proc", "proc", "proc"), sys)
+        nsinit.mount_one(str(rootfs), MountPoint("/proc", "proc", "proc"), sys=sys)
     assert sys.calls == []
 
 

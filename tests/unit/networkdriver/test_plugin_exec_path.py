@@ -3,6 +3,7 @@ replace heavy ones on it (netlink packing, JSON, frozen values, spawning a helpe
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import pytest
 
 from engine.networkdriver.plugins import bridge_link, install, invoke, jsonio, netlink, spawn, spec
 from engine.networkdriver.plugins.bridge_config import BridgeConfig
+from engine.networkdriver.plugins.ipam_config import Route
 from engine.networkdriver.plugins.value import FrozenInstanceError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -24,7 +26,7 @@ HEAVY = ("typing", "dataclasses", "inspect", "logging", "subprocess", "json", "r
 
 
 def imported_by(*modules: str) -> set[str]:
-    code = ("import sys; sys.path[:0] = [%r]\n" % str(REPO)
+    code = (f"import sys; sys.path[:0] = [{str(REPO)!r}]\n"
             + "".join(f"import {m}\n" for m in modules)
             + "print('\\n'.join(sys.modules))")
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
@@ -120,7 +122,11 @@ def test_values_are_frozen_dataclass_alikes() -> None:
                   is_default_gateway=False, force_address=False, ip_masq=True, mtu=0,
                   hairpin=False, promisc=False, dns={}, prev_result=None)
     a, b = BridgeConfig(**kwargs), BridgeConfig(**kwargs)  # type: ignore[arg-type]
-    assert a == b and hash(a) == hash(b) and a != BridgeConfig(**{**kwargs, "mtu": 1})  # type: ignore[arg-type]
+    assert a == b and a != BridgeConfig(**{**kwargs, "mtu": 1})  # type: ignore[arg-type]
+    gw = ipaddress.ip_address("10.0.0.1")
+    route = Route(dst=ipaddress.ip_network("0.0.0.0/0"), gw=gw)
+    assert hash(route) == hash(Route(ipaddress.ip_network("0.0.0.0/0"), gw))
+    assert Route(dst=ipaddress.ip_network("10.1.0.0/16")).gw is None  # a plain default
     assert repr(a).startswith("BridgeConfig(name='n', bridge='b',")
     with pytest.raises(FrozenInstanceError):
         a.mtu = 5  # type: ignore[misc]

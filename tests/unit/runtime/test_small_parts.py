@@ -59,11 +59,11 @@ def test_attach_frames_roundtrip() -> None:
 def test_store_prefix_resolution_and_bad_ids(tmp_path: Path) -> None:
     store = Store(tmp_path)
     ids = ["abc123", "abd456"]
-    assert store.resolve("abc", ids, "container") == "abc123"
+    assert store.resolve("abc", ids, what="container") == "abc123"
     with pytest.raises(NotFound, match="ambiguous"):
-        store.resolve("ab", ids, "container")
+        store.resolve("ab", ids, what="container")
     with pytest.raises(NotFound):
-        store.resolve("zz", ids, "container")
+        store.resolve("zz", ids, what="container")
     with pytest.raises(InvalidArgument):
         store.sandbox_dir("../etc")
     with pytest.raises(NotFound):
