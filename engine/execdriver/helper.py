@@ -1,4 +1,4 @@
-"""How to start our small Python helpers (nsexec, the monitor): the interpreter without
+"""How to start our small Python helper process, the pod monitor: the interpreter without
 site-packages, with only our source tree on the path and a fixed minimal environment."""
 from __future__ import annotations
 

@@ -7,8 +7,11 @@ pod's cgroup. The cost is one interpreter per pod, paid with `-S` and a stdlib-o
 
 It detaches from the daemon (double fork, own session) and is a child subreaper, so every
 container init is its descendant: it owns their stdio, writes their CRI logs, reaps them and
-records the exit in <dir>/containers/<id>/state.json. It never restarts; the runtime treats a
-dead monitor as "all its containers exited" and cleans up from the cgroups.
+records the exit in <dir>/containers/<id>/state.json. Being small and single-threaded, it
+also forks the work that must not come from the big daemon: the pod's namespaces, native
+container setup, exec sessions (engine.shim.sessions). It never restarts; native containers
+die with it (PDEATHSIG), and the runtime treats a dead monitor as "all its containers exited"
+and kills what is left through the cgroups.
 """
 from __future__ import annotations
 

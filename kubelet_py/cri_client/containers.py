@@ -1,6 +1,8 @@
 """Container RPCs."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cri.api import runtime_pb2 as pb
 from kubelet_py.cri_client.connection import Connection
 
@@ -49,3 +51,12 @@ class Containers:
         """Make the runtime reopen the container's log file (after the kubelet renamed it)."""
         await self._c.call("ReopenContainerLog", self._c.runtime.ReopenContainerLog,
                            pb.ReopenContainerLogRequest(container_id=container_id))
+
+    async def exec_sync(self, container_id: str, cmd: Sequence[str], *,
+                        timeout: int) -> pb.ExecSyncResponse:
+        """Run a command in the container and wait (probes); `timeout` in seconds."""
+        resp: pb.ExecSyncResponse = await self._c.call(
+            "ExecSync", self._c.runtime.ExecSync,
+            pb.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout),
+            timeout=timeout + 10.0)
+        return resp

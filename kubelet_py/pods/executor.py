@@ -112,6 +112,22 @@ class Executor:
             raise StartError("RunContainerError", exc.details) from exc
         return Started(container_id=cid, image_ref=image_ref)
 
+    async def exec(self, container_id: str, cmd: list[str], timeout: int) -> int:
+        """Exit code of a command run in the container (exec probes); -1 if it cannot run."""
+        try:
+            resp = await self._cri.containers.exec_sync(container_id, cmd, timeout=timeout)
+        except CRIError as exc:
+            log.debug("exec in %s failed: %s", container_id, exc)
+            return -1
+        return int(resp.exit_code)
+
+    async def stop_container(self, container_id: str, *, grace: int) -> None:
+        try:
+            await self._cri.containers.stop(container_id, timeout=grace)
+        except CRIError as exc:
+            if not exc.not_found:
+                raise
+
     async def remove_container(self, container_id: str) -> None:
         try:
             await self._cri.containers.remove(container_id)

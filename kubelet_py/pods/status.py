@@ -21,6 +21,10 @@ class StatusInputs:
     """The CRI runtime's name, the scheme of containerIDs (`containerd://...`)."""
     host_ips: tuple[str, ...]
     waiting: Mapping[str, Waiting] = dataclasses.field(default_factory=dict)
+    ready: Mapping[str, bool] = dataclasses.field(default_factory=dict)
+    """Readiness probe results by container ID (containers without the probe are ready)."""
+    started: Mapping[str, bool] = dataclasses.field(default_factory=dict)
+    """Startup probe successes by container ID (containers without the probe started)."""
 
 
 def _t(when: dt.datetime | None) -> str | None:
@@ -59,7 +63,10 @@ def container_status(spec: Obj, runtime: PodRuntime, inputs: StatusInputs, *,
         out["lastState"] = _terminated(previous, inputs.runtime_name)
     if c.state == State.RUNNING:
         out["state"] = {"running": {"startedAt": _t(c.started_at)}}
-        out["ready"] = out["started"] = True
+        started = not spec.get("startupProbe") or inputs.started.get(c.id, False)
+        out["started"] = started
+        out["ready"] = started and (not spec.get("readinessProbe") or
+                                    inputs.ready.get(c.id, False))
     elif c.state == State.EXITED and waiting is not None:
         out["state"] = {"waiting": _clean({"reason": waiting.reason,
                                            "message": waiting.message})}

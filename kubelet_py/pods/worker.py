@@ -14,6 +14,7 @@ from kubelet_py.pods.backoff import BackoffEntry, next_entry
 from kubelet_py.pods.executor import Executor, SandboxError, StartError
 from kubelet_py.pods.model import Pod, PodRuntime, pod_key
 from kubelet_py.pods.planner import PodActions, StartFailure, Waiting, compute_pod_actions
+from kubelet_py.pods.probes import ProbeManager
 from kubelet_py.pods.status import StatusInputs, compute_pod_status
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class PodWorker:
         self.backoff: dict[str, BackoffEntry] = {}
         self.failures: dict[str, StartFailure] = {}
         self._wake = asyncio.Event()
+        self.probes = ProbeManager(executor, on_change=self.poke, kill=self._probe_kill)
         self.syncs = 0
         self.sandbox_backoff: BackoffEntry | None = None
         self.done = False
@@ -128,11 +130,20 @@ class PodWorker:
         changed, retry = await self._execute(pod, runtime, actions, waiting)
         if changed:
             runtime = await self._view(self.uid)
+        self.probes.sync(pod, runtime)
         status = compute_pod_status(pod, runtime, StatusInputs(
-            runtime_name=self._runtime_name(), host_ips=self._host_ips, waiting=waiting),
-            self._clock.now())
+            runtime_name=self._runtime_name(), host_ips=self._host_ips, waiting=waiting,
+            ready=self.probes.ready, started=self.probes.started), self._clock.now())
         await self._reporter.report(pod, status)
         return False, retry if retry is not None else self._requeue(actions)
+
+    async def _probe_kill(self, container_id: str, reason: str) -> None:
+        """A failed liveness/startup probe: stop the container; the planner restarts it."""
+        if self.pod is not None:
+            self._reporter.event(self.pod, kind="Warning", reason="Unhealthy",
+                                 message=f"{reason}; container will be restarted")
+            await self._exec.stop_container(container_id, grace=grace_seconds(self.pod))
+        self.poke()
 
     def _requeue(self, actions: PodActions) -> float | None:
         delays = [actions.requeue_after] if actions.requeue_after is not None else []
@@ -215,6 +226,7 @@ class PodWorker:
         """Stop within the grace period, tear the sandbox down, then let the API forget it."""
         grace = grace_seconds(pod)
         log.info("pod %s: terminating (grace %ss)", pod_key(pod), grace)
+        self.probes.stop()
         await self._exec.kill_pod(runtime, grace=grace)
         stopped = await self._view(self.uid)
         if not self.removed:

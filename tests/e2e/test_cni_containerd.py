@@ -161,6 +161,7 @@ def test_containerd_runs_pods_on_our_plugins(node: Node) -> None:
         assert address != node.gateway
         assert files[address].split(b"\r\n")[0].decode() == sandbox
     assert len(helpers.bridge_ports(node.instance.bridge)) == 2
+    assert helpers.masq_chains(node.network)  # the shipped conflist masquerades (ipMasq)
 
     ctr = node.crictl("create", pod, str(container_config(node, "main")), str(client))
     node.crictl("start", ctr)
@@ -172,6 +173,8 @@ def test_containerd_runs_pods_on_our_plugins(node: Node) -> None:
     assert helpers.ping(None, ip), f"node cannot reach the pod at {ip}"
     routes = node.crictl("exec", "-s", ctr, "ip", "route")
     assert f"default via {node.gateway}" in routes
+    # containerd's own `loopback` network ran our kpy-loopback (installed under that name)
+    assert "UP" in node.crictl("exec", "-s", ctr, "ip", "link", "show", "lo")
 
     # stopp/rmp: containerd's CNI DEL through our plugins releases the addresses
     node.crictl("stop", ctr)

@@ -1,10 +1,15 @@
 """enginectl run/ps/logs/exec/stop/rm against a real engined (host network: no CNI)."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +49,38 @@ def wait_for(predicate: object, what: str, timeout_s: float = 20) -> None:
         time.sleep(0.1)
 
 
+def exec_in_a_terminal(daemon: Engined, container: str, keys: bytes) -> tuple[int, bytes]:
+    """`enginectl exec -it CONTAINER sh` on a pseudo-terminal of 24x80: type `keys`, and
+    return the exit code and everything the terminal showed."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cri.ctl.main", "--endpoint", daemon.endpoint, "exec", "-it",
+         container, "sh"], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        env={**os.environ, "COLUMNS": "80", "LINES": "24"})
+    os.close(slave)
+    screen = b""
+    try:
+        deadline = time.monotonic() + 30
+        typed = False
+        while proc.poll() is None or select.select([master], [], [], 0)[0]:
+            assert time.monotonic() < deadline, f"exec -it did not finish: {screen!r}"
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    screen += os.read(master, 4096)
+                except OSError:  # the terminal closed with the process
+                    break
+            if not typed and b"#" in screen:  # the shell's prompt
+                os.write(master, keys)
+                typed = True
+        return proc.wait(timeout=10), screen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
 def test_run_attached_returns_the_exit_code_and_rm_cleans_up(
         daemon: Engined) -> None:
     out = enginectl(daemon, "run", "--rm", "--network", "host", "--name", "once", BUSYBOX,
@@ -71,6 +108,10 @@ def test_detached_container_lifecycle(daemon: Engined) -> None:
     piped = enginectl(daemon, "exec", "-i", "ticker", "sh", "-c", "cat; exit 6",
                       stdin="through the websocket\n")
     assert (piped.returncode, piped.stdout) == (6, "through the websocket\n"), piped.stderr
+
+    code, screen = exec_in_a_terminal(daemon, "ticker", b"stty size; echo $((6*7)); exit 9\r")
+    assert code == 9, screen
+    assert b"42" in screen and b"24 80" in screen  # our window size reached the container
 
     refused = enginectl(daemon, "rm", "ticker")
     assert refused.returncode == 125 and "stop it first or use rm -f" in refused.stderr

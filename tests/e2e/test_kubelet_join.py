@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kubelet_py.client import load_kubeconfig, new_clientset
-from tests.harness.cluster import ControlPlane, control_plane  # noqa: F401
+from tests.harness.cluster import ControlPlane
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +74,7 @@ def join_args(cluster: ControlPlane, root: Path, name: str, *, token: str | None
 
 
 @pytest.fixture
-def node_name(control_plane: ControlPlane) -> Iterator[str]:  # noqa: F811
+def node_name(control_plane: ControlPlane) -> Iterator[str]:
     name = f"kubelet-py-e2e-{secrets.token_hex(3)}"
     yield name
     control_plane.kubectl("delete", "node", name, "--ignore-not-found", "--wait=false",
@@ -83,7 +83,7 @@ def node_name(control_plane: ControlPlane) -> Iterator[str]:  # noqa: F811
                           "--ignore-not-found", "--wait=false", check=False)
 
 
-def test_join_registers_node_and_renews_lease(control_plane: ControlPlane,  # noqa: F811
+def test_join_registers_node_and_renews_lease(control_plane: ControlPlane,
                                               node_name: str, tmp_path: Path) -> None:
     kubelet = Kubelet(tmp_path, node_name, join_args(control_plane, tmp_path, node_name))
     try:
@@ -140,7 +140,7 @@ def test_join_registers_node_and_renews_lease(control_plane: ControlPlane,  # no
         print(kubelet.output()[-3000:])
 
 
-def test_restart_reuses_kubeconfig(control_plane: ControlPlane,  # noqa: F811
+def test_restart_reuses_kubeconfig(control_plane: ControlPlane,
                                    node_name: str, tmp_path: Path) -> None:
     first = Kubelet(tmp_path, node_name, join_args(control_plane, tmp_path, node_name))
     try:
@@ -162,7 +162,7 @@ def test_restart_reuses_kubeconfig(control_plane: ControlPlane,  # noqa: F811
         again.stop()
 
 
-def test_wrong_ca_hash_refuses_to_join(control_plane: ControlPlane,  # noqa: F811
+def test_wrong_ca_hash_refuses_to_join(control_plane: ControlPlane,
                                        tmp_path: Path) -> None:
     args = join_args(control_plane, tmp_path, "never", ca_hash="sha256:" + "0" * 64)
     done = subprocess.run([sys.executable, "-m", "kubelet_py.cli", *args], capture_output=True,
@@ -174,7 +174,7 @@ def test_wrong_ca_hash_refuses_to_join(control_plane: ControlPlane,  # noqa: F81
 
 
 @pytest.mark.parametrize("kind", ["wrong-secret", "unknown-id"])
-def test_bad_token_refuses_to_join(control_plane: ControlPlane,  # noqa: F811
+def test_bad_token_refuses_to_join(control_plane: ControlPlane,
                                    tmp_path: Path, kind: str) -> None:
     token_id, _, secret = control_plane.token.partition(".")
     bad = f"{token_id}.{'x' * 16}" if kind == "wrong-secret" else f"zzzzzz.{secret}"
@@ -192,7 +192,7 @@ def _get(cluster: ControlPlane, *args: str) -> Any:
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
-def test_serving_certificate_from_approved_csr(control_plane: ControlPlane,  # noqa: F811
+def test_serving_certificate_from_approved_csr(control_plane: ControlPlane,
                                                node_name: str, tmp_path: Path) -> None:
     import ssl
 

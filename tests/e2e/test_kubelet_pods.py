@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_kubelet_join import Kubelet, free_port, wait
-from tests.harness.cluster import ControlPlane, control_plane  # noqa: F401
+from tests.harness.cluster import ControlPlane
 from tests.harness.containerd import Containerd, cni_conflist, containerd  # noqa: F401
 from tests.harness.prereq import need_tool
 from tests.harness.registry import LocalRegistry, local_registry  # noqa: F401
@@ -134,7 +134,7 @@ class Node:
 
 
 @pytest.fixture(scope="module")
-def node(control_plane: ControlPlane, runtime: Runtime,  # noqa: F811
+def node(control_plane: ControlPlane, runtime: Runtime,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     n = Node(control_plane, runtime, tmp_path_factory.mktemp("kubelet"))
     try:
@@ -455,3 +455,22 @@ def test_job_completes(node: Node) -> None:
          j.get("status", {}).get("succeeded") == 1, "job succeeded", timeout=90)
     pods = node.get("pods", "-n", node.namespace, "-l", "job-name=once")["items"]
     assert [p["status"]["phase"] for p in pods] == ["Succeeded"]
+
+
+def test_readiness_and_liveness_probes(node: Node) -> None:
+    node.create_pod("probed", [
+        {"name": "slow", "image": BUSYBOX,
+         "command": ["sh", "-c", "sleep 3; touch /tmp/ready; sleep 3600"],
+         "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]},
+                            "periodSeconds": 1}},
+        {"name": "sick", "image": BUSYBOX, "command": ["sleep", "3600"],
+         "livenessProbe": {"exec": {"command": ["test", "-f", "/tmp/never"]},
+                           "periodSeconds": 1, "failureThreshold": 2}}])
+    wait(lambda: (p := node.pod("probed")) and p["status"].get("phase") == "Running",
+         "pod Running", timeout=60)
+    first = _state(node.pod("probed"), 0)
+    assert first.get("ready") is False or first.get("state", {}).get("running")
+    wait(lambda: _state(node.pod("probed"), 0).get("ready") is True, "readiness", timeout=30)
+    wait(lambda: _state(node.pod("probed"), 1).get("restartCount", 0) >= 1,
+         "a liveness restart", timeout=60)
+    assert any(e["reason"] == "Unhealthy" for e in _events(node, "probed"))
