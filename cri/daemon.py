@@ -24,7 +24,7 @@ from cri.errors import status_for
 from cri.server import enginesvc, listener
 from cri.server.engine_events import EnginePublisher
 from cri.server.engine_images import EngineImages
-from cri.server.engine_runtime import EngineContainers, EngineSandboxes
+from cri.server.engine_runtime import EngineContainers, EngineSandboxes, container_view
 from cri.server.engine_stats import EngineStats
 from cri.server.engine_streams import EngineStreams
 from cri.server.events import EventBus
@@ -156,7 +156,8 @@ def _wire(engine: Engine, options: DaemonOptions) -> None:
     runtime = Runtime(RuntimeOptions(run_root=run_root, default_handler=options.exec_driver),
                       network=network)
     bus = EventBus()
-    publisher = EnginePublisher(bus, runtime, images)
+    view = container_view(runtime, images)
+    publisher = EnginePublisher(bus, runtime, images, view=view)
     publisher.start()
     engine.closers.append(publisher.stop)
     streaming = StreamingServer(EngineStreams(runtime))
@@ -164,8 +165,8 @@ def _wire(engine: Engine, options: DaemonOptions) -> None:
     engine.closers.append(streaming.stop)
     engine.ports = dataclasses.replace(
         engine.ports, images=EngineImages(images), network=network,
-        sandboxes=EngineSandboxes(runtime, images),
-        containers=EngineContainers(runtime, images, publish=publisher.publish),
+        sandboxes=EngineSandboxes(runtime, images, view=view),
+        containers=EngineContainers(runtime, images, view=view, publish=publisher.publish),
         streaming=streaming, stats=EngineStats(runtime, image_fs_mountpoint=str(images.root)),
         events=bus)
 

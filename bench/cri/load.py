@@ -39,7 +39,8 @@ async def run(*, endpoint: str, rpc: str, ids: list[str], concurrency: int, seco
     errors: dict[str, int] = {}
     async with grpc.aio.insecure_channel(
             endpoint, options=[("grpc.max_receive_message_length", 16 << 20)]) as channel:
-        call = getattr(pb_grpc.RuntimeServiceStub(channel), rpc)
+        stub = pb_grpc.RuntimeServiceStub(channel)  # type: ignore[no-untyped-call]
+        call = getattr(stub, rpc)
         await call(_request(rpc, ids, 0), timeout=30)  # connected before the clock starts
         start = time.perf_counter()
         measure_from, stop_at = start + warmup_s, start + warmup_s + seconds

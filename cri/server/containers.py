@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Sequence
 
 import grpc
 
@@ -57,19 +58,48 @@ def check_container_config(config: pb.ContainerConfig) -> None:
         raise InvalidArgument("namespace_options.pid is TARGET but target_id is empty")
 
 
+@dataclasses.dataclass(frozen=True)
+class Selector:
+    """A ContainerFilter read once, so a listing does not re-read it per container."""
+
+    id: str
+    pod_sandbox_id: str
+    state: int | None
+    labels: tuple[tuple[str, str], ...]
+
+    def __call__(self, item: pb.Container) -> bool:
+        if self.id and not item.id.startswith(self.id):
+            return False
+        if self.pod_sandbox_id and not item.pod_sandbox_id.startswith(self.pod_sandbox_id):
+            return False
+        if self.state is not None and item.state != self.state:
+            return False
+        if self.labels:
+            labels = item.labels
+            return all(labels.get(k) == v for k, v in self.labels)
+        return True
+
+
+def selector(flt: pb.ContainerFilter) -> Selector | None:
+    """None when the filter selects everything."""
+    if not flt.ByteSize():
+        return None
+    return Selector(id=flt.id, pod_sandbox_id=flt.pod_sandbox_id,
+                    state=flt.state.state if flt.HasField("state") else None,
+                    labels=tuple(flt.label_selector.items()))
+
+
 def matches(item: pb.Container, flt: pb.ContainerFilter) -> bool:
-    if not v.id_matches(item.id, flt.id):
-        return False
-    if flt.pod_sandbox_id and not item.pod_sandbox_id.startswith(flt.pod_sandbox_id):
-        return False
-    if flt.HasField("state") and item.state != flt.state.state:
-        return False
-    return v.labels_match(item.labels, flt.label_selector)
+    sel = selector(flt)
+    return sel is None or sel(item)
 
 
 class Containers:
     def __init__(self, port: ContainerPort) -> None:
         self._port = port
+        # The unfiltered answer, kept while the port hands back the same listing object
+        # (a port whose listing has not changed may return the very same sequence).
+        self._everything: tuple[Sequence[pb.Container], pb.ListContainersResponse] | None = None
 
     def rpcs(self) -> dict[str, Impl]:
         return {"CreateContainer": self.CreateContainer,
@@ -112,12 +142,23 @@ class Containers:
             self._port.remove_container(v.require(request.container_id, "container_id"))
         return pb.RemoveContainerResponse()
 
-    def _listed(self, flt: pb.ContainerFilter) -> list[pb.Container]:
-        return [c for c in self._port.list_containers() if matches(c, flt)]
+    def _listed(self, flt: pb.ContainerFilter) -> Sequence[pb.Container]:
+        listed = self._port.list_containers()
+        sel = selector(flt)
+        return listed if sel is None else [c for c in listed if sel(c)]
 
     def ListContainers(self, request: pb.ListContainersRequest,
                        context: grpc.ServicerContext) -> pb.ListContainersResponse:
-        return pb.ListContainersResponse(containers=self._listed(request.filter))
+        sel = selector(request.filter)
+        listed = self._port.list_containers()
+        if sel is not None:
+            return pb.ListContainersResponse(containers=[c for c in listed if sel(c)])
+        cached = self._everything
+        if cached is not None and cached[0] is listed:
+            return cached[1]  # never mutated once built: only serialized
+        response = pb.ListContainersResponse(containers=listed)
+        self._everything = (listed, response)
+        return response
 
     def StreamContainers(self, request: pb.StreamContainersRequest,
                          context: grpc.ServicerContext) -> Iterator[pb.StreamContainersResponse]:

@@ -4,6 +4,10 @@ The CRI verbs publish created/started/stopped/deleted as they succeed; a watcher
 polls the runtime for containers that exited on their own (the process ended, OOM) and
 publishes those as stopped. Each event carries the sandbox's status and the statuses of
 all its containers, as the kubelet's evented PLEG expects.
+
+Both feed the container view the RPCs read: an event's fresh read of its sandbox's
+containers updates that sandbox in the view, and the watcher's scan is the view's
+periodic full load, so events and statuses tell the same story.
 """
 from __future__ import annotations
 
@@ -13,20 +17,21 @@ import time
 from collections.abc import Callable
 
 from cri.api import runtime_pb2 as pb
-from cri.server.engine_runtime import container_status, image_id_of, sandbox_status
+from cri.server.container_view import ContainerView
+from cri.server.engine_runtime import entry_of, sandbox_status
 from cri.server.events import EventBus
 from engine.errors import EngineError, NotFound
 from engine.images import ImageService
 from engine.runtime.api import Runtime
-from engine.runtime.status import Status
 
 log = logging.getLogger(__name__)
 
 
 class EnginePublisher:
     def __init__(self, bus: EventBus, runtime: Runtime, images: ImageService, *,
-                 clock_ns: Callable[[], int] = time.time_ns, poll_s: float = 1.0) -> None:
-        self._bus, self._rt, self._images = bus, runtime, images
+                 view: ContainerView, clock_ns: Callable[[], int] = time.time_ns,
+                 poll_s: float = 1.0) -> None:
+        self._bus, self._rt, self._images, self._view = bus, runtime, images, view
         self._clock_ns = clock_ns
         self._poll_s = poll_s
         self._lock = threading.Lock()
@@ -47,25 +52,25 @@ class EnginePublisher:
                                           created_at=self._clock_ns())
         try:
             event.pod_sandbox_status.CopyFrom(sandbox_status(self._rt.sandbox_status(sandbox_id)))
-            event.containers_statuses.extend(
-                container_status(info, image_id=image_id_of(self._images,
-                                                            info.record.config.image))
-                for info in self._rt.list_containers(sandbox_id))
+            gen = self._view.generation()
+            entries = [entry_of(info, self._images)
+                       for info in self._rt.list_containers(sandbox_id)]
+            self._view.apply(entries, gen=gen, sandbox_id=sandbox_id)
+            event.containers_statuses.extend(e.status for e in entries)
         except NotFound:
             pass  # the sandbox went away meanwhile: the bare event still tells the story
         self._bus.publish(event)
 
     def scan(self) -> None:
         """Publish `stopped` for containers that exited since the last scan."""
-        for info in self._rt.list_containers():
-            if info.state.status is Status.EXITED and info.record.id not in self._exited:
-                self.publish(info.record.id, info.record.sandbox_id,
-                             pb.CONTAINER_STOPPED_EVENT)
+        for e in self._view.refresh():
+            if e.status.state == pb.CONTAINER_EXITED and e.status.id not in self._exited:
+                self.publish(e.status.id, e.sandbox_id, pb.CONTAINER_STOPPED_EVENT)
 
     def start(self) -> None:
         with self._lock:
-            self._exited = {i.record.id for i in self._rt.list_containers()
-                            if i.state.status is Status.EXITED}
+            self._exited = {e.status.id for e in self._view.refresh()
+                            if e.status.state == pb.CONTAINER_EXITED}
         self._thread = threading.Thread(target=self._watch, name="cri-exit-watcher",
                                         daemon=True)
         self._thread.start()

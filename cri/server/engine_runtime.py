@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from cri.api import runtime_pb2 as pb
 from cri.server import engine_translate as tr
+from cri.server.container_view import ContainerView, Entry, entry
 from cri.server.ports import ExecResult, StatusWithInfo
 from engine.errors import NotFound
 from engine.images import ImageService
@@ -67,10 +68,26 @@ def image_id_of(images: ImageService, ref: str) -> str:
     return "" if image is None else image.id
 
 
+def entry_of(info: ContainerInfo, images: ImageService) -> Entry:
+    return entry(container_status(info, image_id=image_id_of(images, info.record.config.image)),
+                 sandbox_id=info.record.sandbox_id, pid=info.state.pid)
+
+
+def container_view(runtime: Runtime, images: ImageService, *,
+                   max_age_s: float = 3.0) -> ContainerView:
+    """The view the container RPCs read, loading through this runtime (see ContainerView)."""
+    return ContainerView(
+        load_all=lambda: [entry_of(i, images) for i in runtime.list_containers()],
+        load_one=lambda cid: entry_of(runtime.container_status(cid), images),
+        max_age_s=max_age_s)
+
+
 class EngineSandboxes:
-    def __init__(self, runtime: Runtime, images: ImageService) -> None:
+    def __init__(self, runtime: Runtime, images: ImageService, *,
+                 view: ContainerView) -> None:
         self._rt = runtime
         self._images = images
+        self._view = view
 
     def ready(self) -> tuple[bool, str]:
         return True, ""
@@ -79,13 +96,20 @@ class EngineSandboxes:
         return self._rt.run_sandbox(tr.sandbox_config(config, runtime_handler=runtime_handler))
 
     def stop_sandbox(self, sandbox_id: str) -> None:
-        self._rt.stop_sandbox(sandbox_id)
+        sandbox_id = self._rt.resolve_sandbox(sandbox_id)
+        try:
+            self._rt.stop_sandbox(sandbox_id)
+        finally:  # even a failed stop may have stopped some of its containers
+            self._view.invalidate_sandbox(sandbox_id)
 
     def remove_sandbox(self, sandbox_id: str) -> None:
         sandbox_id = self._rt.resolve_sandbox(sandbox_id)
         keys = [rootfs_key(sandbox_id, c.record.config.name, c.record.config.attempt)
                 for c in self._rt.list_containers(sandbox_id)]
-        self._rt.remove_sandbox(sandbox_id)
+        try:
+            self._rt.remove_sandbox(sandbox_id)
+        finally:
+            self._view.invalidate_sandbox(sandbox_id)
         for key in keys:
             with contextlib.suppress(NotFound):
                 self._images.remove_rootfs(key)
@@ -114,10 +138,11 @@ class EngineSandboxes:
 
 
 class EngineContainers:
-    def __init__(self, runtime: Runtime, images: ImageService, *,
+    def __init__(self, runtime: Runtime, images: ImageService, *, view: ContainerView,
                  publish: Publish | None = None) -> None:
         self._rt = runtime
         self._images = images
+        self._view = view
         self._publish = publish or (lambda cid, sid, kind: None)
 
     def create_container(self, sandbox_id: str, config: pb.ContainerConfig, *,
@@ -136,17 +161,24 @@ class EngineContainers:
         except BaseException:
             self._images.remove_rootfs(key)
             raise
+        self._view.invalidate(cid)
         self._publish(cid, sandbox_id, pb.CONTAINER_CREATED_EVENT)
         return cid
 
     def start_container(self, container_id: str) -> None:
         rec = self._rt.container_status(container_id).record
-        self._rt.start_container(rec.id)
+        try:
+            self._rt.start_container(rec.id)
+        finally:  # a failed start leaves the container exited
+            self._view.invalidate(rec.id)
         self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_STARTED_EVENT)
 
     def stop_container(self, container_id: str, *, timeout_s: int) -> None:
         rec = self._rt.container_status(container_id).record
-        self._rt.stop_container(rec.id, timeout=float(timeout_s))
+        try:
+            self._rt.stop_container(rec.id, timeout=float(timeout_s))
+        finally:
+            self._view.invalidate(rec.id)
         self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_STOPPED_EVENT)
 
     def remove_container(self, container_id: str) -> None:
@@ -154,37 +186,33 @@ class EngineContainers:
         info = self._rt.container_status(container_id)
         rec = info.record
         if info.state.status in (Status.CREATED, Status.RUNNING):
-            self._rt.stop_container(rec.id, timeout=0.0)
+            try:
+                self._rt.stop_container(rec.id, timeout=0.0)
+            finally:
+                self._view.invalidate(rec.id)
             self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_STOPPED_EVENT)
-        self._rt.remove_container(rec.id)
+        try:
+            self._rt.remove_container(rec.id)
+        except BaseException:
+            self._view.invalidate(rec.id)
+            raise
+        self._view.forget(rec.id)
         with contextlib.suppress(NotFound):
             self._images.remove_rootfs(rootfs_key(rec.sandbox_id, rec.config.name,
                                                   rec.config.attempt))
         self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_DELETED_EVENT)
 
-    def status_of(self, info: ContainerInfo) -> pb.ContainerStatus:
-        return container_status(info, image_id=image_id_of(self._images,
-                                                           info.record.config.image))
-
     def container_status(self, container_id: str, *,
                          verbose: bool) -> StatusWithInfo[pb.ContainerStatus]:
-        info = self._rt.container_status(container_id)
+        e = self._view.status(container_id)
         extra = {}
         if verbose:
-            extra["info"] = json.dumps({"pid": info.state.pid, "sandboxID":
-                                        info.record.sandbox_id}, sort_keys=True)
-        return StatusWithInfo(self.status_of(info), extra)
+            extra["info"] = json.dumps({"pid": e.pid, "sandboxID": e.sandbox_id},
+                                       sort_keys=True)
+        return StatusWithInfo(e.status, extra)
 
     def list_containers(self) -> Sequence[pb.Container]:
-        out = []
-        for info in self._rt.list_containers():
-            s = self.status_of(info)
-            out.append(pb.Container(id=s.id, pod_sandbox_id=info.record.sandbox_id,
-                                    metadata=s.metadata, image=s.image, image_ref=s.image_ref,
-                                    image_id=s.image_id, state=s.state,
-                                    created_at=s.created_at, labels=s.labels,
-                                    annotations=s.annotations))
-        return out
+        return self._view.containers()
 
     def update_resources(self, container_id: str,
                          resources: pb.LinuxContainerResources) -> None:

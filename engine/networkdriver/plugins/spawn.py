@@ -7,6 +7,7 @@ stdout would block; iptables-save/-restore write their errors at the end, and li
 """
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # no stub; signal would import enum
 import os
 
 
@@ -28,7 +29,9 @@ def run(argv: list[str], stdin: bytes = b"") -> tuple[int, bytes, bytes]:
     try:
         actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
                    (os.POSIX_SPAWN_DUP2, err_w, 2)]
-        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions)
+        # Python ignores SIGPIPE; a helper should not inherit that (subprocess resets it too)
+        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions,
+                              setsigdef=(_signal.SIGPIPE,))
     except BaseException:
         for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
             os.close(fd)

@@ -156,6 +156,13 @@ def test_spawn_passes_stdin_and_captures_both_streams() -> None:
     assert (code, out, err) == (3, b"hello\n" * 20000, b"oops\n")
 
 
+def test_spawn_gives_the_helper_default_signal_handling() -> None:
+    code, out, _ = spawn.run(["sh", "-c", "grep SigIgn /proc/$$/status"])
+    assert code == 0
+    ignored = int(out.split()[1], 16)
+    assert not ignored & (1 << (13 - 1)), "SIGPIPE stays ignored in the helper"
+
+
 def test_spawn_reports_a_missing_program_and_a_signal() -> None:
     with pytest.raises(FileNotFoundError):
         spawn.run(["kpy-no-such-program-here"])
