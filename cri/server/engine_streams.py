@@ -1,4 +1,4 @@
-"""StreamRuntime over the engine's Runtime: streaming exec and port-forward.
+"""StreamRuntime over the engine's Runtime: streaming exec, attach and port-forward.
 
 The engine hands back file descriptors (pipes or a pty) and sockets; this module pumps them
 to and from the streaming session on the streaming server's event loop, doing the blocking
@@ -15,10 +15,10 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from cri.api import runtime_pb2 as pb
-from cri.errors import Unimplemented
 from cri.streaming.session import SessionIO
-from engine.errors import FailedPrecondition
+from engine.errors import FailedPrecondition, Unavailable
 from engine.runtime.api import Runtime
+from engine.runtime.attach import AttachSession
 from engine.runtime.exec import ExecSession
 from engine.runtime.status import SandboxStatus, Status
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 32 << 10
 DRAIN_AFTER_EXIT_S = 2.0  # output still buffered when the process exits
+EXIT_AFTER_EOF_S = 10.0  # an attached container's output ended: it is exiting
 
 
 async def _read(fd: int) -> bytes:
@@ -57,6 +58,37 @@ async def _resize(io: SessionIO, session: ExecSession) -> None:
     while (size := await io.next_resize()) is not None:
         with contextlib.suppress(FailedPrecondition, OSError):
             session.resize(size.width, size.height)
+
+
+async def _pump_attach_out(session: AttachSession, io: SessionIO) -> None:
+    while (chunk := await asyncio.to_thread(session.read)) is not None:
+        stream, data = chunk
+        await (io.write_stderr if stream == "stderr" else io.write_stdout)(data)
+
+
+async def _pump_attach_in(io: SessionIO, session: AttachSession, *, stdin_once: bool) -> None:
+    if not (io.has_stdin and session.stdin):
+        return
+    try:
+        while (data := await io.read_stdin()) is not None:
+            await asyncio.to_thread(session.write_stdin, data)
+        if stdin_once:  # the client's input ended: so does the container's (kubectl attach)
+            await asyncio.to_thread(session.close_stdin)
+    except Unavailable:  # the container exited: its output pump ends the session
+        pass
+
+
+async def _attach_resize(io: SessionIO, session: AttachSession) -> None:
+    while (size := await io.next_resize()) is not None:
+        with contextlib.suppress(FailedPrecondition, Unavailable):
+            session.resize(size.width, size.height)
+
+
+def _hang_up(session: AttachSession) -> None:
+    """Ends the attach connection; shutdown() also wakes a thread blocked in read()."""
+    with contextlib.suppress(OSError):
+        session.sock.shutdown(socket.SHUT_RDWR)
+    session.close()
 
 
 def _descendants(pid: int) -> list[int]:
@@ -117,7 +149,6 @@ class EngineStreams:
 
     def check_attach(self, container_id: str) -> None:
         self.check_container(container_id)
-        raise Unimplemented("attach is not supported by the engine yet")
 
     def check_sandbox(self, sandbox_id: str) -> None:
         if self._rt.sandbox_status(sandbox_id).status is not SandboxStatus.READY:
@@ -148,7 +179,27 @@ class EngineStreams:
             session.close()
 
     async def attach(self, request: pb.AttachRequest, io: SessionIO) -> int:
-        raise Unimplemented("attach is not supported by the engine yet")
+        cid = request.container_id
+        stdin_once = (await asyncio.to_thread(self._rt.container_status, cid)
+                      ).record.config.stdin_once
+        session = await asyncio.to_thread(self._rt.attach, cid)
+        output = asyncio.create_task(_pump_attach_out(session, io))
+        feeders = [asyncio.create_task(_pump_attach_in(io, session, stdin_once=stdin_once)),
+                   asyncio.create_task(_attach_resize(io, session))]
+        gone = asyncio.create_task(io.wait_gone())
+        try:
+            await asyncio.wait({output, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not output.done():  # the client left: detach, the container keeps running
+                log.info("attach client of %s left; detaching", cid)
+                return 0
+            state = await asyncio.to_thread(self._rt.wait_container, cid,
+                                            timeout=EXIT_AFTER_EOF_S)
+            return state.exit_code
+        finally:
+            gone.cancel()
+            for task in (output, *feeders):
+                task.cancel()
+            _hang_up(session)
 
     async def connect(self, sandbox_id: str, port: int) -> SocketConnection:
         sock: socket.socket = await asyncio.to_thread(self._rt.port_forward, sandbox_id, port)

@@ -40,6 +40,11 @@ Notes on the critest images (cri-tools v1.36, ``pkg/validate/consts.go`` and
   prints ``Effective uid: N`` (a 239-byte static ELF we emit; amd64 only), USER 1000.
 * ``registry.k8s.io/pause:3.10``: ``/pause`` is a shell loop that exits 0 on SIGTERM/SIGINT,
   run as 65535:65535 like upstream's.
+* ``registry.k8s.io/pause:3.9`` and ``k8s.gcr.io/pause:3.9``: the same pause image; the
+  image-identity specs pull it from both hosts and expect one image with two tags (both
+  hosts mirror to the one local repository ``pause``, so both resolve to one digest).
+* critest's ExecSync-timeout spec runs ``pgrep sleep``, another applet Debian's
+  busybox-static lacks: the base image carries a /bin/pgrep script (``pgrep PATTERN``).
 """
 from __future__ import annotations
 
@@ -81,6 +86,7 @@ class Mirrored:
 
 MIRRORED: tuple[Mirrored, ...] = (
     Mirrored("registry.k8s.io/pause:3.10", b.pause_image),
+    Mirrored("registry.k8s.io/pause:3.9", b.pause_image),
     Mirrored(E2E + "busybox:1.29-2", b.busybox),
     Mirrored("docker.io/library/busybox:latest", b.busybox_index),
     Mirrored("docker.io/library/busybox:1.36", b.docker_list),

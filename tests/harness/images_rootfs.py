@@ -84,6 +84,8 @@ def base_rootfs() -> list[Entry]:
         entries.append(symlink(f"usr/bin/{applet}", f"/bin/{applet}"))
     if "ipcs" not in busybox_applets():
         entries.append(script("bin/ipcs", IPCS_SCRIPT))
+    if "pgrep" not in busybox_applets():
+        entries.append(script("bin/pgrep", PGREP_SCRIPT))
     return entries
 
 
@@ -101,6 +103,24 @@ echo "key        shmid      owner      perms      bytes      nattch     status"
 awk 'NR > 1 { k = ($1 < 0) ? $1 + 4294967296 : $1
   printf "0x%04x%04x %-10s %-10s %-10s %-10s %-10s\\n", \\
     int(k / 65536), k % 65536, $2, $8, $3, $4, $7 }' /proc/sysvipc/shm
+"""
+
+# Nor has it `pgrep`; critest's ExecSync-timeout spec runs `pgrep sleep` to check that the
+# timed-out command is gone. This stand-in supports `pgrep PATTERN`: the PIDs (but its own)
+# whose process name (/proc/<pid>/comm) matches the extended regular expression; exit 1
+# when none does, 2 on usage errors, as procps and busybox do.
+PGREP_SCRIPT = """\
+if [ $# -ne 1 ] || [ "${1#-}" != "$1" ]; then
+  echo "pgrep: only 'pgrep PATTERN' is supported by this image's pgrep" >&2; exit 2
+fi
+status=1
+for dir in /proc/[0-9]*; do
+  pid=${dir#/proc/}
+  [ "$pid" = "$$" ] && continue
+  { read -r comm < "$dir/comm"; } 2>/dev/null || continue  # gone meanwhile
+  if printf '%s\\n' "$comm" | grep -Eq -e "$1"; then echo "$pid"; status=0; fi
+done
+exit $status
 """
 
 

@@ -185,9 +185,12 @@ def test_stale_lock_after_kill_9_mid_add(net: Net) -> None:
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, os, time\n"
         f"fd = os.open({str(lock_dir / 'lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\ntime.sleep(60)\n")])
+        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
     victim_ns, next_ns = net.new_netns(), net.new_netns()
     try:
+        # the plugin starts faster than this python: let the holder take the lock first
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
         import json
         import os
 
@@ -211,6 +214,8 @@ def test_stale_lock_after_kill_9_mid_add(net: Net) -> None:
     finally:
         holder.kill()
         holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
     assert (lock_dir / "lock").exists()
     assert_nothing_left(net, victim_ns, helpers.bridge_ports(net.bridge), {})
     code, result = net.run("kpy-bridge", "ADD", conf, netns=next_ns, cid="next", timeout=20)

@@ -9,13 +9,20 @@ import platform
 import stat
 import subprocess
 import tarfile
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.harness import images
 from tests.harness import images_build as b
-from tests.harness.images_rootfs import BUSYBOX, REQUIRED_APPLETS, effective_uid_program
+from tests.harness.images_rootfs import (
+    BUSYBOX,
+    PGREP_SCRIPT,
+    REQUIRED_APPLETS,
+    effective_uid_program,
+)
 from tests.harness.oci_image import Image, Index, host_arch
 from tests.harness.oci_layer import Compression, Layer
 from tests.harness.prereq import need
@@ -51,6 +58,7 @@ def test_base_layer_has_busybox_applets_users_and_directories() -> None:
         assert members[d].isdir(), d
     assert members["tmp"].mode == 0o1777
     assert members["bin/ipcs"].isreg() or members["bin/ipcs"].islnk()  # critest runs ipcs -m
+    assert members["bin/pgrep"].isreg() or members["bin/pgrep"].islnk()  # and pgrep sleep
     assert "root:x:0:0:" in passwd and "nobody:x:65534:65534:" in passwd
     assert "user:x:1000:1000:" in passwd and "www-data:x:33:" in passwd
     assert "user:x:1000:" in group and "users:x:100:" in group
@@ -115,6 +123,12 @@ def test_every_critest_reference_is_mirrored_and_local_names_do_not_collide() ->
                    images.E2E + "nginx:1.14-2", images.E2E + "httpd:2.4.39-4",
                    images.E2E + "nonewprivs:1.3"):
         assert needed in upstream
+    # the image-identity specs pull pause:3.9 from two hosts and expect one image: both
+    # names must land on one local repository:tag
+    assert "registry.k8s.io/pause:3.9" in upstream
+    assert (images.parse_reference("k8s.gcr.io/pause:3.9").local
+            == images.parse_reference("registry.k8s.io/pause:3.9").local)
+    assert "k8s.gcr.io" in images.MIRROR_HOSTS
     local = [f"{r}:{t}" for r, t, _ in images.local_images()]
     assert len(local) == len(set(local))
     for ref in images.OFFLINE_IMPOSSIBLE:
@@ -182,3 +196,33 @@ def test_missing_busybox_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
             images_rootfs.busybox_binary()
     finally:
         images_rootfs.busybox_binary.cache_clear()
+
+
+def test_pgrep_stand_in_finds_processes_by_name_but_not_itself(tmp_path: Path) -> None:
+    script = tmp_path / "pgrep"
+    script.write_text("#!/bin/sh\n" + PGREP_SCRIPT)
+    name = "kpysl" + uuid.uuid4().hex[:8]  # a process name no one else has
+    target = tmp_path / name
+    target.symlink_to(BUSYBOX)  # busybox runs the applet its argv[0] names: not ours
+    sleeper = subprocess.Popen(["sleep", "30"], executable=target)
+    try:
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{sleeper.pid}/comm").read_text().strip() != name[:15]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        found = subprocess.run([str(BUSYBOX), "sh", str(script), name[:15]],
+                               capture_output=True, text=True, timeout=30)
+        assert (found.returncode, found.stdout.split(), found.stderr) == (
+            0, [str(sleeper.pid)], "")
+        script.chmod(0o755)  # run as itself, its name is "pgrep": it must not list itself
+        own = subprocess.Popen([str(script), "^pgrep$"], stdout=subprocess.PIPE, text=True)
+        assert str(own.pid) not in own.communicate(timeout=30)[0].split()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    gone = subprocess.run([str(BUSYBOX), "sh", str(script), name[:15]],
+                          capture_output=True, text=True, timeout=30)
+    assert (gone.returncode, gone.stdout, gone.stderr) == (1, "", "")
+    usage = subprocess.run([str(BUSYBOX), "sh", str(script), "-f", "x"],
+                           capture_output=True, text=True, timeout=30)
+    assert usage.returncode == 2 and "only 'pgrep PATTERN'" in usage.stderr

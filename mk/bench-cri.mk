@@ -1,0 +1,7 @@
+# CRI server figures: unary RPC throughput and latency with 110 pods, engined vs containerd.
+.PHONY: bench-cri
+
+BENCH_CRI_ARGS ?=
+
+bench-cri: venv ## unary CRI RPCs (ListContainers, ContainerStatus), 110 pods, vs containerd (root)
+	@$(PY) -m bench.cri.run $(BENCH_CRI_ARGS)
