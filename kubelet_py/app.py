@@ -37,7 +37,10 @@ from kubelet_py.pods.runtime_view import pod_runtime
 from kubelet_py.pods.volumes import Volumes
 from kubelet_py.server.auth import WebhookAuth
 from kubelet_py.server.healthz import HealthzServer
+from kubelet_py.server.host_stats import HostStats
 from kubelet_py.server.http import KubeletServer
+from kubelet_py.server.metrics import KubeletMetrics
+from kubelet_py.server.stats import SummaryProvider
 
 log = logging.getLogger("kubelet_py")
 
@@ -117,7 +120,15 @@ async def serve(options: KubeletOptions, ns: argparse.Namespace, clock: Clock) -
     pods = pod_manager(options, ident, rest=rest, cri=cri, clock=clock)
     server = KubeletServer(pods=pods, runtime=lambda uid: pod_runtime(cri, uid),
                            auth=WebhookAuth(rest, node_name=ident.node_name, clock=clock)
-                           if rest is not None else None, log_root=options.pod_logs_dir)
+                           if rest is not None else None, log_root=options.pod_logs_dir,
+                           streaming=cri.streaming,
+                           summary=SummaryProvider(node_name=ident.node_name,
+                                                   runtime=cri.stats, pods=pods,
+                                                   host=HostStats(clock=clock),
+                                                   root_dir=options.root_dir, clock=clock),
+                           metrics=KubeletMetrics(node_name=ident.node_name,
+                                                  sandboxes=cri.sandboxes,
+                                                  containers=cri.containers))
     healthz = HealthzServer() if options.healthz_port else None
     try:
         async with asyncio.TaskGroup() as tg:

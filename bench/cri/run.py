@@ -64,12 +64,35 @@ def private_engined(root: Path, *, pod_count: int, per_pod: int) -> Iterator[
         monitor.wait()
 
 
-def measure(endpoint: str, rpc: str, ids: Sequence[str], *, procs: int, concurrency: int,
-            seconds: float) -> tuple[list[float], float, dict[str, int]]:
+GOLOAD_SRC = Path(__file__).resolve().parent / "goload"
+
+
+def goload_binary() -> Path:
+    """bench/cri/goload built once into the user's cache (Go modules via the Go proxy)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    out = cache / "kubelet-py" / "bench" / "goload"
+    sources = [GOLOAD_SRC / n for n in ("main.go", "go.mod", "go.sum")]
+    if out.exists() and out.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
+        return out
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    subprocess.run([go, "build", "-o", str(out), "."], cwd=GOLOAD_SRC, check=True,
+                   env={**os.environ, "GOFLAGS": "-mod=mod"})
+    return out
+
+
+def load_command(client: str) -> list[str]:
+    if client == "go":
+        return [str(goload_binary())]
+    return [sys.executable, "-m", "bench.cri.load"]
+
+
+def measure(endpoint: str, rpc: str, ids: Sequence[str], *, client: str, procs: int,
+            concurrency: int, seconds: float) -> tuple[list[float], float, dict[str, int]]:
     """Latencies (ms) of every RPC in the window, RPC/s over all processes, error codes."""
-    cmd = [sys.executable, "-m", "bench.cri.load", "--endpoint", endpoint, "--rpc", rpc,
-           "--ids", ",".join(ids), "--concurrency", str(concurrency),
-           "--seconds", str(seconds)]
+    dash = "-" if client == "go" else "--"
+    cmd = [*load_command(client), f"{dash}endpoint", endpoint, f"{dash}rpc", rpc,
+           f"{dash}ids", ",".join(ids), f"{dash}concurrency", str(concurrency),
+           f"{dash}seconds", str(seconds)]
     runners = [subprocess.Popen(cmd, stdout=subprocess.PIPE) for _ in range(procs)]
     latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -93,16 +116,18 @@ def load_average() -> str:
 def run_all(label: str, endpoint: str, ids: Sequence[str], args: argparse.Namespace,
             series: list[Series], ratios: dict[str, float], notes: list[str]) -> None:
     for rpc in args.rpcs.split(","):
-        before = load_average()
-        lat, rps, errors = measure(endpoint, rpc, ids, procs=args.procs,
-                                   concurrency=args.concurrency, seconds=args.seconds)
-        series.append(Series(f"{label} {rpc}", tuple(lat), "ms"))
-        ratios[f"{label} {rpc} RPC/s"] = rps
-        line = (f"{label} {rpc}: {rps:.0f} RPC/s, p50 {percentile(lat, 50):.2f} ms, "
-                f"p99 {percentile(lat, 99):.2f} ms, errors {errors or 'none'}, "
-                f"load average before {before}")
-        notes.append(f"- {line}")
-        print(line, flush=True)
+        for procs, concurrency in ((args.procs, args.concurrency), (1, 1)):
+            before = load_average()
+            lat, rps, errors = measure(endpoint, rpc, ids, client=args.client, procs=procs,
+                                       concurrency=concurrency, seconds=args.seconds)
+            name = f"{label} {rpc}, {procs * concurrency} in flight"
+            series.append(Series(name, tuple(lat), "ms"))
+            ratios[f"{name}: RPC/s"] = rps
+            line = (f"{name}: {rps:.0f} RPC/s, p50 {percentile(lat, 50):.2f} ms, "
+                    f"p99 {percentile(lat, 99):.2f} ms, errors {errors or 'none'}, "
+                    f"load average before {before}")
+            notes.append(f"- {line}")
+            print(line, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=8, help="RPCs in flight per process")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rpcs", default=",".join(RPCS))
+    ap.add_argument("--client", choices=("python", "go"), default="python",
+                    help="load generator: bench/cri/load.py (grpc.aio) or bench/cri/goload")
     ap.add_argument("--peer", choices=("containerd", "none"), default="containerd")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args(argv)
@@ -140,16 +167,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if not args.no_record:
-        command = ("make bench-cri  # .venv/bin/python -m bench.cri.run "
-                   + " ".join(sys.argv[1:] if argv is None else argv)).rstrip()
+        extra = " ".join(sys.argv[1:] if argv is None else argv)
+        command = f"make bench-cri BENCH_CRI_ARGS='{extra}'" if extra else "make bench-cri"
         record(name="cri-unary", title=f"Unary CRI RPCs, {args.pods} pods present",
                command=command, series=series, ratios=ratios, notes="\n".join([
                    f"{args.pods} pods x {args.containers_per_pod} container(s); "
                    f"{args.procs} load processes x {args.concurrency} RPCs in flight, "
-                   f"{args.seconds:.0f}s per RPC, grpc.aio clients on the unix socket, "
-                   f"on the same {os.cpu_count()}-core machine as the server. engined "
+                   f"then 1 process x 1 in flight; {args.seconds:.0f}s per pass; "
+                   f"{args.client} load generators on the unix socket, on the same "
+                   f"{os.cpu_count()}-core machine as the server. engined "
                    "serves records written straight into its store (bench/cri/pods.py); "
-                   "containerd serves real pods (runc, host network).", *notes]))
+                   "containerd serves real pods (runc, host network).", "", *notes]))
     return 0
 
 

@@ -67,6 +67,7 @@ class ContainerView:
         self._lock = threading.Lock()
         self._gen = 0
         self._entries: dict[str, Entry] = {}
+        self._stamp: dict[str, int] = {}  # container ID -> generation its entry was read at
         self._dirty: dict[str, int] = {}  # container ID -> generation of its invalidation
         self._gone: dict[str, int] = {}  # removed container ID -> generation of removal
         self._sandbox_dirty: dict[str, int] = {}  # sandbox ID -> generation
@@ -96,8 +97,7 @@ class ContainerView:
     def forget(self, container_id: str) -> None:
         with self._lock:
             self._gen += 1
-            self._entries.pop(container_id, None)
-            self._dirty.pop(container_id, None)
+            self._drop(container_id)
             self._gone[container_id] = self._gen
             if len(self._gone) > MAX_TOMBSTONES:  # loads in flight are far younger
                 for old in sorted(self._gone, key=self._gone.__getitem__)[:len(self._gone) // 2]:
@@ -105,31 +105,38 @@ class ContainerView:
             self._listing = None
 
     # -- loads -------------------------------------------------------------------------------
+    def _drop(self, cid: str) -> None:
+        self._entries.pop(cid, None)
+        self._stamp.pop(cid, None)
+        self._dirty.pop(cid, None)
+
+    def _newer_than(self, cid: str, sandbox_id: str, gen: int) -> bool:
+        """Whether something happened to this container after a load that began at `gen`."""
+        return (self._stamp.get(cid, -1) > gen or self._dirty.get(cid, -1) > gen
+                or self._gone.get(cid, -1) > gen
+                or self._sandbox_dirty.get(sandbox_id, -1) > gen)
+
     def apply(self, loaded: Iterable[Entry], *, gen: int, sandbox_id: str | None = None,
               complete: bool = True) -> None:
         """Record what a load that began at `gen` read: all containers (`sandbox_id` None)
         or those of one sandbox. With `complete`, containers of that scope the load did
-        not see are gone, unless changed after it began."""
+        not see are gone, unless something newer is known about them."""
         with self._lock:
             seen = set()
             for e in loaded:
                 cid = e.status.id
                 seen.add(cid)
-                if self._gone.get(cid, -1) > gen or self._dirty.get(cid, -1) > gen:
-                    continue  # changed (or removed) after this load began: not ours to say
-                if self._sandbox_dirty.get(e.sandbox_id, -1) > gen:
-                    continue
+                if self._newer_than(cid, e.sandbox_id, gen):
+                    continue  # not ours to say: a later verb or load knows better
                 self._entries[cid] = e
+                self._stamp[cid] = gen
                 self._dirty.pop(cid, None)
             if complete:
                 for cid, e in list(self._entries.items()):
                     if cid in seen or (sandbox_id is not None and e.sandbox_id != sandbox_id):
                         continue
-                    if self._dirty.get(cid, -1) > gen or (
-                            self._sandbox_dirty.get(e.sandbox_id, -1) > gen):
-                        continue
-                    del self._entries[cid]
-                    self._dirty.pop(cid, None)
+                    if not self._newer_than(cid, e.sandbox_id, gen):
+                        self._drop(cid)
             if sandbox_id is None and complete:
                 self._sandbox_dirty = {s: g for s, g in self._sandbox_dirty.items() if g > gen}
             self._listing = None
@@ -166,9 +173,10 @@ class ContainerView:
             e = self._load_one(container_id)
         except NotFound:
             with self._lock:
-                if self._dirty.get(container_id, -1) <= gen:
-                    self._entries.pop(container_id, None)
-                    self._dirty.pop(container_id, None)
+                known = self._entries.get(container_id)
+                if known is not None and not self._newer_than(container_id, known.sandbox_id,
+                                                               gen):
+                    self._drop(container_id)
                     self._listing = None
             raise
         self.apply([e], gen=gen, complete=False)

@@ -145,6 +145,9 @@ class EngineContainers:
         self._view = view
         self._publish = publish or (lambda cid, sid, kind: None)
 
+    def recursive_read_only_mounts(self) -> bool:
+        return self._rt.recursive_readonly_mounts()
+
     def create_container(self, sandbox_id: str, config: pb.ContainerConfig, *,
                          sandbox_config: pb.PodSandboxConfig) -> str:
         engine_config = tr.container_config(config)

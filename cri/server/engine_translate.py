@@ -110,12 +110,11 @@ def _mount(i: int, mount: pb.Mount) -> spec.VolumeMount:
         raise Unimplemented(f"{where}: image volume mounts are not supported yet")
     if mount.uidMappings or mount.gidMappings:
         raise Unimplemented(f"{where}: ID-mapped mounts are not supported")
-    if mount.recursive_read_only:
-        raise Unimplemented(f"{where}: recursive read-only mounts are not supported")
     if mount.mount_options:
         raise Unimplemented(f"{where}: extra mount options are not supported")
     return spec.VolumeMount(container_path=mount.container_path, host_path=mount.host_path,
-                            readonly=mount.readonly, propagation=PROPAGATION[mount.propagation])
+                            readonly=mount.readonly, propagation=PROPAGATION[mount.propagation],
+                            recursive_readonly=mount.recursive_read_only)
 
 
 def container_config(config: pb.ContainerConfig) -> spec.ContainerConfig:
@@ -153,4 +152,5 @@ def container_state(state: ContainerState) -> int:
 def mount_to_pb(mount: spec.VolumeMount) -> pb.Mount:
     propagation = {v: k for k, v in PROPAGATION.items()}[mount.propagation]
     return pb.Mount(container_path=mount.container_path, host_path=mount.host_path,
-                    readonly=mount.readonly, propagation=propagation)
+                    readonly=mount.readonly, propagation=propagation,
+                    recursive_read_only=mount.recursive_readonly)

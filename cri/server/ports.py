@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from cri.api import runtime_pb2 as pb
 
@@ -107,6 +107,13 @@ class SandboxPort(Protocol):
                        verbose: bool) -> StatusWithInfo[pb.PodSandboxStatus]: ...
 
     def list_sandboxes(self) -> Sequence[pb.PodSandbox]: ...
+
+
+@runtime_checkable
+class HandlerFeaturesPort(Protocol):
+    """Optional on a ContainerPort: what Status reports in RuntimeHandlerFeatures."""
+
+    def recursive_read_only_mounts(self) -> bool: ...
 
 
 class ContainerPort(Protocol):

@@ -9,7 +9,7 @@ import grpc
 from cri.api import runtime_pb2 as pb
 from cri.errors import Unimplemented
 from cri.server.dispatch import Impl
-from cri.server.ports import Ports
+from cri.server.ports import HandlerFeaturesPort, Ports
 from engine.errors import InvalidArgument
 
 RUNTIME_API_VERSION = "v1"
@@ -73,11 +73,17 @@ class RuntimeInfo:
             net = _condition(NETWORK_READY, ok, "NetworkPluginNotReady", why)
         return [runtime, net]
 
+    def handler_features(self) -> pb.RuntimeHandlerFeatures:
+        containers = self._ports.containers
+        rro = isinstance(containers, HandlerFeaturesPort) and \
+            containers.recursive_read_only_mounts()
+        return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=rro)
+
     def Status(self, request: pb.StatusRequest,
                context: grpc.ServicerContext) -> pb.StatusResponse:
         response = pb.StatusResponse(
             status=pb.RuntimeStatus(conditions=self.conditions()),
-            runtime_handlers=[pb.RuntimeHandler(name=name, features=pb.RuntimeHandlerFeatures())
+            runtime_handlers=[pb.RuntimeHandler(name=name, features=self.handler_features())
                               for name in ("", *self._ports.runtime_handlers)],
             features=pb.RuntimeFeatures())
         if request.verbose:

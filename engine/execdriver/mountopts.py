@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from engine.errors import InvalidArgument
 from engine.sys import linux as L
@@ -12,12 +13,38 @@ FLAGS = {
     "strictatime": L.MS_STRICTATIME, "bind": L.MS_BIND, "rbind": L.MS_BIND | L.MS_REC,
 }
 CLEAR = {"rw", "suid", "dev", "exec", "atime", "diratime", "defaults"}
+# Applied to the mount and every submount with mount_setattr(2) after mounting (runc/crun
+# take the same option name).
+RECURSIVE_READONLY = "rro"
 PROPAGATION = {
     "private": L.MS_PRIVATE, "rprivate": L.MS_PRIVATE | L.MS_REC,
     "slave": L.MS_SLAVE, "rslave": L.MS_SLAVE | L.MS_REC,
     "shared": L.MS_SHARED, "rshared": L.MS_SHARED | L.MS_REC,
     "unbindable": L.MS_UNBINDABLE, "runbindable": L.MS_UNBINDABLE | L.MS_REC,
 }
+
+
+def root_propagation(mount_options: Iterable[tuple[str, ...]]) -> str:
+    """The propagation of the container's root mount tree (OCI `rootfsPropagation`):
+    "rshared" when a mount is bidirectional (a mount made inside the container must reach
+    the host through the source's peer group, which an rslave root would cut), otherwise
+    "rslave" (host mounts still propagate in, nothing propagates out)."""
+    shared = any(opt in ("shared", "rshared") for opts in mount_options for opt in opts)
+    return "rshared" if shared else "rslave"
+
+
+def mount_point_of(path: str, mountinfo: str) -> tuple[str, bool]:
+    """(mount point, shared?) of the mount holding `path`, from a /proc/<pid>/mountinfo
+    text; the last mount listed on the longest matching point is the visible one."""
+    best, shared = "/", False
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        point = fields[4].replace("\\040", " ")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            sep = fields.index("-")
+            best, shared = point, any(f.startswith("shared:") for f in fields[6:sep])
+    return best, shared
 
 
 def parse(options: tuple[str, ...]) -> tuple[int, int, str]:
@@ -29,7 +56,7 @@ def parse(options: tuple[str, ...]) -> tuple[int, int, str]:
             flags |= FLAGS[opt]
         elif opt in PROPAGATION:
             propagation = PROPAGATION[opt]
-        elif opt in CLEAR:
+        elif opt in CLEAR or opt == RECURSIVE_READONLY:
             continue
         else:
             data.append(opt)

@@ -13,7 +13,7 @@ import os
 import stat
 
 from engine.errors import InvalidArgument
-from engine.execdriver import mountopts
+from engine.execdriver import mountattr, mountopts
 from engine.execdriver.spec import Device, InitSpec, MountPoint
 from engine.sys import caps
 from engine.sys import linux as L
@@ -24,8 +24,17 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def prepare_rootfs(spec: InitSpec, sys: Syscalls) -> None:
     """Everything up to and including pivot_root; run in the new mount namespace."""
-    sys.mount("", "/", "", L.MS_REC | L.MS_SLAVE)
+    propagation = mountopts.root_propagation(m.options for m in spec.mounts)
+    sys.mount("", "/", "", mountopts.PROPAGATION[propagation])
     rootfs = os.path.realpath(spec.rootfs)
+    if propagation == "rshared":
+        # The root stays shared with the host so bidirectional volumes keep their peer
+        # group; the mount holding the rootfs goes private, or every mount made below
+        # (the rootfs bind, /proc, /dev...) would show up on the host too.
+        with open("/proc/self/mountinfo") as f:
+            parent, shared = mountopts.mount_point_of(rootfs, f.read())
+        if shared:
+            sys.mount("", parent, "", L.MS_PRIVATE)
     sys.mount(rootfs, rootfs, "", L.MS_BIND | L.MS_REC)
     for m in spec.mounts:
         mount_one(rootfs, m, sys=sys)
@@ -33,9 +42,18 @@ def prepare_rootfs(spec: InitSpec, sys: Syscalls) -> None:
         for dev in spec.devices:
             make_device(rootfs, dev)
         make_dev_links(rootfs)
-    os.chdir(rootfs)
-    sys.pivot_root(".", ".")
-    sys.umount2(".", L.MNT_DETACH)
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.chdir(rootfs)
+        sys.pivot_root(".", ".")
+        # Stand on the old root by its fd (what "." names after pivot_root(".", ".") is not
+        # a documented promise), make it a slave so detaching it cannot unmount anything on
+        # the host, and detach it: the new root's own mounts keep their propagation.
+        os.fchdir(old_root)
+        sys.mount("", ".", "", L.MS_SLAVE | L.MS_REC)
+        sys.umount2(".", L.MNT_DETACH)
+    finally:
+        os.close(old_root)
     os.chdir("/")
 
 
@@ -55,6 +73,8 @@ def mount_one(rootfs: str, m: MountPoint, *, sys: Syscalls) -> None:
         sys.mount(m.source, target, m.type, flags, data)
     if propagation:
         sys.mount("", target, "", propagation)
+    if mountopts.RECURSIVE_READONLY in m.options:
+        mountattr.make_recursively_readonly(target)
 
 
 def _make_target(target: str, *, directory: bool) -> None:

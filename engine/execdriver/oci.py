@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.cgroups.base import Resources
+from engine.execdriver import mountopts
 from engine.execdriver.seccomp import to_oci
 from engine.execdriver.spec import InitSpec
 
@@ -43,7 +44,7 @@ def config(spec: InitSpec) -> dict[str, Any]:
         "resources": resources(spec.resources, privileged=spec.privileged),
         "maskedPaths": list(spec.masked_paths),
         "readonlyPaths": list(spec.readonly_paths),
-        "rootfsPropagation": "rslave",
+        "rootfsPropagation": mountopts.root_propagation(m.options for m in spec.mounts),
     }
     if spec.cgroup_path:
         linux["cgroupsPath"] = "/" + spec.cgroup_path

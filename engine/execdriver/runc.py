@@ -8,8 +8,8 @@ import subprocess
 import termios
 from pathlib import Path
 
-from engine.errors import DeadlineExceeded, InvalidArgument, Unavailable
-from engine.execdriver import console
+from engine.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
+from engine.execdriver import console, mountopts
 from engine.execdriver.base import Created, ExecProcess, Stdio
 from engine.execdriver.codec import write_atomic
 from engine.execdriver.oci import config
@@ -70,6 +70,12 @@ class RuncDriver:
                                   f"{self._last_error(bundle, done.stderr or b'')}")
 
     def create(self, spec: InitSpec, *, bundle: Path, stdio: Stdio, timeout: float) -> Created:
+        if self.hide_unified and mountopts.root_propagation(
+                m.options for m in spec.mounts) == "rshared":
+            raise FailedPrecondition(
+                "bidirectional mount propagation is impossible with crun on this hybrid "
+                "cgroup host: crun runs in a slave mount namespace here (see RuncDriver); "
+                "use the native or runc handler")
         self.state_root.mkdir(parents=True, exist_ok=True)
         write_atomic(bundle / "config.json", json.dumps(config(spec), indent=1))
         pidfile = bundle / "pid"

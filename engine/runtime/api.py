@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from engine.cgroups.base import CgroupManager, CgroupStats, Resources
 from engine.cgroups.detect import manager
 from engine.errors import Unavailable
+from engine.execdriver import mountattr
 from engine.networkdriver.base import NetworkDriver
 from engine.runtime import attach, container, exec, portforward, sandbox, stats
 from engine.runtime.attach import AttachSession
@@ -214,6 +215,12 @@ class Runtime:
     def container_stats(self, cid: str) -> stats.Stats:
         rec = self.ctx.store.load_container(self.resolve_container(cid))
         return stats.container_stats(self.ctx.cgroups, rec, now=self.ctx.clock())
+
+    # -- features ---------------------------------------------------------------------------
+    def recursive_readonly_mounts(self) -> bool:
+        """Whether VolumeMount.recursive_readonly can work here (the kernel has
+        mount_setattr; the native driver calls it, runc and crun take the "rro" option)."""
+        return mountattr.supported()
 
     def sandbox_stats(self, sid: str) -> CgroupStats:
         rec = self.ctx.store.load_sandbox(self.resolve_sandbox(sid))

@@ -134,7 +134,12 @@ def mounts(sandbox: SandboxFacts, config: ContainerConfig, *, image_volumes: dic
             raise InvalidArgument(f"mount source {v.host_path} does not exist")
         if v.propagation not in PROPAGATIONS:
             raise InvalidArgument(f"unknown mount propagation {v.propagation!r}")
-        opts = ("rbind", PROPAGATIONS[v.propagation], *(("ro",) if v.readonly else ()))
+        if v.recursive_readonly and not (v.readonly and v.propagation in ("private",
+                                                                          "rprivate")):
+            raise InvalidArgument(f"mount {v.container_path}: a recursive read-only mount "
+                                  "must be read-only with private propagation")
+        opts = ("rbind", PROPAGATIONS[v.propagation], *(("ro",) if v.readonly else ()),
+                *(("rro",) if v.recursive_readonly else ()))
         out.append(MountPoint(v.container_path, "bind", v.host_path, opts))
     return tuple(out)
 

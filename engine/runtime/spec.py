@@ -55,6 +55,7 @@ class VolumeMount:
     host_path: str
     readonly: bool = False
     propagation: str = "private"  # private | rslave | rshared
+    recursive_readonly: bool = False  # submounts read-only too; needs readonly and private
 
 
 @dataclasses.dataclass(frozen=True)

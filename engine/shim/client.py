@@ -71,6 +71,9 @@ class MonitorClient:
             sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
         except TimeoutError as e:
             raise errors.DeadlineExceeded(f"the pod monitor did not take {op}") from e
+        except OSError as e:  # reset or broken pipe: the monitor went away
+            raise errors.Unavailable(f"the pod monitor dropped the connection ({op}): "
+                                     f"{e}") from e
         return self.read_reply(sock, op)
 
     def read_reply(self, sock: socket.socket, op: str) -> dict[str, Any]:
@@ -84,6 +87,9 @@ class MonitorClient:
                 buf += chunk
         except TimeoutError as e:
             raise errors.DeadlineExceeded(f"the pod monitor did not answer {op}") from e
+        except OSError as e:
+            raise errors.Unavailable(f"the pod monitor dropped the connection ({op}): "
+                                     f"{e}") from e
         return self._check(json.loads(buf))
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
@@ -98,6 +104,9 @@ class MonitorClient:
                 buf += chunk
         except TimeoutError as e:
             raise errors.DeadlineExceeded(f"the pod monitor did not answer {op}") from e
+        except OSError as e:  # reset or broken pipe: the monitor went away mid-call
+            raise errors.Unavailable(f"the pod monitor dropped the connection ({op}): "
+                                     f"{e}") from e
         finally:
             sock.close()
         return self._check(json.loads(buf))

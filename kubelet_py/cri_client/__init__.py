@@ -8,6 +8,8 @@ from kubelet_py.cri_client.containers import Containers
 from kubelet_py.cri_client.images import Images
 from kubelet_py.cri_client.info import RuntimeInfo
 from kubelet_py.cri_client.sandboxes import Sandboxes
+from kubelet_py.cri_client.stats import Stats
+from kubelet_py.cri_client.streaming import Streaming
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,6 +19,8 @@ class CRIClient:
     sandboxes: Sandboxes
     containers: Containers
     images: Images
+    streaming: Streaming
+    stats: Stats
 
     async def close(self) -> None:
         await self.conn.close()
@@ -26,7 +30,8 @@ def open_cri(endpoint: str, *, image_endpoint: str | None = None,
              timeout: float = 120.0) -> CRIClient:
     conn = connect(endpoint, image_endpoint=image_endpoint, timeout=timeout)
     return CRIClient(conn=conn, info=RuntimeInfo(conn), sandboxes=Sandboxes(conn),
-                     containers=Containers(conn), images=Images(conn))
+                     containers=Containers(conn), images=Images(conn),
+                     streaming=Streaming(conn), stats=Stats(conn))
 
 
 __all__ = ["CRIClient", "CRIError", "open_cri"]

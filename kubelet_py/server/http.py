@@ -1,4 +1,5 @@
-"""The kubelet's HTTPS server: /healthz, /pods, /containerLogs, behind authn + authz."""
+"""The kubelet's HTTPS server: /healthz, /pods, /containerLogs, /exec, /attach,
+/portForward, /stats/summary and /metrics, behind authn + authz."""
 from __future__ import annotations
 
 import datetime as dt
@@ -12,9 +13,13 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from kubelet_py.clock import parse_time
+from kubelet_py.errors import KubeletError
 from kubelet_py.pods.model import Pod, PodRuntime, State
 from kubelet_py.server.auth import User, WebhookAuth, request_attributes, user_from_peercert
 from kubelet_py.server.logs import LogError, LogOptions, log_file, stream_log
+from kubelet_py.server.metrics import CONTENT_TYPE, KubeletMetrics
+from kubelet_py.server.stats import SummaryProvider
+from kubelet_py.server.streams import StreamHandlers, StreamingRuntime
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +58,28 @@ def log_options(query: Any) -> LogOptions:
 
 class KubeletServer:
     def __init__(self, *, pods: PodDirectory, runtime: Callable[[str], Awaitable[PodRuntime]],
-                 auth: WebhookAuth | None, log_root: Path) -> None:
+                 auth: WebhookAuth | None, log_root: Path,
+                 streaming: StreamingRuntime | None = None,
+                 summary: SummaryProvider | None = None,
+                 metrics: KubeletMetrics | None = None) -> None:
         self._pods = pods
         self._runtime = runtime
         self._auth = auth
         self._log_root = log_root
-        self.app = web.Application(middlewares=[self._authn])
+        self._summary = summary
+        self._metrics = metrics
+        self.app = web.Application(middlewares=[self._count, self._authn])
         self.app.router.add_get("/healthz", self.healthz)
         self.app.router.add_get("/pods", self.pods)
         self.app.router.add_get("/containerLogs/{namespace}/{pod}/{container}",
                                 self.container_logs)
+        if summary is not None:
+            self.app.router.add_get("/stats/summary", self.stats_summary)
+        if metrics is not None:
+            self.app.router.add_get("/metrics", self.metrics)
+        if streaming is not None:
+            StreamHandlers(pods=pods, runtime=runtime, streaming=streaming).register(
+                self.app.router)
         self._runner: web.AppRunner | None = None
         self._ssl: ssl.SSLContext | None = None
 
@@ -79,6 +96,17 @@ class KubeletServer:
         if user is None and header.startswith("Bearer ") and self._auth is not None:
             user = await self._auth.user_for_token(header[len("Bearer "):].strip())
         return user
+
+    @web.middleware
+    async def _count(self, request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                     ) -> web.StreamResponse:
+        if self._metrics is not None:
+            long_running = request.path.startswith(("/exec/", "/attach/", "/portForward/")) \
+                or request.query.get("follow") in ("1", "true")
+            self._metrics.observe_request(request.method, request.path,
+                                          long_running=long_running)
+        return await handler(request)
 
     @web.middleware
     async def _authn(self, request: web.Request,
@@ -102,6 +130,30 @@ class KubeletServer:
         body = {"kind": "PodList", "apiVersion": "v1", "metadata": {},
                 "items": self._pods.pods()}
         return web.Response(text=json.dumps(body), content_type="application/json")
+
+    async def stats_summary(self, request: web.Request) -> web.Response:
+        assert self._summary is not None
+        try:
+            body = await self._summary.summary()
+        except (KubeletError, OSError) as exc:
+            log.warning("stats summary: %s", exc)
+            return _status(500, "InternalError", f"failed to get stats summary: {exc}")
+        if request.query.get("only_cpu_and_memory") in ("1", "true"):
+            body = {"node": {k: v for k, v in body["node"].items()
+                             if k in ("nodeName", "startTime", "cpu", "memory")},
+                    "pods": [{k: v for k, v in p.items()
+                              if k in ("podRef", "startTime", "cpu", "memory", "containers")}
+                             for p in body["pods"]]}
+        return web.json_response(body)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        assert self._metrics is not None
+        try:
+            text = await self._metrics.text()
+        except (KubeletError, OSError) as exc:
+            log.warning("metrics: %s", exc)
+            return _status(500, "InternalError", f"failed to collect metrics: {exc}")
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
     async def container_logs(self, request: web.Request) -> web.StreamResponse:
         ns, name, container = (request.match_info[k] for k in ("namespace", "pod", "container"))

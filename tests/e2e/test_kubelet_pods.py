@@ -474,3 +474,53 @@ def test_readiness_and_liveness_probes(node: Node) -> None:
     wait(lambda: _state(node.pod("probed"), 1).get("restartCount", 0) >= 1,
          "a liveness restart", timeout=60)
     assert any(e["reason"] == "Unhealthy" for e in _events(node, "probed"))
+
+
+def _shell_pod(node: Node) -> None:
+    """A busybox httpd serving one known page on 8081 (exec and port-forward target)."""
+    if node.pod("shell") is None:
+        node.create_pod("shell", [{"name": "shell", "image": BUSYBOX, "command": [
+            "sh", "-c", "mkdir -p /www && echo hello-pf > /www/index.html && "
+                        "exec httpd -f -p 8081 -h /www"]}])
+    wait(lambda: (p := node.pod("shell")) and p["status"].get("phase") == "Running",
+         "pod Running", timeout=60)
+
+
+def test_kubectl_exec(node: Node) -> None:
+    """Through the apiserver to the kubelet's /exec, proxied to the runtime's stream."""
+    _shell_pod(node)
+    kubectl = node.cluster.kubectl
+    ns = node.namespace
+    assert kubectl("exec", "-n", ns, "shell", "--", "echo", "hi").stdout == "hi\n"
+    failed = kubectl("exec", "-n", ns, "shell", "--", "sh", "-c", "echo out; echo err >&2; "
+                     "exit 3", check=False)
+    assert failed.returncode == 3, failed.stderr
+    assert failed.stdout == "out\n" and "err" in failed.stderr
+    piped = kubectl("exec", "-i", "-n", ns, "shell", "--", "sh", "-c", "tr a-z A-Z",
+                    stdin="piped through stdin\n")
+    assert piped.stdout == "PIPED THROUGH STDIN\n"
+    missing = kubectl("exec", "-n", ns, "shell", "-c", "nope", "--", "true", check=False)
+    assert missing.returncode != 0 and "nope" in missing.stderr
+
+
+def test_kubectl_port_forward(node: Node) -> None:
+    import re
+    import urllib.request
+
+    _shell_pod(node)
+    proc = subprocess.Popen(
+        [str(node.cluster.tools / "kubectl"), f"--kubeconfig={node.cluster.kubeconfig}",
+         "port-forward", "-n", node.namespace, "pod/shell", "--address", "127.0.0.1",
+         ":8081"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"127\.0\.0\.1:(\d+) -> 8081", line)
+        assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
+        url = f"http://127.0.0.1:{match.group(1)}/index.html"
+        for _ in range(2):  # two connections over the same forwarding session
+            with urllib.request.urlopen(url, timeout=20) as resp:
+                assert resp.read() == b"hello-pf\n"
+    finally:
+        proc.terminate()
+        proc.wait(10)

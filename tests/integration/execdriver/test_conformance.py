@@ -5,12 +5,14 @@ import json
 import os
 import re
 import select
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from engine.errors import EngineError, FailedPrecondition, InvalidArgument
+from engine.execdriver.runc import HYBRID
 from engine.runtime.api import Runtime
 from engine.runtime.spec import (
     ContainerConfig,
@@ -314,3 +316,89 @@ def test_exec_tty_resize(runtime: Runtime, rootfs: Path, handler: str) -> None:
         assert session.wait(timeout=15) == 7
     finally:
         session.close()
+
+
+def _bind_self(path: Path, propagation: str) -> None:
+    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+    subprocess.run(["mount", f"--make-{propagation}", str(path)], check=True)
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = str(path) + "/"
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+
+
+def test_bidirectional_volume_propagates_both_ways_and_nothing_else_leaks(
+        runtime: Runtime, rootfs: Path, tmp_path: Path, handler: str) -> None:
+    vol = tmp_path / "vol"
+    (vol / "from-host").mkdir(parents=True)
+    _bind_self(vol, "rshared")
+    try:
+        sid = runtime.run_sandbox(sandbox_config(handler, privileged=True))
+        config = ContainerConfig(
+            name="prop", security=SecurityConfig(privileged=True),
+            mounts=(VolumeMount(container_path="/vol", host_path=str(vol),
+                                propagation="rshared"),),
+            command=("/bin/sh", "-c", "mkdir -p /vol/from-ctr && mount -t tmpfs ctr "
+                     "/vol/from-ctr && touch /vol/from-ctr/made-inside; "
+                     "grep /vol /proc/self/mountinfo; sleep 60"))
+        if handler == "crun" and Path(HYBRID).is_mount():
+            # crun runs in a slave mount namespace on hybrid hosts (see RuncDriver)
+            with pytest.raises(FailedPrecondition, match="bidirectional"):
+                runtime.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
+                                         image=ImageConfig())
+            return
+        cid = runtime.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
+                                       image=ImageConfig())
+        runtime.start_container(cid)
+        deadline = time.monotonic() + 20
+        while not (vol / "from-ctr" / "made-inside").exists():
+            assert runtime.container_status(cid).state.status is Status.RUNNING
+            assert time.monotonic() < deadline, (
+                f"the container's mount never reached the host: {log_text(runtime, cid)}")
+            time.sleep(0.05)
+        # host -> container
+        subprocess.run(["mount", "-t", "tmpfs", "host", str(vol / "from-host")], check=True)
+        (vol / "from-host" / "made-outside").write_text("")
+        result = runtime.exec_sync(cid, ("ls", "/vol/from-host"), timeout=10)
+        assert result.stdout.split() == [b"made-outside"]
+        # the container's own mounts (its rootfs bind, /proc, /dev...) stay in the container
+        assert _mounts_under(rootfs) == []
+        runtime.stop_container(cid, timeout=0)
+    finally:
+        subprocess.run(["umount", "-R", "-l", str(vol)], check=False)
+
+
+def test_recursive_readonly_volume(runtime: Runtime, rootfs: Path, tmp_path: Path,
+                                   handler: str) -> None:
+    vol = tmp_path / "vol"
+    (vol / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "sub", str(vol / "sub")], check=True)
+    try:
+        sid = runtime.run_sandbox(sandbox_config(handler))
+        mounts = (VolumeMount(container_path="/ro", host_path=str(vol), readonly=True),
+                  VolumeMount(container_path="/rro", host_path=str(vol), readonly=True,
+                              recursive_readonly=True))
+        state, out = run_to_exit(
+            runtime, sid, rootfs, "touch /ro/sub/a && echo RO-SUB-WRITABLE; "
+            "touch /rro/sub/b 2>&1 || echo RRO-SUB-READONLY", mounts=mounts)
+        assert state.exit_code == 0, out
+        assert "RO-SUB-WRITABLE" in out and "RRO-SUB-READONLY" in out
+        assert "Read-only file system" in out
+        assert (vol / "sub" / "a").exists() and not (vol / "sub" / "b").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(vol / "sub")], check=False)
+
+
+@pytest.mark.parametrize("mount", [
+    VolumeMount(container_path="/rro", host_path="/tmp", recursive_readonly=True),
+    VolumeMount(container_path="/rro", host_path="/tmp", readonly=True,
+                recursive_readonly=True, propagation="rslave"),
+])
+def test_recursive_readonly_needs_readonly_and_private(runtime: Runtime, rootfs: Path,
+                                                       mount: VolumeMount) -> None:
+    sid = runtime.run_sandbox(sandbox_config("native"))
+    with pytest.raises(InvalidArgument, match="recursive read-only"):
+        runtime.create_container(sid, ContainerConfig(name="bad", mounts=(mount,)),
+                                 rootfs=Rootfs(directory=str(rootfs)), image=ImageConfig())

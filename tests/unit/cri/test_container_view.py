@@ -187,3 +187,29 @@ def test_the_container_mirrors_the_status() -> None:
                              image=pb.ImageSpec(image="busybox"), image_ref="sha256:1",
                              image_id="sha256:1",
                              metadata=pb.ContainerMetadata(name="n", attempt=2))
+
+
+def test_a_scan_that_began_before_a_create_does_not_drop_it(disk: Disk) -> None:
+    view = view_of(disk)
+    view.containers()
+    gen = view.generation()
+    stale = disk.load_all()  # the scan reads before the container exists
+    disk.items["c1"] = ("s1", pb.CONTAINER_CREATED)
+    view.invalidate("c1")
+    view.apply([e for e in disk.load_all() if e.sandbox_id == "s1"],  # the create's event
+               gen=view.generation(), sandbox_id="s1")
+    view.apply(stale, gen=gen)  # the old scan lands last
+    assert [c.id for c in view.containers()] == ["a1", "c1", "b1"]
+
+
+def test_an_older_load_does_not_overwrite_a_newer_one(disk: Disk) -> None:
+    view = view_of(disk)
+    view.containers()
+    gen = view.generation()
+    stale = disk.load_all()
+    disk.items["a1"] = ("s1", pb.CONTAINER_EXITED)
+    view.invalidate("a1")
+    view.status("a1")  # read through: the newer state is stored
+    view.apply(stale, gen=gen)
+    assert view.status("a1").status.state == pb.CONTAINER_EXITED
+    assert disk.one_loads == 1

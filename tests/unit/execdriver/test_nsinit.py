@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InvalidArgument
-from engine.execdriver import nsinit
+from engine.execdriver import mountopts, nsinit
 from engine.execdriver.spec import InitSpec, MountPoint
 from engine.sys import linux as L
 from engine.sys.fake import FakeSyscalls
@@ -82,3 +82,68 @@ def test_find_executable(tmp_path: Path) -> None:
         nsinit.find_executable("missing", (f"PATH={tmp_path}",))
     with pytest.raises(InvalidArgument, match="no such executable"):
         nsinit.find_executable(str(tmp_path / "missing"), ())
+
+
+def _prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             mounts: tuple[MountPoint, ...]) -> tuple[FakeSyscalls, str]:
+    rootfs = tmp_path / "root"
+    rootfs.mkdir()
+    monkeypatch.chdir(tmp_path)  # prepare_rootfs chdirs into the rootfs
+    sys = FakeSyscalls()
+    nsinit.prepare_rootfs(InitSpec(id="c", rootfs=str(rootfs), args=("x",), mounts=mounts,
+                                   privileged=True), sys)
+    return sys, os.path.realpath(rootfs)
+
+
+def test_root_is_rslave_and_the_old_root_is_detached_as_a_slave(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sys, rootfs = _prepare(tmp_path, monkeypatch, ())
+    assert sys.calls == [
+        ("mount", ("", "/", "", L.MS_SLAVE | L.MS_REC, "")),
+        ("mount", (rootfs, rootfs, "", L.MS_BIND | L.MS_REC, "")),
+        ("pivot_root", (".", ".")),
+        # a slave first: the lazy unmount of the old root must never reach the host
+        ("mount", ("", ".", "", L.MS_SLAVE | L.MS_REC, "")),
+        ("umount2", (".", L.MNT_DETACH)),
+    ]
+
+
+def test_bidirectional_volume_keeps_the_root_shared(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "vol"
+    src.mkdir()
+    sys, rootfs = _prepare(tmp_path, monkeypatch,
+                           (MountPoint("/vol", "bind", str(src), ("rbind", "rshared")),))
+    assert sys.calls[0] == ("mount", ("", "/", "", L.MS_SHARED | L.MS_REC, ""))
+    bind = sys.calls.index(("mount", (rootfs, rootfs, "", L.MS_BIND | L.MS_REC, "")))
+    # whatever was made private before the rootfs bind is the mount holding the rootfs
+    for name, args in sys.calls[1:bind]:
+        assert name == "mount" and args[3] == L.MS_PRIVATE and rootfs.startswith(args[1])
+    assert ("mount", ("", str(Path(rootfs) / "vol"), "", L.MS_SHARED | L.MS_REC, "")) \
+        in sys.calls
+
+
+MOUNTINFO = """\
+22 1 0:21 / / rw,relatime shared:1 - overlay overlay rw
+23 22 0:22 / /proc rw shared:12 - proc proc rw
+30 22 0:30 / /var/lib/x rw master:3 - ext4 /dev/sda rw
+31 30 0:31 / /var/lib/x/a\\040b rw - tmpfs tmpfs rw
+32 22 0:32 / /var/lib/x rw shared:7 - tmpfs tmpfs rw
+"""
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/etc/passwd", ("/", True)),
+    ("/proc", ("/proc", True)),
+    ("/procx", ("/", True)),
+    ("/var/lib/x/a b/c", ("/var/lib/x/a b", False)),
+    ("/var/lib/x/other", ("/var/lib/x", True)),  # the later mount on the point is on top
+])
+def test_mount_point_of(path: str, expected: tuple[str, bool]) -> None:
+    assert mountopts.mount_point_of(path, MOUNTINFO) == expected
+
+
+def test_root_propagation() -> None:
+    assert mountopts.root_propagation([]) == "rslave"
+    assert mountopts.root_propagation([("rbind", "rslave"), ("rbind", "rprivate")]) == "rslave"
+    assert mountopts.root_propagation([("rbind",), ("rbind", "rshared")]) == "rshared"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 from engine.cgroups.base import Resources
 from engine.execdriver.codec import dumps, loads
 from engine.execdriver.oci import config
@@ -37,3 +39,10 @@ def test_oci_config() -> None:
     assert c["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ALLOW"
     assert "defaultErrnoRet" not in c["linux"]["seccomp"]
     assert c["hostname"] == "h" and c["root"] == {"path": "/r", "readonly": False}
+
+
+def test_oci_root_propagation_follows_the_volumes() -> None:
+    assert config(_spec())["linux"]["rootfsPropagation"] == "rslave"
+    shared = dataclasses.replace(_spec(), mounts=(
+        MountPoint("/v", "bind", "/src", ("rbind", "rshared")),))
+    assert config(shared)["linux"]["rootfsPropagation"] == "rshared"

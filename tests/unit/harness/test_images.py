@@ -211,7 +211,7 @@ def test_pgrep_stand_in_finds_processes_by_name_but_not_itself(tmp_path: Path) -
             assert time.monotonic() < deadline
             time.sleep(0.01)
         found = subprocess.run([str(BUSYBOX), "sh", str(script), name[:15]],
-                               capture_output=True, text=True, timeout=30)
+                               check=False, capture_output=True, text=True, timeout=30)
         assert (found.returncode, found.stdout.split(), found.stderr) == (
             0, [str(sleeper.pid)], "")
         script.chmod(0o755)  # run as itself, its name is "pgrep": it must not list itself
@@ -221,8 +221,8 @@ def test_pgrep_stand_in_finds_processes_by_name_but_not_itself(tmp_path: Path) -
         sleeper.kill()
         sleeper.wait()
     gone = subprocess.run([str(BUSYBOX), "sh", str(script), name[:15]],
-                          capture_output=True, text=True, timeout=30)
+                          check=False, capture_output=True, text=True, timeout=30)
     assert (gone.returncode, gone.stdout, gone.stderr) == (1, "", "")
     usage = subprocess.run([str(BUSYBOX), "sh", str(script), "-f", "x"],
-                           capture_output=True, text=True, timeout=30)
+                           check=False, capture_output=True, text=True, timeout=30)
     assert usage.returncode == 2 and "only 'pgrep PATTERN'" in usage.stderr
