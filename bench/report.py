@@ -62,7 +62,7 @@ def _plot(name: str, title: str, series: Sequence[Series]) -> Path:
 
     PLOTS.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
-    ax.boxplot([list(s.samples) for s in series], vert=False, showfliers=True)
+    ax.boxplot([list(s.samples) for s in series], orientation="horizontal", showfliers=True)
     ax.set_yticks(range(1, len(series) + 1), [s.label for s in series])
     ax.set_xlabel(series[0].unit)
     ax.set_title(title)
