@@ -77,12 +77,11 @@ async def credentials(options: KubeletOptions, ns: argparse.Namespace, ident: Id
 
 
 def pod_manager(options: KubeletOptions, ident: Identity, *, rest: RestClient | None,
-                cri: CRIClient, clock: Clock) -> PodManager:
+                cri: CRIClient, clock: Clock, volumes: Volumes) -> PodManager:
     host_ips = (ident.node_ip,) if ident.node_ip else ()
     ctx = NodeContext(node_name=ident.node_name, host_ips=host_ips,
                       cluster_dns=options.cluster_dns, cluster_domain=options.cluster_domain,
                       log_root=options.pod_logs_dir)
-    volumes = Volumes(rest, root=options.root_dir)
     executor = Executor(cri, ctx=ctx, volumes=volumes, auth=SecretPullAuth(rest))
     return PodManager(rest, cri, node_name=ident.node_name, executor=executor, clock=clock,
                       host_ips=host_ips, cleanup=volumes.cleanup,
@@ -117,7 +116,8 @@ async def serve(options: KubeletOptions, ns: argparse.Namespace, clock: Clock) -
                               image_endpoint=options.image_service_endpoint,
                               timeout=options.runtime_request_timeout)
     rest = RestClient(creds, user_agent=f"kubelet-py/{ident.node_name}") if creds else None
-    pods = pod_manager(options, ident, rest=rest, cri=cri, clock=clock)
+    volumes = Volumes(rest, root=options.root_dir, clock=clock)
+    pods = pod_manager(options, ident, rest=rest, cri=cri, clock=clock, volumes=volumes)
     server = KubeletServer(pods=pods, runtime=lambda uid: pod_runtime(cri, uid),
                            auth=WebhookAuth(rest, node_name=ident.node_name, clock=clock)
                            if rest is not None else None, log_root=options.pod_logs_dir,
@@ -134,6 +134,7 @@ async def serve(options: KubeletOptions, ns: argparse.Namespace, clock: Clock) -
         async with asyncio.TaskGroup() as tg:
             tg.create_task(pods.run(), name="pods")
             if rest is not None:
+                tg.create_task(volumes.run_token_refresh(), name="token-refresh")
                 start_node_tasks(tg, options, ident, rest=rest, cri=cri, clock=clock,
                                  server=server)
                 cert, key = serving_pair(ident, clock)

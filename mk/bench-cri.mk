@@ -5,3 +5,8 @@ BENCH_CRI_ARGS ?=
 
 bench-cri: venv ## unary CRI RPCs (ListContainers, ContainerStatus), 110 pods, vs containerd (root)
 	@$(PY) -m bench.cri.run $(BENCH_CRI_ARGS)
+
+.PHONY: bench-cri-lifecycle
+
+bench-cri-lifecycle: venv ## pod run/create/start + stop/remove through the CRI, engined vs containerd (root)
+	@$(PY) -m bench.cri.lifecycle -n 20

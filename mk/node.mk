@@ -3,11 +3,17 @@
 # state, certificates, pod logs and its log under $(NODE_DIR). Waits until the node is Ready.
 # Restarting reuses the kubeconfig `join` wrote. `make node-down` stops it and deletes the
 # Node. Both are idempotent. Extra kubelet flags: NODE_FLAGS='--max-pods 50 ...'.
+# The node IP is a loopback address (the API server reaches the kubelet API on it, at
+# NODE_IP:NODE_PORT); override with NODE_IP=127.0.0.x. Logs, exec, attach and port-forward
+# work through the API server on it; its node proxy (`kubectl get --raw
+# /api/v1/nodes/N/proxy/...`) refuses loopback node addresses by design.
 NODE_DIR ?= $(CURDIR)/.node
 NODE_NAME ?= kubelet-py-$(shell hostname | tr A-Z a-z)
 NODE_PID := $(NODE_DIR)/kubelet-py.pid
 NODE_LOG := $(NODE_DIR)/kubelet-py.log
 NODE_FLAGS ?=
+NODE_IP ?= 127.0.0.2
+NODE_PORT ?= 10250
 NODE_RUNTIME_ENDPOINT ?=
 
 .PHONY: node node-down node-status
@@ -24,7 +30,8 @@ node: cluster ## join kubelet-py to `make cluster` on engined's CRI; waits for R
 	  echo "kubelet-py already running (pid $$(cat $(NODE_PID)))"; \
 	else \
 	  common="--root-dir $(NODE_DIR)/root --pod-logs-dir $(NODE_DIR)/logs \
-	    --hostname-override $(NODE_NAME) --node-ip $$ADVERTISE_ADDRESS \
+	    --hostname-override $(NODE_NAME) --node-ip $(NODE_IP) --address $(NODE_IP) \
+	    --port $(NODE_PORT) \
 	    --container-runtime-endpoint $$endpoint $(NODE_FLAGS)"; \
 	  if [ -f $(NODE_DIR)/root/kubeconfig ]; then \
 	    args="--kubeconfig $(NODE_DIR)/root/kubeconfig $$common"; \

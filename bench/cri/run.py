@@ -64,35 +64,16 @@ def private_engined(root: Path, *, pod_count: int, per_pod: int) -> Iterator[
         monitor.wait()
 
 
-GOLOAD_SRC = Path(__file__).resolve().parent / "goload"
-
-
-def goload_binary() -> Path:
-    """bench/cri/goload built once into the user's cache (Go modules via the Go proxy)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    out = cache / "kubelet-py" / "bench" / "goload"
-    sources = [GOLOAD_SRC / n for n in ("main.go", "go.mod", "go.sum")]
-    if out.exists() and out.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
-        return out
-    go = shutil.which("go") or "/usr/local/go/bin/go"
-    subprocess.run([go, "build", "-o", str(out), "."], cwd=GOLOAD_SRC, check=True,
-                   env={**os.environ, "GOFLAGS": "-mod=mod"})
-    return out
-
-
-def load_command(client: str) -> list[str]:
-    if client == "go":
-        return [str(goload_binary())]
+def load_command() -> list[str]:
     return [sys.executable, "-m", "bench.cri.load"]
 
 
-def measure(endpoint: str, rpc: str, ids: Sequence[str], *, client: str, procs: int,
+def measure(endpoint: str, rpc: str, ids: Sequence[str], *, procs: int,
             concurrency: int, seconds: float) -> tuple[list[float], float, dict[str, int]]:
     """Latencies (ms) of every RPC in the window, RPC/s over all processes, error codes."""
-    dash = "-" if client == "go" else "--"
-    cmd = [*load_command(client), f"{dash}endpoint", endpoint, f"{dash}rpc", rpc,
-           f"{dash}ids", ",".join(ids), f"{dash}concurrency", str(concurrency),
-           f"{dash}seconds", str(seconds)]
+    cmd = [*load_command(), "--endpoint", endpoint, "--rpc", rpc,
+           "--ids", ",".join(ids), "--concurrency", str(concurrency),
+           "--seconds", str(seconds)]
     runners = [subprocess.Popen(cmd, stdout=subprocess.PIPE) for _ in range(procs)]
     latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -118,7 +99,7 @@ def run_all(label: str, endpoint: str, ids: Sequence[str], args: argparse.Namesp
     for rpc in args.rpcs.split(","):
         for procs, concurrency in ((args.procs, args.concurrency), (1, 1)):
             before = load_average()
-            lat, rps, errors = measure(endpoint, rpc, ids, client=args.client, procs=procs,
+            lat, rps, errors = measure(endpoint, rpc, ids, procs=procs,
                                        concurrency=concurrency, seconds=args.seconds)
             name = f"{label} {rpc}, {procs * concurrency} in flight"
             series.append(Series(name, tuple(lat), "ms"))
@@ -138,8 +119,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=8, help="RPCs in flight per process")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rpcs", default=",".join(RPCS))
-    ap.add_argument("--client", choices=("python", "go"), default="python",
-                    help="load generator: bench/cri/load.py (grpc.aio) or bench/cri/goload")
     ap.add_argument("--peer", choices=("containerd", "none"), default="containerd")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args(argv)
@@ -174,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    f"{args.pods} pods x {args.containers_per_pod} container(s); "
                    f"{args.procs} load processes x {args.concurrency} RPCs in flight, "
                    f"then 1 process x 1 in flight; {args.seconds:.0f}s per pass; "
-                   f"{args.client} load generators on the unix socket, on the same "
+                   "Python (grpc.aio) load generators on the unix socket, on the same "
                    f"{os.cpu_count()}-core machine as the server. engined "
                    "serves records written straight into its store (bench/cri/pods.py); "
                    "containerd serves real pods (runc, host network).", "", *notes]))

@@ -123,11 +123,13 @@ class ContainerView:
         not see are gone, unless something newer is known about them."""
         with self._lock:
             seen = set()
+            changed = False
             for e in loaded:
                 cid = e.status.id
                 seen.add(cid)
                 if self._newer_than(cid, e.sandbox_id, gen):
                     continue  # not ours to say: a later verb or load knows better
+                changed = changed or self._entries.get(cid) is not e
                 self._entries[cid] = e
                 self._stamp[cid] = gen
                 self._dirty.pop(cid, None)
@@ -137,9 +139,11 @@ class ContainerView:
                         continue
                     if not self._newer_than(cid, e.sandbox_id, gen):
                         self._drop(cid)
+                        changed = True
             if sandbox_id is None and complete:
                 self._sandbox_dirty = {s: g for s, g in self._sandbox_dirty.items() if g > gen}
-            self._listing = None
+            if changed:  # an unchanged load keeps the listing (and the answers built on it)
+                self._listing = None
 
     def refresh(self) -> list[Entry]:
         """A full load (the periodic scan); returns what it read."""

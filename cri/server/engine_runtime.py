@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Callable, Sequence
 
 from cri.api import runtime_pb2 as pb
@@ -15,9 +16,11 @@ from cri.server import engine_translate as tr
 from cri.server.container_view import ContainerView, Entry, entry
 from cri.server.ports import ExecResult, StatusWithInfo
 from engine.errors import NotFound
+from engine.execdriver.spec import User
 from engine.images import ImageService
 from engine.runtime.api import ContainerInfo, Runtime, SandboxInfo
 from engine.runtime.spec import ImageConfig, Rootfs
+from engine.runtime.state import ContainerState
 from engine.runtime.status import Status
 
 Publish = Callable[[str, str, int], None]  # (container ID, sandbox ID, ContainerEventType)
@@ -60,7 +63,13 @@ def container_status(info: ContainerInfo, *, image_id: str) -> pb.ContainerStatu
         image=pb.ImageSpec(image=c.image), image_ref=image_id, image_id=image_id,
         reason=state.reason, message=state.message, labels=c.labels,
         annotations=c.annotations, mounts=[tr.mount_to_pb(m) for m in c.mounts],
-        log_path=rec.log_path)
+        log_path=rec.log_path, user=user_of(rec.spec.user))
+
+
+def user_of(user: User) -> pb.ContainerUser:
+    """The identity the container's first process was started with."""
+    return pb.ContainerUser(linux=pb.LinuxContainerUser(
+        uid=user.uid, gid=user.gid, supplemental_groups=list(user.additional_gids)))
 
 
 def image_id_of(images: ImageService, ref: str) -> str:
@@ -68,18 +77,56 @@ def image_id_of(images: ImageService, ref: str) -> str:
     return "" if image is None else image.id
 
 
-def entry_of(info: ContainerInfo, images: ImageService) -> Entry:
-    return entry(container_status(info, image_id=image_id_of(images, info.record.config.image)),
+def entry_of(info: ContainerInfo, images: ImageService, *, image_id: str | None = None) -> Entry:
+    if image_id is None:
+        image_id = image_id_of(images, info.record.config.image)
+    return entry(container_status(info, image_id=image_id),
                  sandbox_id=info.record.sandbox_id, pid=info.state.pid)
+
+
+class Translator:
+    """Engine containers to view entries, reusing the entry of a container whose state and
+    image ID did not change (its record's CRI fields never change after creation), and
+    looking each image reference up once per load."""
+
+    def __init__(self, runtime: Runtime, images: ImageService) -> None:
+        self._rt, self._images = runtime, images
+        self._lock = threading.Lock()
+        self._memo: dict[str, tuple[ContainerState, str, Entry]] = {}
+
+    def _entry(self, info: ContainerInfo, image_ids: dict[str, str]) -> Entry:
+        ref = info.record.config.image
+        if ref not in image_ids:
+            image_ids[ref] = image_id_of(self._images, ref)
+        image_id, cid = image_ids[ref], info.record.id
+        with self._lock:
+            known = self._memo.get(cid)
+        if known is not None and known[0] == info.state and known[1] == image_id:
+            return known[2]
+        e = entry_of(info, self._images, image_id=image_id)
+        with self._lock:
+            self._memo[cid] = (info.state, image_id, e)
+        return e
+
+    def load_all(self) -> list[Entry]:
+        image_ids: dict[str, str] = {}
+        out = [self._entry(info, image_ids) for info in self._rt.list_containers()]
+        seen = {e.status.id for e in out}
+        with self._lock:
+            for cid in [c for c in self._memo if c not in seen]:
+                del self._memo[cid]
+        return out
+
+    def load_one(self, container_id: str) -> Entry:
+        return self._entry(self._rt.container_status(container_id), {})
 
 
 def container_view(runtime: Runtime, images: ImageService, *,
                    max_age_s: float = 3.0) -> ContainerView:
     """The view the container RPCs read, loading through this runtime (see ContainerView)."""
-    return ContainerView(
-        load_all=lambda: [entry_of(i, images) for i in runtime.list_containers()],
-        load_one=lambda cid: entry_of(runtime.container_status(cid), images),
-        max_age_s=max_age_s)
+    translator = Translator(runtime, images)
+    return ContainerView(load_all=translator.load_all, load_one=translator.load_one,
+                         max_age_s=max_age_s)
 
 
 class EngineSandboxes:
@@ -147,6 +194,9 @@ class EngineContainers:
 
     def recursive_read_only_mounts(self) -> bool:
         return self._rt.recursive_readonly_mounts()
+
+    def supplemental_groups_policy(self) -> bool:
+        return True  # SecurityConfig.merge_image_groups; ContainerStatus.user is reported
 
     def create_container(self, sandbox_id: str, config: pb.ContainerConfig, *,
                          sandbox_config: pb.PodSandboxConfig) -> str:

@@ -89,14 +89,13 @@ def security(ctx: pb.LinuxContainerSecurityContext) -> spec.SecurityConfig:
         raise Unimplemented("SELinux options are not supported (no SELinux on this node)")
     if ctx.namespace_options.pid == pb.TARGET:
         raise Unimplemented("sharing a target container's PID namespace is not supported")
-    if ctx.supplemental_groups_policy == pb.Strict:
-        raise Unimplemented("supplemental_groups_policy Strict is not supported")
     return spec.SecurityConfig(
         privileged=ctx.privileged, readonly_rootfs=ctx.readonly_rootfs,
         run_as_user=ctx.run_as_user.value if ctx.HasField("run_as_user") else None,
         run_as_username=ctx.run_as_username,
         run_as_group=ctx.run_as_group.value if ctx.HasField("run_as_group") else None,
         supplemental_groups=tuple(ctx.supplemental_groups),
+        merge_image_groups=ctx.supplemental_groups_policy != pb.Strict,
         add_capabilities=tuple(ctx.capabilities.add_capabilities),
         drop_capabilities=tuple(ctx.capabilities.drop_capabilities),
         no_new_privs=ctx.no_new_privs, seccomp=_seccomp(ctx),

@@ -111,9 +111,12 @@ class SandboxPort(Protocol):
 
 @runtime_checkable
 class HandlerFeaturesPort(Protocol):
-    """Optional on a ContainerPort: what Status reports in RuntimeHandlerFeatures."""
+    """Optional on a ContainerPort: the features Status reports (RuntimeHandlerFeatures,
+    RuntimeFeatures)."""
 
     def recursive_read_only_mounts(self) -> bool: ...
+
+    def supplemental_groups_policy(self) -> bool: ...
 
 
 class ContainerPort(Protocol):

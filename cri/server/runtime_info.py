@@ -79,13 +79,19 @@ class RuntimeInfo:
             containers.recursive_read_only_mounts()
         return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=rro)
 
+    def features(self) -> pb.RuntimeFeatures:
+        containers = self._ports.containers
+        sgp = isinstance(containers, HandlerFeaturesPort) and \
+            containers.supplemental_groups_policy()
+        return pb.RuntimeFeatures(supplemental_groups_policy=sgp)
+
     def Status(self, request: pb.StatusRequest,
                context: grpc.ServicerContext) -> pb.StatusResponse:
         response = pb.StatusResponse(
             status=pb.RuntimeStatus(conditions=self.conditions()),
             runtime_handlers=[pb.RuntimeHandler(name=name, features=self.handler_features())
                               for name in ("", *self._ports.runtime_handlers)],
-            features=pb.RuntimeFeatures())
+            features=self.features())
         if request.verbose:
             wired = {name: getattr(self._ports, name) is not None
                      for name in ("sandboxes", "containers", "images", "network",

@@ -53,3 +53,9 @@ class ExecDriver(Protocol):
         with the session's stdio on 0-2; returns the process's exit status, or never
         returns (replaced by a runtime binary that exits with it)."""
         ...
+
+    def end_exec(self, *, bundle: Path, helper_pid: int, kill: bool) -> None:
+        """The exec session whose helper (the fork that ran exec_in_child) is `helper_pid`
+        ends: with `kill`, make sure the command inside the container dies too (the caller
+        SIGKILLs the helper itself); either way drop what the driver kept for it."""
+        ...

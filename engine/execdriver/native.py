@@ -124,3 +124,6 @@ class NativeDriver:
     def exec_in_child(self, spec: InitSpec, *, bundle: Path, pid: int,
                       process: ExecProcess) -> int:
         return nsexec.exec_in(spec, pid=pid, process=process)
+
+    def end_exec(self, *, bundle: Path, helper_pid: int, kill: bool) -> None:
+        """Nothing to do: the command is the helper's child with PDEATHSIG=SIGKILL."""

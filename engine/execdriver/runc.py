@@ -1,9 +1,11 @@
 """The runc exec driver: an OCI bundle handed to runc or crun (the binary is configurable)."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import termios
 from pathlib import Path
@@ -16,6 +18,10 @@ from engine.execdriver.oci import config
 from engine.execdriver.spec import InitSpec
 
 HYBRID = "/sys/fs/cgroup/unified"
+
+
+def exec_pid_file(bundle: Path, helper_pid: int) -> Path:
+    return bundle / f"exec-{helper_pid}.pid"
 
 
 class RuncDriver:
@@ -113,9 +119,21 @@ class RuncDriver:
                   timeout=30)
 
 
+    def end_exec(self, *, bundle: Path, helper_pid: int, kill: bool) -> None:
+        path = exec_pid_file(bundle, helper_pid)
+        try:
+            pid = int(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return  # the command never started (or its runtime had no time to say)
+        path.unlink(missing_ok=True)
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     def exec_in_child(self, spec: InitSpec, *, bundle: Path, pid: int,
                       process: ExecProcess) -> int:
-        argv = [*self._global(), "exec"]
+        # the command's host pid, for end_exec: runc/crun cannot pass SIGKILL on
+        argv = [*self._global(), "exec", "--pid-file", str(exec_pid_file(bundle, os.getpid()))]
         if process.cwd:
             argv += ["--cwd", process.cwd]
         for item in process.env:

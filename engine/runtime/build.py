@@ -165,10 +165,12 @@ def init_spec(cid: str, *, sandbox: SandboxFacts, config: ContainerConfig, image
         raise InvalidArgument("a privileged container needs a privileged sandbox")
     if sec.run_as_user is not None:
         user = users.resolve(rootfs, str(sec.run_as_user), group=sec.run_as_group,
-                             supplemental=sec.supplemental_groups)
+                             supplemental=sec.supplemental_groups,
+                             merge_image_groups=sec.merge_image_groups)
     else:
         user = users.resolve(rootfs, sec.run_as_username or image.user, group=sec.run_as_group,
-                             supplemental=sec.supplemental_groups)
+                             supplemental=sec.supplemental_groups,
+                             merge_image_groups=sec.merge_image_groups)
     cwd = config.working_dir or image.workdir or "/"
     secure_target(rootfs, cwd)  # refuses a working dir resolving outside the rootfs
     hostname = sandbox.config.hostname

@@ -72,6 +72,9 @@ class SecurityConfig:
     run_as_username: str = ""
     run_as_group: int | None = None
     supplemental_groups: tuple[int, ...] = ()
+    # False (CRI "Strict"): only the primary group and `supplemental_groups`; True ("Merge"):
+    # also the groups the image's /etc/group lists the user in
+    merge_image_groups: bool = True
     add_capabilities: tuple[str, ...] = ()
     drop_capabilities: tuple[str, ...] = ()
     no_new_privs: bool = False

@@ -15,8 +15,9 @@ def _read(rootfs: str, path: str) -> list[list[str]]:
         return []
 
 def resolve(rootfs: str, user: str, *, group: int | None = None,
-            supplemental: tuple[int, ...] = ()) -> User:
-    """`user` is "name", "uid", "name:group" or "uid:gid" (image config style)."""
+            supplemental: tuple[int, ...] = (), merge_image_groups: bool = True) -> User:
+    """`user` is "name", "uid", "name:group" or "uid:gid" (image config style). The groups
+    /etc/group lists the user in are added unless `merge_image_groups` is False."""
     name, _, grp = user.partition(":")
     passwd = [e for e in _read(rootfs, "/etc/passwd") if len(e) >= 4]
     groups = [e for e in _read(rootfs, "/etc/group") if len(e) >= 3]
@@ -40,8 +41,8 @@ def resolve(rootfs: str, user: str, *, group: int | None = None,
     if group is not None:
         gid = group
     username = entry[0] if entry else ""
-    extra = [int(g[2]) for g in groups
-             if len(g) >= 4 and username and username in g[3].split(",")]
+    extra = [int(g[2]) for g in groups if merge_image_groups
+             and len(g) >= 4 and username and username in g[3].split(",")]
     # like containerd: the primary group is also a supplementary group
     additional = tuple(dict.fromkeys((gid, *extra, *supplemental)))
     return User(uid=uid, gid=gid, additional_gids=additional)

@@ -40,6 +40,7 @@ class Sessions:
         self.sel = sel
         self.procs = procs
         self.execs: dict[int, socket.socket] = {}
+        self.exec_procs: dict[int, Proc] = {}  # helper pid -> the container it runs in
 
     def take(self, conn: socket.socket, req: dict[str, Any], *, rest: bytes,
              fds: list[int]) -> bool:
@@ -122,6 +123,7 @@ class Sessions:
             finally:
                 os._exit(code)
         self.execs[pid] = conn
+        self.exec_procs[pid] = proc
         _reply(conn, {"ok": True, "pid": pid})
         self.sel.register(conn, selectors.EVENT_READ, ("exec", pid))
 
@@ -132,13 +134,21 @@ class Sessions:
                 return
         self.sel.unregister(conn)
         if pid in self.execs:
+            proc = self.exec_procs.get(pid)
+            if proc is not None:  # a runtime binary's command is no child of the helper
+                with contextlib.suppress(OSError):
+                    proc.driver.end_exec(bundle=proc.bundle, helper_pid=pid, kill=True)
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)  # its command dies with it (PDEATHSIG)
+                os.kill(pid, signal.SIGKILL)
 
     def reaped(self, pid: int, status: int) -> bool:
         conn = self.execs.pop(pid, None)
         if conn is None:
             return False
+        proc = self.exec_procs.pop(pid, None)
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.driver.end_exec(bundle=proc.bundle, helper_pid=pid, kill=False)
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
         _reply(conn, {"exit_code": code})
         with contextlib.suppress(KeyError, ValueError):

@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
 from kubelet_py.client.errors import ApiError, ApiUnavailable, NotFound
+from kubelet_py.clock import Clock, RealClock
 from kubelet_py.errors import KubeletError
+from kubelet_py.pods.atomic_writer import WriteError, write_atomically
 from kubelet_py.pods.model import Pod
 
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 DEFAULT_TOKEN_SECONDS = 3607
+# Upstream's token manager: a token is renewed once 80% of its lifetime has passed, and
+# at the latest after 24 hours.
+REFRESH_FRACTION = 0.8
+REFRESH_MAX_AGE = 24 * 3600.0
+REFRESH_CHECK = 10.0
 
 
 class VolumeError(KubeletError):
@@ -59,30 +68,13 @@ def _field(pod: Pod, path: str) -> str:
     raise VolumeError(f"fieldRef {path} is not supported")
 
 
-def _write(directory: Path, files: dict[str, bytes], mode: int) -> None:
-    """Write the files in a fresh directory, then swap it in (readers never see a mix)."""
-    tmp = directory.with_name(f".{directory.name}.new")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for rel, data in files.items():
-        if rel.startswith("/") or ".." in Path(rel).parts:
-            raise VolumeError(f"volume path {rel!r} escapes the volume")
-        target = tmp / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        os.chmod(target, mode)
-    old = directory.with_name(f".{directory.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 class Volumes:
-    def __init__(self, api: Api | None, *, root: Path) -> None:
+    def __init__(self, api: Api | None, *, root: Path, clock: Clock | None = None) -> None:
         self._api = api
         self._root = root
+        self._clock: Clock = clock or RealClock()
+        # pod uid -> (the pod, volume name -> monotonic time its token must be renewed)
+        self._tokens: dict[str, tuple[Pod, dict[str, float]]] = {}
 
     def _need_api(self, what: str) -> Api:
         if self._api is None:
@@ -136,7 +128,7 @@ class Volumes:
             out[item["path"]] = _field(pod, item["fieldRef"]["fieldPath"]).encode()
         return out
 
-    async def _token(self, pod: Pod, src: Obj) -> dict[str, bytes]:
+    async def _token(self, pod: Pod, src: Obj, dues: list[float]) -> dict[str, bytes]:
         meta = pod["metadata"]
         sa = pod["spec"].get("serviceAccountName") or "default"
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
@@ -151,9 +143,12 @@ class Volumes:
             resp = await api.create(path, body)
         except (ApiError, ApiUnavailable) as exc:
             raise VolumeError(f"service account token for {sa}: {exc}") from exc
+        ttl = float((resp.get("spec") or {}).get("expirationSeconds") or
+                    src.get("expirationSeconds", DEFAULT_TOKEN_SECONDS))
+        dues.append(self._clock.monotonic() + min(REFRESH_FRACTION * ttl, REFRESH_MAX_AGE))
         return {src.get("path", "token"): resp["status"]["token"].encode()}
 
-    async def _projected(self, pod: Pod, src: Obj) -> dict[str, bytes]:
+    async def _projected(self, pod: Pod, src: Obj, dues: list[float]) -> dict[str, bytes]:
         files: dict[str, bytes] = {}
         for source in src.get("sources") or []:
             if "configMap" in source:
@@ -163,7 +158,7 @@ class Volumes:
             elif "downwardAPI" in source:
                 files.update(self._downward(pod, source["downwardAPI"]))
             elif "serviceAccountToken" in source:
-                files.update(await self._token(pod, source["serviceAccountToken"]))
+                files.update(await self._token(pod, source["serviceAccountToken"], dues))
             else:
                 raise VolumeError(f"projected source {sorted(source)} is not supported")
         return files
@@ -190,17 +185,52 @@ class Volumes:
                     raise VolumeError(f"volume {name}: hostPath {host} is not a directory")
                 out[name] = PreparedVolume(str(host), False)
             elif any(k in vol for k in ("configMap", "secret", "downwardAPI", "projected")):
-                plugin, files, mode = await self._files(pod, vol)
-                path = base / plugin / name
-                _write(path, files, mode)
-                out[name] = PreparedVolume(str(path), True)
+                out[name] = PreparedVolume(str(await self._materialise(pod, vol, base)), True)
             else:
                 kinds = sorted(k for k in vol if k != "name")
                 raise VolumeError(f"volume {name}: type {', '.join(kinds)} is not supported "
                                   "by this node")
         return out
 
-    async def _files(self, pod: Pod, vol: Obj) -> tuple[str, dict[str, bytes], int]:
+    async def _materialise(self, pod: Pod, vol: Obj, base: Path) -> Path:
+        dues: list[float] = []
+        plugin, files, mode = await self._files(pod, vol, dues)
+        path: Path = base / plugin / str(vol["name"])
+        try:
+            write_atomically(path, files, mode, now=self._clock.now())
+        except WriteError as exc:
+            raise VolumeError(f"volume {vol['name']}: {exc}") from exc
+        if dues:
+            uid = pod["metadata"]["uid"]
+            _, known = self._tokens.get(uid, (pod, {}))
+            self._tokens[uid] = (pod, {**known, vol["name"]: min(dues)})
+        return path
+
+    async def refresh_tokens(self) -> int:
+        """Rewrite the projected volumes whose service account token is due; the count."""
+        now = self._clock.monotonic()
+        done = 0
+        for uid, (pod, dues) in list(self._tokens.items()):
+            base = pod_dir(self._root, uid) / "volumes"
+            for vol in pod["spec"].get("volumes") or []:
+                if dues.get(vol["name"], float("inf")) > now:
+                    continue
+                try:
+                    await self._materialise(pod, vol, base)
+                    done += 1
+                    log.info("pod %s: token in volume %s refreshed", uid, vol["name"])
+                except VolumeError as exc:
+                    log.warning("pod %s: refreshing volume %s failed: %s", uid, vol["name"],
+                                exc)
+        return done
+
+    async def run_token_refresh(self) -> None:
+        while True:
+            await self._clock.sleep(REFRESH_CHECK)
+            await self.refresh_tokens()
+
+    async def _files(self, pod: Pod, vol: Obj,
+                     dues: list[float]) -> tuple[str, dict[str, bytes], int]:
         if "configMap" in vol:
             src = vol["configMap"]
             return ("kubernetes.io~configmap", await self._keyed(pod, "configmaps", src),
@@ -214,8 +244,9 @@ class Volumes:
             return ("kubernetes.io~downward-api", self._downward(pod, src),
                     src.get("defaultMode", 0o644))
         src = vol["projected"]
-        return ("kubernetes.io~projected", await self._projected(pod, src),
+        return ("kubernetes.io~projected", await self._projected(pod, src, dues),
                 src.get("defaultMode", 0o644))
 
     def cleanup(self, uid: str) -> None:
+        self._tokens.pop(uid, None)
         shutil.rmtree(pod_dir(self._root, uid), ignore_errors=True)

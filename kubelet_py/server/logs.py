@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import os
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from kubelet_py.errors import KubeletError
+from kubelet_py.pods.logrotate import rotated_files
 
 FOLLOW_POLL = 0.2
 
@@ -79,41 +82,86 @@ def log_file(directory: Path, container: str, attempt: int) -> Path:
     return directory / container / f"{attempt}.log"
 
 
+def _parse_all(data: bytes) -> list[LogLine]:
+    return [ln for ln in map(parse_line, data.splitlines(keepends=True)) if ln is not None]
+
+
+def _tail_lines(files: list[Path], current: bytes, tail: int) -> list[LogLine]:
+    """Enough lines for --tail, newest file first: rotated files are read only when the
+    live one holds fewer complete lines than asked for."""
+    lines = _parse_all(current)
+    for older in reversed(files):
+        if sum(1 for ln in lines if not ln.partial) > tail:
+            break
+        try:
+            lines = _parse_all(older.read_bytes()) + lines
+        except FileNotFoundError:
+            continue  # pruned meanwhile
+    return lines
+
+
 async def stream_log(path: Path, options: LogOptions, *,
                      running: Callable[[], Awaitable[bool]] | None = None
                      ) -> AsyncGenerator[bytes, None]:
-    """Yield the selected log as bytes; with follow, keep yielding until the container
-    stops (`running` answers False) and the file is drained."""
+    """Yield the selected log as bytes, rotated files (`<log>.<time>`) first; with
+    follow, keep yielding until the container stops (`running` answers False) and the
+    file is drained, moving on to the new file when the log is rotated meanwhile."""
     try:
-        data = path.read_bytes()
+        live = path.open("rb")
     except FileNotFoundError as exc:
         raise LogError(f"no log file {path.name} for this container") from exc
-    lines = [ln for ln in map(parse_line, data.splitlines(keepends=True)) if ln is not None]
-    sent = 0
-    for line in select(lines, options):
-        chunk = render(line, options)
-        if options.limit_bytes is not None and sent + len(chunk) > options.limit_bytes:
-            yield chunk[: options.limit_bytes - sent]
+    try:
+        data = live.read()
+        rotated = rotated_files(path)
+        if options.tail_lines is not None:
+            batches = [_tail_lines(rotated, data, options.tail_lines)]
+        else:
+            batches = []
+            for older in rotated:
+                try:
+                    batches.append(_parse_all(older.read_bytes()))
+                except FileNotFoundError:
+                    continue
+            batches.append(_parse_all(data))
+        sent = 0
+        for batch in batches:
+            for line in select(batch, options):
+                chunk = render(line, options)
+                if options.limit_bytes is not None and \
+                        sent + len(chunk) > options.limit_bytes:
+                    yield chunk[: options.limit_bytes - sent]
+                    return
+                sent += len(chunk)
+                yield chunk
+        if not options.follow:
             return
-        sent += len(chunk)
-        yield chunk
-    if not options.follow:
-        return
-    offset = len(data)
-    pending = b""
-    while True:
-        with path.open("rb") as f:
-            f.seek(offset)
-            more = f.read()
-        if more:
-            offset += len(more)
-            pending += more
-            *full, pending = pending.split(b"\n")
-            for raw in full:
-                fresh = parse_line(raw + b"\n")
-                if fresh is not None and (options.since is None or fresh.time >= options.since):
-                    yield render(fresh, options)
-            continue
-        if running is not None and not await running():
-            return
-        await asyncio.sleep(FOLLOW_POLL)
+        pending = b""
+        while True:
+            more = live.read()
+            if not more and _replaced(path, live):
+                more = live.read()  # the last bytes written before the runtime reopened
+                if not more:
+                    live.close()
+                    live = path.open("rb")  # rotated and drained: go on in the new file
+                    continue
+            if more:
+                pending += more
+                *full, pending = pending.split(b"\n")
+                for raw in full:
+                    fresh = parse_line(raw + b"\n")
+                    if fresh is not None and (options.since is None or
+                                              fresh.time >= options.since):
+                        yield render(fresh, options)
+                continue
+            if running is not None and not await running():
+                return
+            await asyncio.sleep(FOLLOW_POLL)
+    finally:
+        live.close()
+
+
+def _replaced(path: Path, live: BinaryIO) -> bool:
+    try:
+        return path.stat().st_ino != os.fstat(live.fileno()).st_ino
+    except FileNotFoundError:
+        return False  # between the rename and the runtime reopening it

@@ -9,7 +9,14 @@ from typing import Any, Protocol
 
 from cri.api import runtime_pb2 as pb
 from kubelet_py.clock import Clock
-from kubelet_py.pods.model import Pod
+from kubelet_py.errors import KubeletError
+from kubelet_py.pods.model import (
+    LABEL_CONTAINER_NAME,
+    LABEL_POD_NAME,
+    LABEL_POD_NAMESPACE,
+    LABEL_POD_UID,
+    Pod,
+)
 from kubelet_py.server.host_stats import FsSample, HostStats, filesystem
 
 log = logging.getLogger(__name__)
@@ -18,6 +25,8 @@ Json = dict[str, Any]
 
 class StatsRuntime(Protocol):
     async def sandboxes(self) -> list[pb.PodSandboxStats]: ...
+
+    async def containers(self) -> list[pb.ContainerStats]: ...
 
     async def image_fs(self) -> list[pb.FilesystemUsage]: ...
 
@@ -165,8 +174,15 @@ class SummaryProvider:
         image_fs = await self._runtime.image_fs()
         if image_fs:
             node["runtime"] = {"imageFs": fs_usage(image_fs[0], now)}
+        try:
+            sandboxes = await self._runtime.sandboxes()
+        except KubeletError as exc:
+            # containerd answers ListPodSandboxStats only for sandboxes with a cgroup
+            # parent; per-container stats always work: sum them per pod instead.
+            log.debug("ListPodSandboxStats failed (%s): using ListContainerStats", exc)
+            sandboxes = from_containers(await self._runtime.containers())
         newest: dict[str, pb.PodSandboxStats] = {}
-        for s in await self._runtime.sandboxes():
+        for s in sandboxes:
             meta = s.attributes.metadata
             seen = newest.get(meta.uid)
             if seen is None or seen.attributes.metadata.attempt < meta.attempt:
@@ -175,3 +191,54 @@ class SummaryProvider:
                                              s.attributes.metadata.name), now)
                 for s in newest.values()]
         return {"node": node, "pods": pods}
+
+
+def _sum(values: list[pb.UInt64Value | None]) -> pb.UInt64Value | None:
+    if not values or any(v is None for v in values):
+        return None
+    return pb.UInt64Value(value=sum(v.value for v in values if v is not None))
+
+
+def _field(holder: Any, name: str) -> pb.UInt64Value | None:
+    return getattr(holder, name) if holder.HasField(name) else None
+
+
+def from_containers(stats: list[pb.ContainerStats]) -> list[pb.PodSandboxStats]:
+    """Pod stats made from container stats (labels name the pod): the newest attempt of
+    each container, CPU and memory summed over them."""
+    pods: dict[str, dict[str, pb.ContainerStats]] = {}
+    for c in stats:
+        labels = c.attributes.labels
+        uid, name = labels.get(LABEL_POD_UID), labels.get(LABEL_CONTAINER_NAME)
+        if not uid or not name:
+            continue  # not made by a kubelet
+        mine = pods.setdefault(uid, {})
+        if name not in mine or mine[name].attributes.metadata.attempt < \
+                c.attributes.metadata.attempt:
+            mine[name] = c
+    out = []
+    for uid, by_name in pods.items():
+        cs = list(by_name.values())
+        labels = cs[0].attributes.labels
+        sandbox = pb.PodSandboxStats(attributes=pb.PodSandboxAttributes(
+            metadata=pb.PodSandboxMetadata(name=labels[LABEL_POD_NAME],
+                                           namespace=labels.get(LABEL_POD_NAMESPACE, ""),
+                                           uid=uid)))
+        linux = sandbox.linux
+        linux.containers.extend(cs)
+        stamp = max((c.cpu.timestamp for c in cs), default=0)
+        cores = _sum([_field(c.cpu, "usage_nano_cores") for c in cs])
+        total = _sum([_field(c.cpu, "usage_core_nano_seconds") for c in cs])
+        if cores is not None or total is not None:
+            linux.cpu.timestamp = stamp
+            if cores is not None:
+                linux.cpu.usage_nano_cores.CopyFrom(cores)
+            if total is not None:
+                linux.cpu.usage_core_nano_seconds.CopyFrom(total)
+        for field in ("working_set_bytes", "usage_bytes", "rss_bytes"):
+            value = _sum([_field(c.memory, field) for c in cs])
+            if value is not None:
+                linux.memory.timestamp = max(c.memory.timestamp for c in cs)
+                getattr(linux.memory, field).CopyFrom(value)
+        out.append(sandbox)
+    return out

@@ -377,6 +377,10 @@ def test_log_rotation_past_10_mib(node: Node) -> None:
          "a line written after the runtime reopened the log", timeout=45)
     current = rotated.with_name("0.log")
     assert current.stat().st_size < 1024 * 1024
+    # --tail reaches back into the rotated file for what the live one lacks.
+    tail = node.cluster.kubectl("logs", "-n", node.namespace, "chatty",
+                                "--tail=2").stdout.splitlines()
+    assert tail == ["a" * 1000, "after-rotation"]
 
 
 def _events(node: Node, name: str) -> list[dict[str, Any]]:
@@ -524,3 +528,81 @@ def test_kubectl_port_forward(node: Node) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _kubelet_get(node: Node, path: str, *, token: str | None = None) -> bytes:
+    """GET from the kubelet's HTTPS API as the API server does (its kubelet client
+    certificate, x509 then SubjectAccessReview), or with a bearer token."""
+    import ssl
+    import urllib.request
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    headers = {}
+    if token is None:
+        layout = node.cluster.layout
+        ctx.load_cert_chain(str(layout.cert("apiserver-kubelet-client")),
+                            str(layout.key("apiserver-kubelet-client")))
+    else:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"https://127.0.0.1:{node.port}{path}", headers=headers)
+    with urllib.request.urlopen(req, context=ctx, timeout=20) as resp:
+        body: bytes = resp.read()
+    return body
+
+
+def test_stats_summary_and_metrics(node: Node) -> None:
+    """The API server's node proxy (`kubectl get --raw /api/v1/nodes/N/proxy/...`) refuses
+    any node address that is not global unicast, and the node IP here is loopback: so the
+    kubelet API is called directly, with the API server's own kubelet client identity."""
+    import urllib.error
+
+    _shell_pod(node)
+    summary = json.loads(_kubelet_get(node, "/stats/summary"))
+    assert summary["node"]["nodeName"] == node.name
+    assert summary["node"]["cpu"]["usageCoreNanoSeconds"] > 0
+    assert summary["node"]["memory"]["workingSetBytes"] > 0
+    assert summary["node"]["fs"]["capacityBytes"] > 0
+    # containerd refreshes its snapshot usage periodically: present, maybe still 0.
+    assert summary["node"]["runtime"]["imageFs"]["usedBytes"] >= 0
+    pods = {(p["podRef"]["namespace"], p["podRef"]["name"]): p for p in summary["pods"]}
+    shell = pods[(node.namespace, "shell")]
+    assert shell["podRef"]["uid"] == node.pod("shell")["metadata"]["uid"]
+    assert shell["memory"]["workingSetBytes"] > 0
+    assert shell["cpu"]["usageCoreNanoSeconds"] > 0
+    assert [c["name"] for c in shell["containers"]] == ["shell"]
+    metrics = _kubelet_get(node, "/metrics").decode()
+    assert f'kubelet_node_name{{node="{node.name}"}} 1' in metrics
+    running = next(ln for ln in metrics.splitlines()
+                   if ln.startswith("kubelet_running_pods "))
+    assert int(running.split()[1]) >= 2  # the static pod and shell at least
+    assert 'kubelet_http_requests_total{long_running="false",method="GET",path="stats"' \
+        in metrics
+    token = node.cluster.kubectl("create", "token", "default", "-n", node.namespace).stdout
+    for path in ("/stats/summary", "/metrics"):  # no nodes/stats, nodes/metrics: 403
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            _kubelet_get(node, path, token=token.strip())
+        assert denied.value.code == 403
+
+
+def test_kubectl_attach(node: Node) -> None:
+    node.create_pod("ticker", [{"name": "ticker", "image": BUSYBOX, "command": [
+        "sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.3; done"]}])
+    wait(lambda: (p := node.pod("ticker")) and p["status"].get("phase") == "Running",
+         "pod Running", timeout=60)
+    proc = subprocess.Popen(
+        [str(node.cluster.tools / "kubectl"), f"--kubeconfig={node.cluster.kubeconfig}",
+         "attach", "-n", node.namespace, "ticker"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        second = proc.stdout.readline()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    # Attach shows what the container writes from now on (not the log's past lines).
+    assert first.startswith("tick ") and second.startswith("tick "), \
+        (first, second, proc.stderr.read() if proc.stderr else "")
+    assert int(second.split()[1]) == int(first.split()[1]) + 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import EngineError, FailedPrecondition, InvalidArgument
+from engine.errors import DeadlineExceeded, EngineError, FailedPrecondition, InvalidArgument
 from engine.execdriver.runc import HYBRID
 from engine.runtime.api import Runtime
 from engine.runtime.spec import (
@@ -402,3 +402,37 @@ def test_recursive_readonly_needs_readonly_and_private(runtime: Runtime, rootfs:
     with pytest.raises(InvalidArgument, match="recursive read-only"):
         runtime.create_container(sid, ContainerConfig(name="bad", mounts=(mount,)),
                                  rootfs=Rootfs(directory=str(rootfs)), image=ImageConfig())
+
+
+def test_exec_sync_timeout_kills_the_command_and_cleans_up(runtime: Runtime, rootfs: Path,
+                                                           handler: str) -> None:
+    sid = runtime.run_sandbox(sandbox_config(handler))
+    config = ContainerConfig(name="c", command=("/bin/sleep", "600"))
+    cid = runtime.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
+                                   image=ImageConfig())
+    runtime.start_container(cid)
+    with pytest.raises(DeadlineExceeded):
+        runtime.exec_sync(cid, ("/bin/sleep", "77"), timeout=1)
+    deadline = time.monotonic() + 10
+    while True:  # the timed-out command must be gone from the container, not just its runtime
+        ps = runtime.exec_sync(cid, ("ps", "-o", "args"), timeout=30).stdout.decode()
+        if "sleep 77" not in ps:
+            break
+        assert time.monotonic() < deadline, ps
+        time.sleep(0.1)
+    runtime.exec_sync(cid, ("true",), timeout=30)
+    container_dir = runtime.ctx.store.sandbox_dir(sid) / "containers" / cid
+    assert container_dir.is_dir()
+    assert not list(container_dir.rglob("exec-*.pid"))  # nothing kept per finished exec
+
+
+def test_masked_file_cannot_be_executed(runtime: Runtime, rootfs: Path, handler: str) -> None:
+    """critest's MaskedPaths spec masks /bin/ls; with a path (busybox-static's sh runs
+    applets by name from its own binary, so only a path reaches the masked file)."""
+    os.link(rootfs / "bin" / "busybox", rootfs / "bin" / "lsx")  # a hardlink, as in images
+    sid = runtime.run_sandbox(sandbox_config(handler))
+    state, out = run_to_exit(runtime, sid, rootfs, "/bin/lsx || echo MASKED; cat /bin/lsx | wc -c",
+                             security=SecurityConfig(masked_paths=("/bin/lsx",)))
+    assert state.exit_code == 0, out
+    assert "/bin/lsx: Permission denied" in out and "MASKED" in out
+    assert "0" in [line.strip() for line in out.splitlines()]  # reads as /dev/null

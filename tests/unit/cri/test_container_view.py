@@ -213,3 +213,17 @@ def test_an_older_load_does_not_overwrite_a_newer_one(disk: Disk) -> None:
     view.apply(stale, gen=gen)
     assert view.status("a1").status.state == pb.CONTAINER_EXITED
     assert disk.one_loads == 1
+
+
+def test_a_scan_returning_the_same_entries_keeps_the_listing(disk: Disk) -> None:
+    view = view_of(disk)
+    entries = disk.load_all()
+    view.apply(entries, gen=view.generation())
+    view.refresh()  # Disk makes new objects: the listing is rebuilt
+    first = view.containers()
+    view.apply(list(view_entries(view)), gen=view.generation())
+    assert view.containers() is first
+
+
+def view_entries(view: ContainerView) -> list[Entry]:
+    return [view.status(c.id) for c in view.containers()]

@@ -128,3 +128,21 @@ def test_image_users() -> None:
     assert user_of("1000:50") == (1000, "")
     assert user_of("nobody") == (None, "nobody")
     assert user_of("www:www") == (None, "www")
+
+
+def test_recursive_read_only_mounts_round_trip() -> None:
+    cfg = container()
+    cfg.mounts[0].readonly = True
+    cfg.mounts[0].recursive_read_only = True
+    mount = tr.container_config(cfg).mounts[0]
+    assert mount.readonly and mount.recursive_readonly
+    assert tr.mount_to_pb(mount).recursive_read_only
+    cfg.mounts[0].recursive_read_only = False
+    assert not tr.container_config(cfg).mounts[0].recursive_readonly
+
+
+@pytest.mark.parametrize(("policy", "merge"), [(pb.Merge, True), (pb.Strict, False)])
+def test_supplemental_groups_policy(policy: int, merge: bool) -> None:
+    cfg = container()
+    cfg.linux.security_context.supplemental_groups_policy = policy  # type: ignore[assignment]
+    assert tr.container_config(cfg).security.merge_image_groups is merge

@@ -1,16 +1,18 @@
 """The CRI servicers over a real gRPC channel, with fake engine ports."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import pytest
 
 from cri.api import runtime_pb2 as pb
 from cri.server.events import EventBus
-from tests.unit.cri.conftest import Cri
+from tests.unit.cri.conftest import Cri, full_ports, start
 from tests.unit.cri.fakes import (
     FakeContainers,
     FakeImages,
@@ -326,3 +328,35 @@ def test_pod_sandbox_metrics_follow_the_stats(cri: Cri) -> None:
     assert cpu.metric_type == pb.COUNTER
     streamed = list(cri.runtime.StreamPodSandboxMetrics(pb.StreamPodSandboxMetricsRequest()))
     assert [len(b.pod_sandbox_metrics) for b in streamed] == [1]
+
+
+class _RroContainers(FakeContainers):
+    def __init__(self, supported: bool) -> None:
+        super().__init__()
+        self.supported = supported
+
+    def recursive_read_only_mounts(self) -> bool:
+        return self.supported
+
+    def supplemental_groups_policy(self) -> bool:
+        return not self.supported
+
+
+@pytest.mark.parametrize("supported", [True, False])
+def test_status_reports_the_containers_features(sock_dir: Path, supported: bool) -> None:
+    ports = dataclasses.replace(full_ports(), containers=_RroContainers(supported))
+    c = start(ports, sock_dir)
+    try:
+        status = c.runtime.Status(pb.StatusRequest())
+        assert [(h.name, h.features.recursive_read_only_mounts)
+                for h in status.runtime_handlers] == [("", supported), ("runc", supported)]
+        assert status.features.supplemental_groups_policy is (not supported)
+    finally:
+        c.channel.close()
+        c.server.stop(0.5)
+
+
+def test_status_without_the_feature_port_claims_nothing(cri: Cri) -> None:
+    status = cri.runtime.Status(pb.StatusRequest())
+    assert not any(h.features.recursive_read_only_mounts for h in status.runtime_handlers)
+    assert not status.features.supplemental_groups_policy

@@ -147,3 +147,21 @@ def test_root_propagation() -> None:
     assert mountopts.root_propagation([]) == "rslave"
     assert mountopts.root_propagation([("rbind", "rslave"), ("rbind", "rprivate")]) == "rslave"
     assert mountopts.root_propagation([("rbind",), ("rbind", "rshared")]) == "rshared"
+
+
+def test_rro_bind_is_made_recursively_readonly_after_mounting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rootfs = tmp_path / "root"
+    rootfs.mkdir()
+    made: list[str] = []
+    monkeypatch.setattr(nsinit.mountattr, "make_recursively_readonly", made.append)
+    sys = FakeSyscalls()
+    nsinit.mount_one(str(rootfs), MountPoint("/v", "bind", str(tmp_path),
+                                             ("rbind", "rprivate", "ro", "rro")), sys=sys)
+    target = str(rootfs / "v")
+    assert made == [target]
+    assert sys.calls[1] == ("mount", ("", target, "", L.MS_REMOUNT | L.MS_BIND | L.MS_RDONLY,
+                                      ""))  # "rro" is not passed to mount(2) as data
+    nsinit.mount_one(str(rootfs), MountPoint("/w", "bind", str(tmp_path), ("rbind", "ro")),
+                     sys=sys)
+    assert made == [target]

@@ -113,3 +113,52 @@ def test_log_options_parsing() -> None:
     assert log_options({"sinceSeconds": "60"}).since is not None
     with pytest.raises(ValueError, match="tailLines"):
         log_options({"tailLines": "ten"})
+
+
+def _lines(*texts: str, second: int = 0) -> bytes:
+    return b"".join(f"2026-01-01T00:00:{second + i:02d}Z stdout F {t}\n".encode()
+                    for i, t in enumerate(texts))
+
+
+@run_async
+async def test_reads_across_rotated_files(tmp_path: Path) -> None:
+    path = tmp_path / "0.log"
+    (tmp_path / "0.log.20260101-000000.000001").write_bytes(_lines("a", "b"))
+    (tmp_path / "0.log.20260101-000010.000001").write_bytes(_lines("c", "d", second=10))
+    path.write_bytes(_lines("e", second=20))
+    assert await collect(path, LogOptions()) == b"a\nb\nc\nd\ne\n"
+    assert await collect(path, LogOptions(tail_lines=3)) == b"c\nd\ne\n"
+    assert await collect(path, LogOptions(tail_lines=1)) == b"e\n"
+    assert await collect(path, LogOptions(tail_lines=9)) == b"a\nb\nc\nd\ne\n"
+    since = dt.datetime(2026, 1, 1, 0, 0, 11, tzinfo=dt.UTC)
+    assert await collect(path, LogOptions(since=since)) == b"d\ne\n"
+
+
+@run_async
+async def test_follow_moves_on_after_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "0.log"
+    path.write_bytes(_lines("first"))
+    state = {"running": True}
+
+    async def running() -> bool:
+        return state["running"]
+
+    got: list[bytes] = []
+
+    async def follow() -> None:
+        async for chunk in stream_log(path, LogOptions(follow=True), running=running):
+            got.append(chunk)
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0.05)
+    with path.open("ab") as f:
+        f.write(_lines("before-rename", second=1))
+    rotated = tmp_path / "0.log.20260101-000002.000000"
+    path.rename(rotated)
+    with rotated.open("ab") as f:  # the runtime writes on until it reopens
+        f.write(_lines("after-rename", second=2))
+    path.write_bytes(_lines("new-file", second=3))
+    await asyncio.sleep(0.6)
+    state["running"] = False
+    await asyncio.wait_for(task, 5)
+    assert got == [b"first\n", b"before-rename\n", b"after-rename\n", b"new-file\n"]

@@ -58,6 +58,9 @@ class Runtime:
     async def sandboxes(self) -> list[pb.PodSandboxStats]:
         return [sandbox_stats("web", 0, with_containers=False), sandbox_stats("web", 1)]
 
+    async def containers(self) -> list[pb.ContainerStats]:
+        raise AssertionError("sandbox stats answered: container stats not needed")
+
     async def image_fs(self) -> list[pb.FilesystemUsage]:
         return [pb.FilesystemUsage(fs_id=pb.FilesystemIdentifier(mountpoint="/var/lib/x"),
                                    used_bytes=u64(777), inodes_used=u64(9))]
@@ -157,3 +160,39 @@ def test_render_escapes_and_paths() -> None:
     out = render([Family("x", "gauge", "h", (Sample("x", 1.5, (("a", 'q"\\\n'),)),))])
     assert out == '# HELP x h\n# TYPE x gauge\nx{a="q\\"\\\\\\n"} 1.5\n'
     assert request_path("/stats/summary") == "stats" and request_path("/") == "/"
+
+
+def container_stats(name: str, attempt: int, cpu: int, mem: int) -> pb.ContainerStats:
+    labels = {"io.kubernetes.pod.name": "web", "io.kubernetes.pod.namespace": "ns",
+              "io.kubernetes.pod.uid": "u1", "io.kubernetes.container.name": name}
+    return pb.ContainerStats(
+        attributes=pb.ContainerAttributes(id=f"{name}{attempt}", labels=labels,
+                                          metadata=pb.ContainerMetadata(name=name,
+                                                                        attempt=attempt)),
+        cpu=pb.CpuUsage(timestamp=1, usage_core_nano_seconds=u64(cpu)),
+        memory=pb.MemoryUsage(timestamp=1, working_set_bytes=u64(mem)))
+
+
+class NoSandboxStats(Runtime):
+    async def sandboxes(self) -> list[pb.PodSandboxStats]:
+        from kubelet_py.errors import RuntimeUnavailable
+        raise RuntimeUnavailable("CRI ListPodSandboxStats: UNKNOWN: cgroupPath is empty")
+
+    async def containers(self) -> list[pb.ContainerStats]:
+        return [container_stats("app", 0, 100, 10), container_stats("app", 1, 5, 1),
+                container_stats("side", 0, 7, 3),
+                pb.ContainerStats(attributes=pb.ContainerAttributes(id="foreign"))]
+
+
+@run_async
+async def test_summary_from_container_stats(tmp_path: Path) -> None:
+    clock = ManualClock()
+    provider = SummaryProvider(node_name="n1", runtime=NoSandboxStats(), pods=Pods(),
+                               host=HostStats(clock=clock, proc=fake_proc(tmp_path / "proc")),
+                               root_dir=tmp_path, clock=clock)
+    [pod] = (await provider.summary())["pods"]
+    assert pod["podRef"] == {"name": "web", "namespace": "ns", "uid": "u1"}
+    assert pod["cpu"]["usageCoreNanoSeconds"] == 12  # newest app attempt + side
+    assert "usageNanoCores" not in pod["cpu"]
+    assert pod["memory"]["workingSetBytes"] == 4
+    assert sorted(c["name"] for c in pod["containers"]) == ["app", "side"]

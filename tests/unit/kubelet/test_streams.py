@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from multidict import MultiDict
 
@@ -107,19 +108,20 @@ async def serve(streaming: Streaming, state: State = State.RUNNING
     return runner, port
 
 
-async def upgrade(port: int, path: str, *, extra: str = "") -> tuple[
-        bytes, asyncio.StreamReader, asyncio.StreamWriter]:
+async def upgrade(port: int, path: str, *, extra: str = "", proto: str = "SPDY/3.1"
+                  ) -> tuple[bytes, asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\n"
-                 f"Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+                 f"Connection: Upgrade\r\nUpgrade: {proto}\r\n"
                  f"X-Stream-Protocol-Version: v4.channel.k8s.io\r\n"
                  f"X-Stream-Protocol-Version: v3.channel.k8s.io\r\n{extra}\r\n".encode())
     head = await reader.readuntil(b"\r\n\r\n")
     return head, reader, writer
 
 
+@pytest.mark.parametrize("proto", ["SPDY/3.1", "websocket"])
 @run_async
-async def test_exec_proxies_upgrade_and_bytes() -> None:
+async def test_exec_proxies_upgrade_and_bytes(proto: str) -> None:
     backend = Backend()
     await backend.start()
     streaming = Streaming(backend)
@@ -127,7 +129,9 @@ async def test_exec_proxies_upgrade_and_bytes() -> None:
     try:
         head, reader, writer = await upgrade(
             port, "/exec/ns/web/app?command=sh&command=-c&command=echo+hi&input=1&output=1"
-                  "&error=1")
+                  "&error=1", proto=proto,
+            extra="Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13"
+                  "\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n")
         assert head.startswith(b"HTTP/1.1 101")
         assert b"X-Stream-Protocol-Version: v4.channel.k8s.io" in head
         assert b"Transfer-Encoding" not in head
@@ -143,7 +147,8 @@ async def test_exec_proxies_upgrade_and_bytes() -> None:
                                     True)]
         sent = backend.heads[0].decode()
         assert sent.startswith("POST /exec/tok123 HTTP/1.1\r\n")
-        assert "Upgrade: SPDY/3.1" in sent and "v3.channel.k8s.io" in sent
+        assert f"Upgrade: {proto}" in sent and "v3.channel.k8s.io" in sent
+        assert "Sec-WebSocket-Protocol: v5.channel.k8s.io" in sent
         assert "Authorization" not in sent  # the apiserver's credentials stay on this hop
     finally:
         await runner.cleanup()

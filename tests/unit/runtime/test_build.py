@@ -129,3 +129,17 @@ def test_volume_options(tmp_path: Path, rootfs: str) -> None:
                     propagation="rslave"),)))
     vol = next(m for m in spec.mounts if m.destination == "/v")
     assert vol.options == ("rbind", "rslave", "ro") and vol.source == str(tmp_path)
+
+
+def test_recursive_readonly_volume(tmp_path: Path, rootfs: str) -> None:
+    spec = _spec(tmp_path, rootfs, ContainerConfig(name="c", command=("/x",), mounts=(
+        VolumeMount(container_path="/v", host_path=str(tmp_path), readonly=True,
+                    recursive_readonly=True),)))
+    vol = next(m for m in spec.mounts if m.destination == "/v")
+    assert vol.options == ("rbind", "rprivate", "ro", "rro")
+    for bad in (VolumeMount(container_path="/v", host_path=str(tmp_path),
+                            recursive_readonly=True),
+                VolumeMount(container_path="/v", host_path=str(tmp_path), readonly=True,
+                            recursive_readonly=True, propagation="rshared")):
+        with pytest.raises(InvalidArgument, match="recursive read-only"):
+            _spec(tmp_path, rootfs, ContainerConfig(name="c", command=("/x",), mounts=(bad,)))

@@ -50,3 +50,9 @@ def test_passwd_symlink_out_of_rootfs_is_ignored(tmp_path: Path) -> None:
 def test_home(rootfs: str) -> None:
     assert home_of(rootfs, 1000) == "/home/app"
     assert home_of(rootfs, 5) == "/"
+
+
+def test_strict_policy_leaves_out_the_images_group_memberships(rootfs: str) -> None:
+    strict = resolve(rootfs, "app", supplemental=(55,), merge_image_groups=False)
+    assert strict == User(uid=1000, gid=1001, additional_gids=(1001, 55))
+    assert resolve(rootfs, "1000", merge_image_groups=False).additional_gids == (1001,)

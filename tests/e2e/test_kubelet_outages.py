@@ -1,0 +1,144 @@
+"""Outages on the real control plane, one shared pod set per runtime (these are slow):
+a 60 s kube-apiserver outage leaves running pods alone and statuses catch up after; a
+killed kubelet-py turns the node NotReady within the controller manager's grace period,
+and restarting it changes nothing in the running pods."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_kubelet_join import wait
+from tests.e2e.test_kubelet_pods import (  # noqa: F401 (fixtures)
+    BUSYBOX,
+    Node,
+    _ready,
+    _state,
+    containerd,
+    engined,
+    local_registry,
+    node,
+    runtime,
+)
+from tests.harness import cluster as harness
+from tests.harness.cluster import ControlPlane
+from tests.harness.cluster_proc import State, read_state, spawn, write_state
+
+pytestmark = pytest.mark.e2e
+OUTAGE = 60.0
+# kube-controller-manager defaults (the harness sets neither flag): the node lifecycle
+# controller checks every 5 s and gives up on a node 50 s after its last heartbeat.
+NODE_MONITOR_GRACE = 50.0
+NODE_MONITOR_PERIOD = 5.0
+LEASE_RENEW = 10.0
+
+
+def stop_apiserver(cluster: ControlPlane) -> list[str]:
+    """Kill the harness's kube-apiserver (SIGKILL: a crash, and no wait for its graceful
+    drain of watches); return its argv for `start_apiserver`."""
+    state = read_state(cluster.layout.state_file)
+    assert state is not None and "kube-apiserver" in state.pids
+    pid = state.pids["kube-apiserver"]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    os.kill(pid, signal.SIGKILL)
+    child = harness._children.pop(pid, None)
+    if child is not None:
+        child.wait(30)
+    else:
+        wait(lambda: not Path(f"/proc/{pid}").exists(), "kube-apiserver exit", timeout=30)
+    return [a.decode() for a in argv]
+
+
+def start_apiserver(cluster: ControlPlane, argv: list[str]) -> None:
+    """The same kube-apiserver again, recorded where the harness's `down` finds it."""
+    layout = cluster.layout
+    proc = spawn(argv, log_path=layout.logs / "kube-apiserver.restarted.log", detach=False)
+    harness._children[proc.pid] = proc
+    state = read_state(layout.state_file)
+    assert state is not None
+    write_state(layout.state_file, State(
+        pids={**state.pids, "kube-apiserver": proc.pid}, interface=state.interface,
+        ports=state.ports))
+    wait(lambda: cluster.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
+         "kube-apiserver ready again", timeout=60)
+
+
+def _running_ids(n: Node) -> set[str]:
+    out = subprocess.run([str(n.cluster.tools / "crictl"), "--runtime-endpoint",
+                          n.runtime.endpoint, "ps", "-q", "--state", "Running"],
+                         capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def _fingerprint(pod: Any) -> tuple[str, int, str, str]:
+    cs = _state(pod)
+    return (cs["containerID"], cs["restartCount"], pod["status"]["podIP"],
+            pod["status"]["startTime"])
+
+
+def test_outages_leave_running_pods_alone(node: Node) -> None:  # noqa: F811
+    node.create_pod("steady", [{"name": "steady", "image": BUSYBOX,
+                                "command": ["sh", "-c", "sleep 3600"]}])
+    wait(lambda: (p := node.pod("steady")) and p["status"].get("phase") == "Running",
+         "steady Running", timeout=60)
+    before = _fingerprint(node.pod("steady"))
+    steady_id = before[0].split("://", 1)[1]
+
+    # 1. kubelet-py is killed: the node goes NotReady within the grace period. (First:
+    # after an API server restart the controller manager's lease informer lags behind
+    # for a while, which would delay its verdict for reasons that are not ours.)
+    lease = node.get("lease", "-n", "kube-node-lease", node.name)["spec"]["renewTime"]
+    wait(lambda: node.get("lease", "-n", "kube-node-lease", node.name)["spec"]["renewTime"]
+         != lease, "a fresh lease renewal", timeout=LEASE_RENEW + 5)
+    renewed = time.monotonic()
+    node.kubelet.proc.kill()
+    node.kubelet.proc.wait()
+    wait(lambda: not _ready(node.get("node", node.name)), "node not Ready",
+         timeout=NODE_MONITOR_GRACE + NODE_MONITOR_PERIOD + 15)
+    took = time.monotonic() - renewed
+    print(f"\n[{node.runtime.name}] node not Ready {took:.1f}s after the last lease renewal")
+    assert took <= NODE_MONITOR_GRACE + NODE_MONITOR_PERIOD + 5
+    conds = {c["type"]: c for c in node.get("node", node.name)["status"]["conditions"]}
+    assert conds["Ready"]["status"] == "Unknown"
+    assert conds["Ready"]["reason"] == "NodeStatusUnknown"
+    assert steady_id in _running_ids(node)  # the runtime keeps the pods
+
+    # 2. Restarted, it adopts the running pods as they are.
+    node.restart()
+    wait(lambda: _ready(node.get("node", node.name)), "node Ready after restart", timeout=30)
+    time.sleep(3)
+    assert _fingerprint(node.pod("steady")) == before
+
+    # 3. The API server goes away for 60 s: pods keep running, the kubelet keeps going,
+    # and an exit that happens meanwhile reaches the API once it is back.
+    node.create_pod("ender", [{"name": "ender", "image": BUSYBOX,
+                               "command": ["sh", "-c", "sleep 20; exit 0"]}],
+                    restartPolicy="Never")
+    wait(lambda: (p := node.pod("ender")) and p["status"].get("phase") == "Running",
+         "ender Running", timeout=60)
+    argv = stop_apiserver(node.cluster)
+    stopped = time.monotonic()
+    try:
+        time.sleep(OUTAGE / 2)
+        assert steady_id in _running_ids(node)
+        assert node.kubelet.proc.poll() is None, node.kubelet.output()[-3000:]
+        time.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped)))
+    finally:
+        start_apiserver(node.cluster, argv)
+    print(f"[{node.runtime.name}] apiserver back after {time.monotonic() - stopped:.1f}s")
+    assert node.kubelet.proc.poll() is None, node.kubelet.output()[-3000:]
+    assert steady_id in _running_ids(node)
+    caught_up = time.monotonic()
+    wait(lambda: (p := node.pod("ender")) and p["status"].get("phase") == "Succeeded",
+         "ender's exit reported after the outage", timeout=30)
+    print(f"[{node.runtime.name}] statuses caught up {time.monotonic() - caught_up:.1f}s "
+          "after the apiserver came back")
+    lease = node.get("lease", "-n", "kube-node-lease", node.name)["spec"]["renewTime"]
+    wait(lambda: node.get("lease", "-n", "kube-node-lease", node.name)["spec"]["renewTime"]
+         != lease, "lease renewed after the outage", timeout=LEASE_RENEW + 5)
+    assert _fingerprint(node.pod("steady")) == before
