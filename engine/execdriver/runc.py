@@ -24,6 +24,10 @@ def exec_pid_file(bundle: Path, helper_pid: int) -> Path:
     return bundle / f"exec-{helper_pid}.pid"
 
 
+def exec_process_file(bundle: Path, helper_pid: int) -> Path:
+    return bundle / f"exec-{helper_pid}.json"
+
+
 class RuncDriver:
     name = "runc"
 
@@ -120,6 +124,7 @@ class RuncDriver:
 
 
     def end_exec(self, *, bundle: Path, helper_pid: int, kill: bool) -> None:
+        exec_process_file(bundle, helper_pid).unlink(missing_ok=True)
         path = exec_pid_file(bundle, helper_pid)
         try:
             pid = int(path.read_text())
@@ -132,17 +137,21 @@ class RuncDriver:
 
     def exec_in_child(self, spec: InitSpec, *, bundle: Path, pid: int,
                       process: ExecProcess) -> int:
-        # the command's host pid, for end_exec: runc/crun cannot pass SIGKILL on
-        argv = [*self._global(), "exec", "--pid-file", str(exec_pid_file(bundle, os.getpid()))]
-        if process.cwd:
-            argv += ["--cwd", process.cwd]
-        for item in process.env:
-            argv += ["--env", item]
+        # The container's own process settings (user and supplementary groups, capabilities,
+        # no_new_privs) with the exec's command: runc copies them when given none, crun
+        # would run the command as root. The pid file gives end_exec the command's host pid
+        # (runc/crun cannot pass SIGKILL on).
+        helper = os.getpid()
+        settings = config(spec)["process"]
+        settings.update(args=list(process.args), env=list(process.env),
+                        cwd=process.cwd or spec.cwd, terminal=process.tty)
+        write_atomic(exec_process_file(bundle, helper), json.dumps(settings))
+        argv = [*self._global(), "exec", "--pid-file", str(exec_pid_file(bundle, helper)),
+                "--process", str(exec_process_file(bundle, helper))]
         if process.tty:
             # runc/crun in the foreground on our terminal: they make the container's pty,
             # relay it, and follow our window size (SIGWINCH reaches the session leader).
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-            argv.append("--tty")
-        argv += [spec.id, *process.args]
+        argv.append(spec.id)
         os.execvpe(argv[0], argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})

@@ -66,6 +66,8 @@ class ExecSession:
                 buf += chunk
         except TimeoutError as e:
             raise DeadlineExceeded("exec session still running") from e
+        except OSError as e:  # reset: the monitor died mid-session
+            raise Unavailable(f"the pod monitor went away during the exec session: {e}") from e
         self._code = int(json.loads(buf)["exit_code"])
         return self._code
 

@@ -155,8 +155,10 @@ def test_restart_reuses_kubeconfig(control_plane: ControlPlane,
         "--container-runtime-endpoint", f"unix://{tmp_path}/no-runtime.sock"])
     try:
         lease = _get(control_plane, "lease", node_name, "-n", "kube-node-lease")
-        wait(lambda: _get(control_plane, "lease", node_name, "-n", "kube-node-lease")
-             ["spec"]["renewTime"] != lease["spec"]["renewTime"], "lease renewal", timeout=15)
+        # `_get` answers None when one kubectl call fails (a busy machine): poll on.
+        wait(lambda: (got := _get(control_plane, "lease", node_name, "-n", "kube-node-lease"))
+             and got["spec"]["renewTime"] != lease["spec"]["renewTime"], "lease renewal",
+             timeout=15)
         assert (tmp_path / "pki" / "kubelet-client-current.pem").resolve() == pem
     finally:
         again.stop()

@@ -423,7 +423,7 @@ def test_exec_sync_timeout_kills_the_command_and_cleans_up(runtime: Runtime, roo
     runtime.exec_sync(cid, ("true",), timeout=30)
     container_dir = runtime.ctx.store.sandbox_dir(sid) / "containers" / cid
     assert container_dir.is_dir()
-    assert not list(container_dir.rglob("exec-*.pid"))  # nothing kept per finished exec
+    assert not list(container_dir.rglob("exec-*"))  # nothing kept per finished exec
 
 
 def test_masked_file_cannot_be_executed(runtime: Runtime, rootfs: Path, handler: str) -> None:
@@ -436,3 +436,19 @@ def test_masked_file_cannot_be_executed(runtime: Runtime, rootfs: Path, handler:
     assert state.exit_code == 0, out
     assert "/bin/lsx: Permission denied" in out and "MASKED" in out
     assert "0" in [line.strip() for line in out.splitlines()]  # reads as /dev/null
+
+
+def test_exec_runs_as_the_containers_user_and_groups(runtime: Runtime, rootfs: Path,
+                                                     handler: str) -> None:
+    sid = runtime.run_sandbox(sandbox_config(handler))
+    config = ContainerConfig(name="c", command=("/bin/sleep", "600"),
+                             security=SecurityConfig(run_as_user=1000,
+                                                     supplemental_groups=(4242,)))
+    cid = runtime.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
+                                   image=ImageConfig())
+    runtime.start_container(cid)
+    result = runtime.exec_sync(cid, ("/bin/sh", "-c", "id -u; id -g; id -G; "
+                                     "grep CapEff /proc/self/status"), timeout=30)
+    lines = result.stdout.decode().splitlines()
+    assert lines[:3] == ["1000", "1000", "1000 2000 4242"], result
+    assert lines[3].split()[1] == "0000000000000000"  # a non-root user keeps no capability

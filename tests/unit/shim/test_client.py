@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import errors
+from engine.runtime.exec import ExecSession
 from engine.shim import protocol as P
 from engine.shim.client import MonitorClient
 
@@ -61,3 +62,13 @@ def test_a_monitor_dying_mid_request_is_unavailable(sandbox_dir: Path) -> None:
 def test_no_monitor_socket_is_unavailable(sandbox_dir: Path) -> None:
     with pytest.raises(errors.Unavailable, match="not running"):
         MonitorClient(sandbox_dir).call("status")
+
+
+def test_an_exec_session_whose_monitor_resets_is_unavailable() -> None:
+    ours, theirs = socket.socketpair()
+    ours.sendall(b"y")  # unread when it closes: our recv gets ECONNRESET
+    theirs.close()
+    session = ExecSession(ours, pid=1, stdin=-1, stdout=-1, stderr=-1, tty=False)
+    with pytest.raises(errors.Unavailable, match=r"went away during the exec session: .*reset"):
+        session.wait(5)
+    ours.close()
