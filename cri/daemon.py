@@ -7,19 +7,18 @@ exists. Parts not wired into this build answer UNIMPLEMENTED and are reported as
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import grpc
 
+from cri.daemon_options import DaemonOptions, build_parser, options_from_args
 from cri.errors import status_for
 from cri.server import enginesvc, listener
 from cri.server.engine_events import EnginePublisher
@@ -32,81 +31,14 @@ from cri.server.ports import Ports
 from cri.server.serve import CriServer
 from cri.streaming.server import StreamingServer
 from engine import __version__
-from engine.config import DEFAULT_LISTEN, DEFAULT_ROOT, DEFAULT_RUN_ROOT, EngineConfig
 from engine.errors import EngineError
 from engine.images import ImageService
-from engine.networkdriver.cni import DEFAULT_BIN_DIRS, DEFAULT_CONF_DIR, CNIDriver
+from engine.networkdriver.cni import CNIDriver
 from engine.registry.hosts import load_hosts
 from engine.runtime.api import Runtime
 from engine.runtime.context import HANDLERS, RuntimeOptions
 
 log = logging.getLogger("engined")
-
-EXEC_DRIVERS = tuple(sorted(HANDLERS))  # native, and runc/crun through an OCI bundle
-GRAPH_DRIVERS = ("overlay", "vfs")
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-@dataclasses.dataclass(frozen=True)
-class DaemonOptions:
-    engine: EngineConfig
-    cni_conf_dir: Path = DEFAULT_CONF_DIR
-    cni_bin_dirs: tuple[Path, ...] = DEFAULT_BIN_DIRS
-    exec_driver: str = "native"
-    graph_driver: str = "overlay"
-    log_level: str = "info"
-    shutdown_grace_s: float = 5.0
-    registry_hosts: Path | None = None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="engined", description="The kubelet-py container engine, serving the CRI.")
-    parser.add_argument("--version", action="version", version=f"engined v{__version__}")
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT,
-                        help=f"persistent state (default {DEFAULT_ROOT})")
-    parser.add_argument("--run-root", type=Path, default=DEFAULT_RUN_ROOT,
-                        help=f"runtime state (default {DEFAULT_RUN_ROOT})")
-    parser.add_argument("--listen", default=DEFAULT_LISTEN,
-                        help=f"CRI socket (default {DEFAULT_LISTEN})")
-    parser.add_argument("--config", type=Path,
-                        help="engine configuration file (YAML; not read by this build yet)")
-    parser.add_argument("--cni-conf-dir", type=Path, default=DEFAULT_CONF_DIR,
-                        help=f"CNI network configurations (default {DEFAULT_CONF_DIR})")
-    parser.add_argument("--cni-bin-dir", type=Path, action="append", dest="cni_bin_dirs",
-                        help="CNI plugin executables; repeatable (default "
-                             f"{', '.join(str(d) for d in DEFAULT_BIN_DIRS)})")
-    parser.add_argument("--exec-driver", choices=EXEC_DRIVERS, default="native",
-                        help="the default runtime handler (default native)")
-    parser.add_argument("--graph-driver", choices=GRAPH_DRIVERS, default="overlay",
-                        help="how image layers are stored (default overlay)")
-    parser.add_argument("--registry-hosts", type=Path, metavar="FILE",
-                        help="registry mirrors and TLS settings (YAML or JSON)")
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    parser.add_argument("--shutdown-grace", type=float, default=5.0, metavar="SECONDS",
-                        help="time running RPCs get to finish on SIGTERM (default 5)")
-    return parser
-
-
-def config_from_args(ns: argparse.Namespace) -> EngineConfig:
-    if not str(ns.listen).startswith("unix://"):
-        raise SystemExit(f"engined: --listen must be unix:///path, not {ns.listen!r}")
-    return EngineConfig(root=ns.root, run_root=ns.run_root, listen=ns.listen,
-                        config_file=ns.config)
-
-
-def options_from_args(ns: argparse.Namespace) -> DaemonOptions:
-    if ns.shutdown_grace < 0:
-        raise SystemExit("engined: --shutdown-grace must not be negative")
-    if ns.config is not None:  # accepted by the parser (a documented flag) but not read yet
-        raise SystemExit("engined: --config is not supported by this build yet; "
-                         "pass the settings as flags")
-    return DaemonOptions(engine=config_from_args(ns), cni_conf_dir=ns.cni_conf_dir,
-                         cni_bin_dirs=tuple(ns.cni_bin_dirs or DEFAULT_BIN_DIRS),
-                         exec_driver=ns.exec_driver,
-                         graph_driver=ns.graph_driver, log_level=ns.log_level,
-                         shutdown_grace_s=ns.shutdown_grace, registry_hosts=ns.registry_hosts)
-
 
 @dataclasses.dataclass
 class Engine:
