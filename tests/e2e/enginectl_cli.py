@@ -10,7 +10,7 @@ import grpc
 
 from cri.api import runtime_pb2 as pb
 from cri.api import runtime_pb2_grpc
-from tests.e2e.test_crictl_basic import Engined
+from tests.harness.engined import Engined
 
 
 def enginectl(daemon: Engined, *args: str, stdin: str | None = None,

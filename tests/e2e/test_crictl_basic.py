@@ -3,66 +3,22 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.harness.engined import Engined, private_engined
 from tests.harness.prereq import need_tool
 
 pytestmark = pytest.mark.e2e
 
 
-class Engined:
-    def __init__(self, workdir: Path, *extra: str) -> None:
-        self.workdir = workdir
-        self.extra = extra
-        self.sock = workdir / "engine.sock"
-        self.endpoint = f"unix://{self.sock}"
-        self.log = workdir / "engined.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def argv(self) -> list[str]:
-        return [sys.executable, "-m", "cri.daemon", "--listen", self.endpoint,
-                "--root", str(self.workdir / "root"), "--run-root", str(self.workdir / "run"),
-                "--log-level", "debug", "--shutdown-grace", "1", *self.extra]
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log)
-        deadline = time.monotonic() + 20
-        while not self.sock.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"engined did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-
-
 @pytest.fixture
 def engined() -> Iterator[Engined]:
-    with tempfile.TemporaryDirectory(prefix="engined-", dir="/tmp") as d:
-        daemon = Engined(Path(d))
-        daemon.start()
-        try:
-            yield daemon
-        finally:
-            daemon.stop()
+    with private_engined() as daemon:
+        yield daemon
 
 
 def crictl(daemon: Engined, *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,13 +3,12 @@ through the mirror configuration (as critest will)."""
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_crictl_basic import Engined, crictl
+from tests.e2e.test_crictl_basic import crictl
+from tests.harness.engined import Engined, private_engined
 from tests.harness.registry import LocalRegistry
 
 pytestmark = pytest.mark.e2e
@@ -19,14 +18,9 @@ PAUSE = "registry.k8s.io/pause:3.10"
 
 @pytest.fixture
 def engined_with_registry(local_registry: LocalRegistry) -> Iterator[Engined]:
-    with tempfile.TemporaryDirectory(prefix="engined-", dir="/tmp") as d:
-        daemon = Engined(Path(d), "--registry-hosts", str(local_registry.root / "mirrors.yaml"),
-                         "--graph-driver", "vfs")
-        daemon.start()
-        try:
-            yield daemon
-        finally:
-            daemon.stop()
+    with private_engined(registry_hosts=local_registry.root / "mirrors.yaml",
+                         graph_driver="vfs") as daemon:
+        yield daemon
 
 
 def test_pull_list_inspect_remove(engined_with_registry: Engined) -> None:

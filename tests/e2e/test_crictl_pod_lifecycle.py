@@ -10,7 +10,6 @@ import select
 import socket
 import struct
 import subprocess
-import tempfile
 import termios
 import threading
 import time
@@ -19,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_crictl_basic import Engined, crictl
+from tests.e2e.test_crictl_basic import crictl
+from tests.harness.engined import Engined, private_engined
 from tests.harness.prereq import need_tool
 from tests.harness.registry import LocalRegistry
 
@@ -31,17 +31,9 @@ NODE, CONTAINER_NS = 2, 1  # NamespaceMode values
 
 @pytest.fixture
 def daemon(local_registry: LocalRegistry) -> Iterator[Engined]:
-    with tempfile.TemporaryDirectory(prefix="engined-", dir="/tmp") as d:
-        engined = Engined(Path(d), "--registry-hosts", str(local_registry.root / "mirrors.yaml"),
-                          "--graph-driver", "vfs")
-        engined.start()
-        try:
-            yield engined
-        finally:
-            for pod in json.loads(crictl(engined, "pods", "-o", "json").stdout or '{"items":[]}'
-                                  ).get("items", []):
-                crictl(engined, "rmp", "-f", pod["id"])
-            engined.stop()
+    with private_engined(registry_hosts=local_registry.root / "mirrors.yaml",
+                         graph_driver="vfs") as engined:
+        yield engined
 
 
 def write_configs(daemon: Engined, command: list[str]) -> tuple[Path, Path]:

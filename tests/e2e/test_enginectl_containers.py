@@ -20,8 +20,8 @@ import pytest
 from cri.api import runtime_pb2 as pb
 from cri.api import runtime_pb2_grpc
 from tests.e2e.enginectl_cli import enginectl, ok, remove_all
-from tests.e2e.test_crictl_basic import Engined
 from tests.e2e.test_crictl_images import engined_with_registry
+from tests.harness.engined import Engined
 
 pytestmark = pytest.mark.e2e
 __all__ = ["engined_with_registry"]

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import json
 import tarfile
-import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.e2e.enginectl_cli import enginectl, ok
-from tests.e2e.test_crictl_basic import Engined
 from tests.e2e.test_crictl_images import engined_with_registry
+from tests.harness.engined import Engined, private_engined
 from tests.harness.registry import LocalRegistry
 
 pytestmark = pytest.mark.e2e
@@ -111,10 +110,7 @@ def test_pull_with_credentials_from_the_tls_registry(local_registry: LocalRegist
     hosts_file = tmp_path / "hosts.yaml"
     hosts_file.write_text(yaml.safe_dump(hosts))
     ref = f"{local_registry.tls_host}/kubelet-py/busybox:latest"
-    with tempfile.TemporaryDirectory(prefix="engined-", dir="/tmp") as d:
-        daemon = Engined(Path(d), "--registry-hosts", str(hosts_file), "--graph-driver", "vfs")
-        daemon.start()
-        try:
+    with private_engined(registry_hosts=hosts_file, graph_driver="vfs") as daemon:
             denied = enginectl(daemon, "pull", ref)
             assert denied.returncode == 125
             assert denied.stderr.startswith("enginectl: ") and denied.stderr.count("\n") == 1
@@ -123,5 +119,3 @@ def test_pull_with_credentials_from_the_tls_registry(local_registry: LocalRegist
             image_id = ok(daemon, "pull", "-q", "--creds",
                           f"{local_registry.username}:{local_registry.password}", ref).strip()
             assert image_ids(daemon) == {ref: image_id}
-        finally:
-            daemon.stop()

@@ -5,6 +5,7 @@ and restarting it changes nothing in the running pods."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -38,34 +39,51 @@ NODE_MONITOR_PERIOD = 5.0
 LEASE_RENEW = 10.0
 
 
-def stop_apiserver(cluster: ControlPlane) -> list[str]:
-    """Kill the harness's kube-apiserver (SIGKILL: a crash, and no wait for its graceful
-    drain of watches); return its argv for `start_apiserver`."""
+def stop_component(cluster: ControlPlane, name: str = "kube-apiserver") -> list[str]:
+    """Kill one of the harness's components (SIGKILL: a crash, and no wait for a graceful
+    drain of watches); return its argv for `start_component`."""
     state = read_state(cluster.layout.state_file)
-    assert state is not None and "kube-apiserver" in state.pids
-    pid = state.pids["kube-apiserver"]
+    assert state is not None and name in state.pids
+    pid = state.pids[name]
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     os.kill(pid, signal.SIGKILL)
     child = harness._children.pop(pid, None)
     if child is not None:
         child.wait(30)
     else:
-        wait(lambda: not Path(f"/proc/{pid}").exists(), "kube-apiserver exit", timeout=30)
+        wait(lambda: not Path(f"/proc/{pid}").exists(), f"{name} exit", timeout=30)
     return [a.decode() for a in argv]
 
 
-def start_apiserver(cluster: ControlPlane, argv: list[str]) -> None:
-    """The same kube-apiserver again, recorded where the harness's `down` finds it."""
+def start_component(cluster: ControlPlane, argv: list[str],
+                    name: str = "kube-apiserver") -> None:
+    """The same component again, recorded where the harness's `down` finds it."""
     layout = cluster.layout
-    proc = spawn(argv, log_path=layout.logs / "kube-apiserver.restarted.log", detach=False)
+    proc = spawn(argv, log_path=layout.logs / f"{name}.restarted.log", detach=False)
     harness._children[proc.pid] = proc
     state = read_state(layout.state_file)
     assert state is not None
     write_state(layout.state_file, State(
-        pids={**state.pids, "kube-apiserver": proc.pid}, interface=state.interface,
-        ports=state.ports))
-    wait(lambda: cluster.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
-         "kube-apiserver ready again", timeout=60)
+        pids={**state.pids, name: proc.pid}, interface=state.interface, ports=state.ports))
+    if name == "kube-apiserver":
+        wait(lambda: cluster.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
+             "kube-apiserver ready again", timeout=60)
+
+
+def refresh_controllers(cluster: ControlPlane) -> None:
+    """After an API server restart the controller manager's and scheduler's informers lag
+    for minutes (they log "read version ... is not as new as written version"): restart
+    both so the tests after this one get a working cluster, and wait for a controller."""
+    for name in ("kube-controller-manager", "kube-scheduler"):
+        start_component(cluster, stop_component(cluster, name), name)
+    ns = f"kpy-probe-{secrets.token_hex(3)}"
+    cluster.kubectl("create", "namespace", ns)
+    try:
+        wait(lambda: cluster.kubectl("get", "serviceaccount", "-n", ns, "default",
+                                     check=False).returncode == 0,
+             "the controller manager working again", timeout=60)
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def _running_ids(n: Node) -> set[str]:
@@ -121,7 +139,7 @@ def test_outages_leave_running_pods_alone(node: Node) -> None:  # noqa: F811
                     restartPolicy="Never")
     wait(lambda: (p := node.pod("ender")) and p["status"].get("phase") == "Running",
          "ender Running", timeout=60)
-    argv = stop_apiserver(node.cluster)
+    argv = stop_component(node.cluster)
     stopped = time.monotonic()
     try:
         time.sleep(OUTAGE / 2)
@@ -129,7 +147,8 @@ def test_outages_leave_running_pods_alone(node: Node) -> None:  # noqa: F811
         assert node.kubelet.proc.poll() is None, node.kubelet.output()[-3000:]
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped)))
     finally:
-        start_apiserver(node.cluster, argv)
+        start_component(node.cluster, argv)
+        refresh_controllers(node.cluster)
     print(f"[{node.runtime.name}] apiserver back after {time.monotonic() - stopped:.1f}s")
     assert node.kubelet.proc.poll() is None, node.kubelet.output()[-3000:]
     assert steady_id in _running_ids(node)
