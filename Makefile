@@ -10,7 +10,7 @@ TOOLS_CACHE ?= $(HOME)/.cache/kubelet-py/tools
 export TOOLS_CACHE
 PYTEST_ARGS ?=
 
-.PHONY: help deps venv tools tools-bin lint test test-unit run
+.PHONY: help deps venv tools tools-bin lint test test-unit run run-down
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -46,5 +46,8 @@ test: deps venv tools lint ## install everything, then run every tier of the tes
 
 run: deps venv tools ## install and run the node's main job on this machine
 	@hack/run.sh
+
+run-down: ## stop what `make run` started: its pods, its engined, the local registry
+	@hack/run.sh --down
 
 -include mk/*.mk

@@ -3,26 +3,38 @@
 # the local registry with the test images (upstream names resolve to it), our CNI plugins and
 # conflist, engined on them, and kubelet-py running the static pods of manifests/static/.
 # Ctrl-C stops the kubelet (the pods keep running in the engine, as with any kubelet);
-# `make engine-down registry-down` stops the rest. RUN_DIR (default .run/) holds the state.
+# `make run-down` removes the pods and stops engined and the registry. RUN_DIR (default
+# .run/) holds the state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN_DIR="${RUN_DIR:-$PWD/.run}"
 POD_CIDR="${POD_CIDR:-10.88.0.0/24}"
 mkdir -p "$RUN_DIR"
+ENGINE_DIR="$RUN_DIR/engine"
+
+if [ "${1:-}" = "--down" ]; then
+  if [ -S "$ENGINE_DIR/engine.sock" ]; then
+    tools=$(.venv/bin/python hack/tools/build.py --print-bin | sed 's/^TOOLS_BIN=//')
+    "$tools/crictl" --runtime-endpoint "unix://$ENGINE_DIR/engine.sock" rmp -fa >/dev/null 2>&1 || true
+  fi
+  make -s engine-down ENGINE_DIR="$ENGINE_DIR"
+  make -s registry-down
+  exit 0
+fi
 
 make -s registry >/dev/null
 make -s cni-plugins cni-config >/dev/null
-endpoint=$(make -s engine ENGINE_DIR="$RUN_DIR/engine" \
+endpoint=$(make -s engine ENGINE_DIR="$ENGINE_DIR" \
   ENGINE_FLAGS="--registry-hosts $PWD/.registry/mirrors.yaml" \
   | sed -n 's/^CONTAINER_RUNTIME_ENDPOINT=//p')
-[ -n "$endpoint" ] || { echo "make run: engined did not start (see $RUN_DIR/engine/engined.log)" >&2; exit 1; }
+[ -n "$endpoint" ] || { echo "make run: engined did not start (see $ENGINE_DIR/engined.log)" >&2; exit 1; }
 
 tools=$(.venv/bin/python hack/tools/build.py --print-bin | sed 's/^TOOLS_BIN=//')
 cat >&2 <<MSG
 make run: engined serves the CRI on $endpoint
   watch the static pods:  $tools/crictl --runtime-endpoint $endpoint pods
                           $tools/crictl --runtime-endpoint $endpoint ps
-  stop everything:        Ctrl-C, then make engine-down ENGINE_DIR=$RUN_DIR/engine registry-down
+  stop everything:        Ctrl-C, then make run-down
 MSG
 exec .venv/bin/kubelet-py \
   --container-runtime-endpoint "$endpoint" \
