@@ -9,15 +9,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN_DIR="${RUN_DIR:-$PWD/.run}"
 POD_CIDR="${POD_CIDR:-10.88.0.0/24}"
+REGISTRY_DIR="${REGISTRY_DIR:-$PWD/.registry}"
+export REGISTRY_DIR
 mkdir -p "$RUN_DIR"
 ENGINE_DIR="$RUN_DIR/engine"
 
 if [ "${1:-}" = "--down" ]; then
-  if [ -S "$ENGINE_DIR/engine.sock" ]; then
+  # Pods outlive engined by design, so remove them through the CRI first; engined recovers
+  # them from disk if it was stopped meanwhile, so start it (idempotent) to do that.
+  if [ -d "$ENGINE_DIR/run" ]; then
+    make -s engine ENGINE_DIR="$ENGINE_DIR" >/dev/null
     tools=$(.venv/bin/python hack/tools/build.py --print-bin | sed 's/^TOOLS_BIN=//')
-    "$tools/crictl" --runtime-endpoint "unix://$ENGINE_DIR/engine.sock" rmp -fa >/dev/null 2>&1 || true
+    "$tools/crictl" --runtime-endpoint "unix://$ENGINE_DIR/engine.sock" --timeout 120s \
+      rmp -fa >/dev/null || { echo "make run-down: could not remove the pods" >&2; exit 1; }
   fi
-  make -s engine-down ENGINE_DIR="$ENGINE_DIR"
+  make -s engine-down ENGINE_DIR="$ENGINE_DIR" >/dev/null
   make -s registry-down
   exit 0
 fi
@@ -25,7 +31,7 @@ fi
 make -s registry >/dev/null
 make -s cni-plugins cni-config >/dev/null
 endpoint=$(make -s engine ENGINE_DIR="$ENGINE_DIR" \
-  ENGINE_FLAGS="--registry-hosts $PWD/.registry/mirrors.yaml" \
+  ENGINE_FLAGS="--registry-hosts $REGISTRY_DIR/mirrors.yaml" \
   | sed -n 's/^CONTAINER_RUNTIME_ENDPOINT=//p')
 [ -n "$endpoint" ] || { echo "make run: engined did not start (see $ENGINE_DIR/engined.log)" >&2; exit 1; }
 

@@ -15,7 +15,7 @@ engine: venv ## start engined in the background; prints CONTAINER_RUNTIME_ENDPOI
 	  echo "engined already running (pid $$(cat $(ENGINE_PID)))"; \
 	else \
 	  rm -f $(ENGINE_PID); \
-	  nohup $(PY) -m cri.daemon --listen unix://$(ENGINE_SOCK) --root $(ENGINE_DIR)/root \
+	  setsid nohup $(PY) -m cri.daemon --listen unix://$(ENGINE_SOCK) --root $(ENGINE_DIR)/root \
 	    --run-root $(ENGINE_DIR)/run $(ENGINE_FLAGS) >>$(ENGINE_LOG) 2>&1 & echo $$! >$(ENGINE_PID); \
 	  for i in $$(seq 1 100); do \
 	    [ -S $(ENGINE_SOCK) ] && break; \
