@@ -38,7 +38,7 @@ node: cluster ## join kubelet-py to `make cluster` on engined's CRI; waits for R
 	  else \
 	    args="join --server $$SERVER --token $$TOKEN --discovery-token-ca-cert-hash $$CA_CERT_HASH $$common"; \
 	  fi; \
-	  nohup $(PY) -m kubelet_py.cli $$args >>$(NODE_LOG) 2>&1 & echo $$! >$(NODE_PID); \
+	  setsid nohup $(PY) -m kubelet_py.cli $$args >>$(NODE_LOG) 2>&1 & echo $$! >$(NODE_PID); \
 	fi; \
 	tools="$${TOOLS_BIN:-$$($(PY) hack/tools/build.py --print-bin | sed 's/^TOOLS_BIN=//')}"; \
 	for i in $$(seq 1 300); do \
