@@ -14,6 +14,8 @@ import math
 import os
 import platform
 import statistics
+import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -65,7 +67,7 @@ def _plot(name: str, title: str, series: Sequence[Series]) -> Path:
     ax.boxplot([list(s.samples) for s in series], orientation="horizontal", showfliers=True)
     ax.set_yticks(range(1, len(series) + 1), [s.label for s in series])
     ax.set_xlabel(series[0].unit)
-    ax.set_title(title)
+    ax.set_title("\n".join(textwrap.wrap(title, 64)), fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     path = PLOTS / f"{name}.png"
@@ -114,3 +116,20 @@ def record(*, name: str, title: str, command: str, series: Sequence[Series],
         text = text.rstrip() + "\n\n" + section + "\n"
     DOCS.write_text(text)
     return out
+
+
+def replot() -> int:
+    """Redraw every plot from the recorded results (bench/results/*.json)."""
+    for path in sorted(RESULTS.glob("*.json")):
+        data = json.loads(path.read_text())
+        units = {s["label"]: s["unit"] for s in data["series"]}
+        series = [Series(label, tuple(samples), units[label])
+                  for label, samples in data["samples"].items()]
+        print(_plot(data["name"], data["title"], series))
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--replot"]:
+        raise SystemExit("usage: python -m bench.report --replot")
+    sys.exit(replot())
