@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import json
 import random
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,11 +24,11 @@ from pathlib import Path
 
 import grpc
 
-from bench.kubelet.runtimes import remove_all_pods
 from bench.report import Series, record
 from cri.api import runtime_pb2 as pb
 from cri.api import runtime_pb2_grpc as pb_grpc
 from tests.harness import containerd, registry
+from tests.harness.engined import Engined
 from tests.harness.prereq import tools_bin
 from tests.harness.registry import LocalRegistry
 
@@ -43,35 +41,10 @@ def engined(root: Path, reg: LocalRegistry, *, tools: Path,
     """engined with its own root, socket and bridge, on the graph driver it defaults to."""
     bridge = f"kpy{secrets.token_hex(3)}"
     subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
-    (root / "net.d").mkdir(parents=True)
-    (root / "net.d" / "10-kubelet-py.conflist").write_text(
-        json.dumps(containerd.cni_conflist(bridge=bridge, subnet=subnet)))
-    sock = root / "engine.sock"
-    with (root / "engined.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cri.daemon", "--listen", f"unix://{sock}",
-             "--root", str(root / "root"), "--run-root", str(root / "run"),
-             "--cni-conf-dir", str(root / "net.d"), "--cni-bin-dir", str(tools),
-             "--registry-hosts", str(reg.root / "mirrors.yaml"),
-             "--graph-driver", graph_driver], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 60
-        while not sock.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"engined did not start; see {root / 'engined.log'}")
-            time.sleep(0.1)
-        yield f"unix://{sock}"
-    finally:
-        remove_all_pods(tools, f"unix://{sock}")
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-        subprocess.run(["umount", "-R", str(root / "root")], capture_output=True,
-                       check=False)
+    with Engined.create(root, registry_hosts=reg.root / "mirrors.yaml",
+                        conflist=containerd.cni_conflist(bridge=bridge, subnet=subnet),
+                        cni_bin_dirs=[tools], graph_driver=graph_driver) as daemon:
+        yield daemon.endpoint
 
 
 @contextlib.contextmanager

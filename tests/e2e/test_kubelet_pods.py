@@ -6,9 +6,7 @@ import dataclasses
 import json
 import random
 import secrets
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 from tests.e2e.test_kubelet_join import Kubelet, free_port, wait
 from tests.harness.cluster import ControlPlane
 from tests.harness.containerd import Containerd, cni_conflist, containerd  # noqa: F401
+from tests.harness.engined import Engined
 from tests.harness.prereq import need_tool
 from tests.harness.registry import LocalRegistry, local_registry  # noqa: F401
 
@@ -44,41 +43,10 @@ def engined(local_registry: LocalRegistry,  # noqa: F811
     root = tmp_path_factory.mktemp("engined")
     bridge = f"kpy{secrets.token_hex(3)}"
     subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
-    (root / "net.d").mkdir()
-    (root / "net.d" / "10-kubelet-py.conflist").write_text(
-        json.dumps(cni_conflist(bridge=bridge, subnet=subnet)))
-    sock = Path(f"/run/kubelet-py-test-{secrets.token_hex(4)}/engine.sock")
-    sock.parent.mkdir()
-    log = (root / "engined.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cri.daemon", "--listen", f"unix://{sock}",
-         "--root", str(root / "root"), "--run-root", str(root / "run"),
-         "--cni-conf-dir", str(root / "net.d"), "--cni-bin-dir", str(tools),
-         "--registry-hosts", str(local_registry.root / "mirrors.yaml"),
-         "--graph-driver", "vfs"], stdout=log, stderr=log)
-    try:
-        wait(lambda: sock.exists() or proc.poll() is not None, "engined socket", timeout=30)
-        assert proc.poll() is None, (root / "engined.log").read_text()[-3000:]
-        yield Runtime("engined", f"unix://{sock}", subnet)
-    finally:
-        if proc.poll() is None:  # pods (and their shims) outlive engined: remove them first
-            for pod in _crictl(tools, f"unix://{sock}", "pods", "-q").split():
-                _crictl(tools, f"unix://{sock}", "stopp", pod)
-                _crictl(tools, f"unix://{sock}", "rmp", "-f", pod)
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-        shutil.rmtree(sock.parent, ignore_errors=True)
-
-
-def _crictl(tools: Path, endpoint: str, *args: str) -> str:
-    return subprocess.run([str(tools / "crictl"), "--runtime-endpoint", endpoint,
-                           "--timeout", "60s", *args], capture_output=True, text=True,
-                          check=False).stdout
+    conflist = cni_conflist(bridge=bridge, subnet=subnet)
+    with Engined.create(root, registry_hosts=local_registry.root / "mirrors.yaml",
+                        conflist=conflist, cni_bin_dirs=[tools], graph_driver="vfs") as daemon:
+        yield Runtime("engined", daemon.endpoint, subnet)
 
 
 @pytest.fixture(scope="module", params=["containerd", "engined"])
