@@ -76,40 +76,37 @@ class MonitorClient:
                                      f"{e}") from e
         return self.read_reply(sock, op)
 
-    def read_reply(self, sock: socket.socket, op: str) -> dict[str, Any]:
-        """One reply line, read byte by byte: what follows belongs to the session."""
+    def read_reply(self, sock: socket.socket, op: str, *, chunk: int = 1) -> dict[str, Any]:
+        """One reply line. Read byte by byte by default: on a session connection what
+        follows the reply belongs to the session; a one-shot call may read in chunks."""
         try:
             buf = b""
             while not buf.endswith(b"\n"):
-                chunk = sock.recv(1)
-                if not chunk:
+                data = sock.recv(chunk)
+                if not data:
                     raise errors.Unavailable(f"the pod monitor closed the connection ({op})")
-                buf += chunk
-        except TimeoutError as e:
-            raise errors.DeadlineExceeded(f"the pod monitor did not answer {op}") from e
-        except OSError as e:
-            raise errors.Unavailable(f"the pod monitor dropped the connection ({op}): "
-                                     f"{e}") from e
-        return self._check(json.loads(buf))
-
-    def call(self, op: str, **args: Any) -> dict[str, Any]:
-        sock = self.connect()
-        try:
-            sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise errors.Unavailable(f"the pod monitor closed the connection ({op})")
-                buf += chunk
+                buf += data
         except TimeoutError as e:
             raise errors.DeadlineExceeded(f"the pod monitor did not answer {op}") from e
         except OSError as e:  # reset or broken pipe: the monitor went away mid-call
             raise errors.Unavailable(f"the pod monitor dropped the connection ({op}): "
                                      f"{e}") from e
+        return self._check(json.loads(buf))
+
+    def call(self, op: str, **args: Any) -> dict[str, Any]:
+        """One request on a fresh connection, closed after the reply."""
+        sock = self.connect()
+        try:
+            try:
+                sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+            except TimeoutError as e:
+                raise errors.DeadlineExceeded(f"the pod monitor did not answer {op}") from e
+            except OSError as e:  # reset or broken pipe: the monitor went away mid-call
+                raise errors.Unavailable(f"the pod monitor dropped the connection ({op}): "
+                                         f"{e}") from e
+            return self.read_reply(sock, op, chunk=65536)
         finally:
             sock.close()
-        return self._check(json.loads(buf))
 
     @staticmethod
     def _check(reply: Any) -> dict[str, Any]:
