@@ -10,50 +10,27 @@ Both runtimes are private instances with their own registry mirror, root and bri
 from __future__ import annotations
 
 import argparse
-import contextlib
+import functools
 import itertools
-import random
 import secrets
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 
+from bench.kubelet.runtimes import private_containerd, private_engined
 from bench.report import Series, record
 from cri.api import runtime_pb2 as pb
 from cri.api import runtime_pb2_grpc as pb_grpc
-from tests.harness import containerd, registry
-from tests.harness.engined import Engined
+from tests.harness import registry
 from tests.harness.prereq import tools_bin
-from tests.harness.registry import LocalRegistry
 
 IMAGE = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
-
-
-@contextlib.contextmanager
-def engined(root: Path, reg: LocalRegistry, *, tools: Path,
-            graph_driver: str = "overlay") -> Iterator[str]:
-    """engined with its own root, socket and bridge, on the graph driver it defaults to."""
-    bridge = f"kpy{secrets.token_hex(3)}"
-    subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
-    with Engined.create(root, registry_hosts=reg.root / "mirrors.yaml",
-                        conflist=containerd.cni_conflist(bridge=bridge, subnet=subnet),
-                        cni_bin_dirs=[tools], graph_driver=graph_driver) as daemon:
-        yield daemon.endpoint
-
-
-@contextlib.contextmanager
-def private_containerd(root: Path, reg: LocalRegistry, *, tools: Path) -> Iterator[str]:
-    instance, proc = containerd.start(root, reg, tools=tools)
-    try:
-        yield instance.endpoint
-    finally:
-        containerd.stop(instance, proc, tools=tools)
 
 
 STEPS = ("RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer",
@@ -110,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         reg = registry.up(root / "registry")
         try:
-            for name, starter in (("engined", engined), ("containerd", private_containerd)):
+            # engined on the graph driver it defaults to (overlay), as a user runs it
+            ours = functools.partial(private_engined, graph_driver="overlay")
+            for name, starter in (("engined", ours), ("containerd", private_containerd)):
                 with starter(root / name, reg, tools=tools) as endpoint:
                     samples = run(endpoint, args.n, logs=root / f"{name}-logs")
                 starts = [sum(s[:3]) for s in samples]

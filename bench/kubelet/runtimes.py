@@ -22,11 +22,12 @@ def private_containerd(root: Path, reg: LocalRegistry, *, tools: Path) -> Iterat
 
 
 @contextlib.contextmanager
-def private_engined(root: Path, reg: LocalRegistry, *, tools: Path) -> Iterator[str]:
+def private_engined(root: Path, reg: LocalRegistry, *, tools: Path,
+                    graph_driver: str = "vfs") -> Iterator[str]:
     """engined with its own root, socket and CNI bridge; images from the local registry."""
     bridge = f"kpy{secrets.token_hex(3)}"
     subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
     with Engined.create(root, registry_hosts=reg.root / "mirrors.yaml",
                         conflist=containerd.cni_conflist(bridge=bridge, subnet=subnet),
-                        cni_bin_dirs=[tools], graph_driver="vfs") as daemon:
+                        cni_bin_dirs=[tools], graph_driver=graph_driver) as daemon:
         yield daemon.endpoint
