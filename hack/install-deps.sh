@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(docker-registry busybox-static runc crun skopeo umoci iptables nftables tmux iproute2
       conntrack socat jq hyperfine sqlite3 ca-certificates openssl kmod util-linux procps
-      e2fsprogs)
+      e2fsprogs nghttp2-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
