@@ -87,9 +87,10 @@ def _wire(engine: Engine, options: DaemonOptions) -> None:
                         cache_dir=root / "cni")
     runtime = Runtime(RuntimeOptions(run_root=run_root, default_handler=options.exec_driver),
                       network=network)
+    engine.closers.append(runtime.close)
     bus = EventBus()
     view = container_view(runtime, images)
-    publisher = EnginePublisher(bus, runtime, images, view=view)
+    publisher = EnginePublisher(bus, runtime, view=view)
     publisher.start()
     engine.closers.append(publisher.stop)
     streaming = StreamingServer(EngineStreams(runtime))
@@ -97,7 +98,7 @@ def _wire(engine: Engine, options: DaemonOptions) -> None:
     engine.closers.append(streaming.stop)
     engine.ports = dataclasses.replace(
         engine.ports, images=EngineImages(images), network=network,
-        sandboxes=EngineSandboxes(runtime, images, view=view),
+        sandboxes=EngineSandboxes(runtime, images),
         containers=EngineContainers(runtime, images, view=view, publish=publisher.publish),
         streaming=streaming, stats=EngineStats(runtime, image_fs_mountpoint=str(images.root)),
         events=bus)

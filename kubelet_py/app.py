@@ -21,19 +21,22 @@ from kubelet_py.bootstrap.credentials import (
 )
 from kubelet_py.bootstrap.rotation import Rotator
 from kubelet_py.bootstrap.serving import ensure_self_signed, serving_rotator
+from kubelet_py.client.informer import Informer
 from kubelet_py.client.kubeconfig import Credentials, load_kubeconfig
 from kubelet_py.client.rest import RestClient
 from kubelet_py.clock import Clock, RealClock
 from kubelet_py.cri_client import CRIClient, open_cri
 from kubelet_py.errors import KubeletError
 from kubelet_py.node.agent import NodeAgent, NodeConfig
-from kubelet_py.node.machine import collect_machine, default_node_ip
+from kubelet_py.node.allocatable import Allocatable, node_allocatable
+from kubelet_py.node.machine import MachineInfo, collect_machine, default_node_ip
 from kubelet_py.options import KubeletOptions
 from kubelet_py.pods.cri_config import NodeContext
 from kubelet_py.pods.executor import Executor
 from kubelet_py.pods.manager import PodManager
 from kubelet_py.pods.pull_auth import SecretPullAuth
 from kubelet_py.pods.runtime_view import pod_runtime
+from kubelet_py.pods.service_env import ServiceLinks
 from kubelet_py.pods.volumes import Volumes
 from kubelet_py.server.auth import WebhookAuth
 from kubelet_py.server.healthz import HealthzServer
@@ -77,15 +80,17 @@ async def credentials(options: KubeletOptions, ns: argparse.Namespace, ident: Id
 
 
 def pod_manager(options: KubeletOptions, ident: Identity, *, rest: RestClient | None,
-                cri: CRIClient, clock: Clock, volumes: Volumes) -> PodManager:
+                cri: CRIClient, clock: Clock, volumes: Volumes, allocatable: Allocatable,
+                services: ServiceLinks) -> PodManager:
     host_ips = (ident.node_ip,) if ident.node_ip else ()
     ctx = NodeContext(node_name=ident.node_name, host_ips=host_ips,
                       cluster_dns=options.cluster_dns, cluster_domain=options.cluster_domain,
-                      log_root=options.pod_logs_dir)
-    executor = Executor(cri, ctx=ctx, volumes=volumes, auth=SecretPullAuth(rest))
+                      log_root=options.pod_logs_dir, allocatable=allocatable)
+    executor = Executor(cri, ctx=ctx, volumes=volumes, auth=SecretPullAuth(rest),
+                        objects=rest, services=services)
     return PodManager(rest, cri, node_name=ident.node_name, executor=executor, clock=clock,
                       host_ips=host_ips, cleanup=volumes.cleanup,
-                      manifest_path=options.pod_manifest_path)
+                      manifest_path=options.pod_manifest_path, allocatable=allocatable)
 
 
 def client_rotator(rest: RestClient, ident: Identity, clock: Clock) -> Rotator | None:
@@ -116,8 +121,14 @@ async def serve(options: KubeletOptions, ns: argparse.Namespace, clock: Clock) -
                               image_endpoint=options.image_service_endpoint,
                               timeout=options.runtime_request_timeout)
     rest = RestClient(creds, user_agent=f"kubelet-py/{ident.node_name}") if creds else None
-    volumes = Volumes(rest, root=options.root_dir, clock=clock)
-    pods = pod_manager(options, ident, rest=rest, cri=cri, clock=clock, volumes=volumes)
+    machine = collect_machine(state_dir=options.root_dir, hostname=ident.node_name)
+    allocatable = node_allocatable(machine, max_pods=options.max_pods)
+    volumes = Volumes(rest, root=options.root_dir, allocatable=allocatable, clock=clock)
+    service_informer = Informer(rest, "/api/v1/services", clock=clock) if rest else None
+    services = ServiceLinks(service_informer.store.items, service_informer.synced.is_set) \
+        if service_informer is not None else ServiceLinks(None, lambda: True)
+    pods = pod_manager(options, ident, rest=rest, cri=cri, clock=clock, volumes=volumes,
+                       allocatable=allocatable, services=services)
     server = KubeletServer(pods=pods, runtime=lambda uid: pod_runtime(cri, uid),
                            auth=WebhookAuth(rest, node_name=ident.node_name, clock=clock)
                            if rest is not None else None, log_root=options.pod_logs_dir,
@@ -128,15 +139,18 @@ async def serve(options: KubeletOptions, ns: argparse.Namespace, clock: Clock) -
                                                    root_dir=options.root_dir, clock=clock),
                            metrics=KubeletMetrics(node_name=ident.node_name,
                                                   sandboxes=cri.sandboxes,
-                                                  containers=cri.containers))
+                                                  containers=cri.containers,
+                                                  operations=cri.conn.stats))
     healthz = HealthzServer() if options.healthz_port else None
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(pods.run(), name="pods")
+            if service_informer is not None:
+                tg.create_task(service_informer.run(), name="service-informer")
             if rest is not None:
                 tg.create_task(volumes.run_token_refresh(), name="token-refresh")
                 start_node_tasks(tg, options, ident, rest=rest, cri=cri, clock=clock,
-                                 server=server)
+                                 server=server, machine=machine)
                 cert, key = serving_pair(ident, clock)
                 await server.start(host=options.address, port=options.port, cert=cert,
                                    key=key, client_ca=rest.credentials.ca_pem)
@@ -183,10 +197,9 @@ def serving_pair(ident: Identity, clock: Clock) -> tuple[Path, Path]:
 
 def start_node_tasks(tg: asyncio.TaskGroup, options: KubeletOptions, ident: Identity, *,
                      rest: RestClient, cri: CRIClient, clock: Clock,
-                     server: KubeletServer) -> None:
+                     server: KubeletServer, machine: MachineInfo) -> None:
     """Registration, status, Lease, and certificate rotation: the node's side of the API."""
     ips = (ident.node_ip,) if ident.node_ip else ()
-    machine = collect_machine(state_dir=options.root_dir, hostname=ident.node_name)
     agent = NodeAgent(rest, config=NodeConfig(
         node_name=ident.node_name, node_ip=ident.node_ip, port=options.port,
         max_pods=options.max_pods, labels=options.node_labels, state_dir=options.root_dir,

@@ -4,11 +4,13 @@
 .PHONY: cni-plugins cni-config cni-uninstall test-cni bench-cni
 
 CNI_BIN_DIR ?= /opt/kubelet-py/cni/bin
+# the wrappers' interpreter: auto = the fastest-starting python of the venv's version
+CNI_PYTHON ?= auto
 CNI_CONF_DIR ?= /etc/kubelet-py/cni/net.d
 KPY_CNI_PLUGINS := kpy-bridge kpy-host-local kpy-loopback
 
 cni-plugins: venv ## install our CNI plugins into CNI_BIN_DIR (default /opt/kubelet-py/cni/bin)
-	@$(PY) -m engine.networkdriver.plugins.install --bin-dir $(CNI_BIN_DIR) >/dev/null
+	@$(PY) -m engine.networkdriver.plugins.install --bin-dir $(CNI_BIN_DIR) --python $(CNI_PYTHON) >/dev/null
 	@tb=$$($(PY) hack/tools/build.py --print-bin | sed 's/^TOOLS_BIN=//'); \
 	  if [ -x "$$tb/portmap" ]; then ln -sfn "$$tb/portmap" $(CNI_BIN_DIR)/portmap; \
 	  else echo "note: no portmap in $$tb (make tools): hostPort needs it" >&2; fi

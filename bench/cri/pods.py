@@ -27,9 +27,17 @@ IMAGE = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1"
 
 
 def placeholder_monitor() -> subprocess.Popen[bytes]:
-    """A sleeping process whose cmdline contains `engine.shim.monitor` (see module doc)."""
-    return subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()",
+    """A sleeping process whose cmdline contains `engine.shim.monitor` (see module doc),
+    returned once it shows that command line (the engine keeps a monitor it saw gone)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()",
                              "engine.shim.monitor-placeholder-for-bench"])
+    deadline = time.monotonic() + 10
+    while b"engine.shim.monitor" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the placeholder monitor did not start")
+        time.sleep(0.005)
+    return proc
 
 
 def populate(run_root: Path, *, pods: int, containers_per_pod: int = 1,

@@ -15,14 +15,17 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +41,69 @@ BUSYBOX = "docker.io/library/busybox:1.36"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time one process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mib(pid: int) -> float:
+    return next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text()
+                .splitlines() if line.startswith("VmRSS:")) / 1024
+
+
 def footprint(pid: int, seconds: float) -> tuple[float, float]:
     """(RSS MiB, CPU cores averaged over `seconds`) of one process."""
-    def cpu() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    start_cpu, start = cpu(), time.monotonic()
+    start_cpu, start = cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
-    used = (cpu() - start_cpu) / (time.monotonic() - start)
-    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text()
-               .splitlines() if line.startswith("VmRSS:"))
-    return rss / 1024, used
+    used = (cpu_seconds(pid) - start_cpu) / (time.monotonic() - start)
+    return rss_mib(pid), used
+
+
+_OP = re.compile(r'^kubelet_runtime_operations_duration_seconds_(sum|count)'
+                 r'\{operation_type="([a-z_]+)"\} (\S+)$')
+
+
+def runtime_operations(cp: cluster.ControlPlane, port: int) -> dict[str, tuple[int, float]]:
+    """operation type -> (calls, seconds) from kubelet-py's /metrics, read as the API server
+    reads the kubelet API (its kubelet client certificate; its node proxy refuses loopback
+    node addresses)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.load_cert_chain(str(cp.layout.cert("apiserver-kubelet-client")),
+                        str(cp.layout.key("apiserver-kubelet-client")))
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", context=ctx,
+                                    timeout=20) as resp:
+            text = resp.read().decode()
+    except OSError as exc:
+        print(f"kubelet metrics not read: {exc}", file=sys.stderr)
+        return {}
+    counts: dict[str, int] = {}
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        match = _OP.match(line)
+        if match is None:
+            continue
+        kind, op, value = match.groups()
+        if kind == "count":
+            counts[op] = int(float(value))
+        else:
+            sums[op] = float(value)
+    return {op: (n, sums.get(op, 0.0)) for op, n in counts.items()}
+
+
+def operations_delta(before: dict[str, tuple[int, float]],
+                     after: dict[str, tuple[int, float]]) -> dict[str, dict[str, float]]:
+    """CRI calls made between two scrapes: count, total and mean latency per operation."""
+    out: dict[str, dict[str, float]] = {}
+    for op, (n, secs) in after.items():
+        n0, s0 = before.get(op, (0, 0.0))
+        if n > n0:
+            out[op] = {"calls": n - n0, "total_s": round(secs - s0, 2),
+                       "mean_ms": round(1000 * (secs - s0) / (n - n0), 1)}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["total_s"]))
 
 
 def pod(name: str, node: str, namespace: str) -> dict[str, Any]:
@@ -96,7 +151,8 @@ def summary(label: str, lat: dict[str, float], total: float) -> dict[str, Any]:
             "samples": values}
 
 
-async def measure(cp: cluster.ControlPlane, node: str, batch: int, pid: int) -> list[Any]:
+async def measure(cp: cluster.ControlPlane, node: str, batch: int, pid: int, *,
+                  port: int) -> list[Any]:
     rest = RestClient(load_kubeconfig(cp.kubeconfig))
     ns = f"bench-{secrets.token_hex(3)}"
     await rest.create("/api/v1/namespaces", {"metadata": {"name": ns}})
@@ -108,9 +164,15 @@ async def measure(cp: cluster.ControlPlane, node: str, batch: int, pid: int) -> 
         results.append(summary("1 pod", await create_and_wait(
             rest, names=["single"], node=node, namespace=ns), time.monotonic() - start))
         names = [f"p{i}" for i in range(batch - 1)]
-        start = time.monotonic()
-        results.append(summary(f"{len(names)} pods", await create_and_wait(
-            rest, names=names, node=node, namespace=ns), time.monotonic() - start))
+        ops_before = runtime_operations(cp, port)
+        start, start_cpu = time.monotonic(), cpu_seconds(pid)
+        row = summary(f"{len(names)} pods", await create_and_wait(
+            rest, names=names, node=node, namespace=ns), time.monotonic() - start)
+        # What the kubelet itself spent while the batch came up (is it the bottleneck?).
+        row["kubelet_cpu_s"] = round(cpu_seconds(pid) - start_cpu, 2)
+        row["kubelet_rss_mib"] = round(rss_mib(pid), 1)
+        row["cri_ops"] = operations_delta(ops_before, runtime_operations(cp, port))
+        results.append(row)
         rss, cpu = footprint(pid, 10.0)
         results.append({"case": f"{batch} pods running", "rss_mib": round(rss, 1),
                         "cpu_cores": round(cpu, 3)})
@@ -126,14 +188,25 @@ def _record(rows: list[dict[str, Any]], *, batch: int, runtimes: str) -> None:
     prints = "; ".join(f"{row['runtime']} {row['case']}: RSS {row['rss_mib']} MiB, "
                        f"{row['cpu_cores']} cores" for row in rows if "rss_mib" in row)
     totals = "; ".join(f"{row['runtime']} {row['case']}: total {row['total_s']} s"
+                       + (f" (kubelet-py CPU {row['kubelet_cpu_s']} s, RSS "
+                          f"{row['kubelet_rss_mib']} MiB at the end)"
+                          if "kubelet_cpu_s" in row else "")
                        for row in rows if "total_s" in row)
-    ready = "; ".join(f"{row['runtime']}: node Ready {row['ready_s']} s after join"
+    ready = "; ".join(f"{row['runtime']}: node Ready {row['ready_s']} s after join "
+                      f"(1-min load average {row['load_before']} before, "
+                      f"{row['load_after']} after its runs)"
                       for row in rows if "ready_s" in row)
+    ops = "; ".join(
+        f"{row['runtime']} {row['case']} CRI calls (calls, mean, total): " + ", ".join(
+            f"{op} {v['calls']:.0f}x {v['mean_ms']} ms = {v['total_s']} s"
+            for op, v in list(row["cri_ops"].items())[:6])
+        for row in rows if row.get("cri_ops"))
     record(name="kubelet_pod_latency",
            title="Pod API create to Running (watch), and kubelet-py footprint",
            command=f".venv/bin/python -m bench.kubelet.pod_latency --batch {batch} "
                    f"--runtimes {runtimes} --record",
-           series=series, ratios={}, notes=f"{ready}. {totals}. Footprint: {prints}.")
+           series=series, ratios={},
+           notes=f"{ready}. {totals}. Footprint: {prints}. {ops}.")
 
 
 def free_port() -> int:
@@ -146,13 +219,14 @@ def run_node(cp: cluster.ControlPlane, root: Path, *, endpoint: str, batch: int
              ) -> list[dict[str, Any]]:
     """Join a fresh kubelet-py on `endpoint`, measure, stop it."""
     node = f"bench-{secrets.token_hex(3)}"
+    port = free_port()
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     kubelet = subprocess.Popen(
         [sys.executable, "-m", "kubelet_py.cli", "join", "--server", cp.server,
          "--token", cp.token, "--discovery-token-ca-cert-hash", cp.ca_cert_hash,
          "--root-dir", str(root / "kubelet"), "--hostname-override", node,
-         "--node-ip", "127.0.0.1", "--address", "127.0.0.1", "--port", str(free_port()),
+         "--node-ip", "127.0.0.1", "--address", "127.0.0.1", "--port", str(port),
          "--healthz-port", "0", "--pod-logs-dir", str(root / "logs"),
          "--max-pods", str(max(110, batch)), "--container-runtime-endpoint", endpoint],
         stdout=subprocess.DEVNULL, stderr=(root / "kubelet.log").open("wb"))
@@ -167,8 +241,11 @@ def run_node(cp: cluster.ControlPlane, root: Path, *, endpoint: str, batch: int
             time.sleep(0.1)
         if ready is None:
             raise RuntimeError(f"node {node} not Ready in 60 s; see {root / 'kubelet.log'}")
-        rows = asyncio.run(measure(cp, node, batch, kubelet.pid))
-        return [{"case": "join", "ready_s": round(ready, 2)}, *rows]
+        load = os.getloadavg()[0]
+        rows = asyncio.run(measure(cp, node, batch, kubelet.pid, port=port))
+        return [{"case": "join", "ready_s": round(ready, 2),
+                 "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)},
+                *rows]
     finally:
         kubelet.send_signal(signal.SIGTERM)
         kubelet.wait(60)

@@ -15,6 +15,7 @@ from cri.server.ports import ContainerPort
 from engine.errors import InvalidArgument, NotFound
 
 MAX_STOP_TIMEOUT_S = 24 * 3600
+MAX_KEPT_RESPONSES = 4096  # ContainerStatus answers kept for reuse (then start over)
 
 
 def check_container_config(config: pb.ContainerConfig) -> None:
@@ -100,6 +101,9 @@ class Containers:
         # The unfiltered answer, kept while the port hands back the same listing object
         # (a port whose listing has not changed may return the very same sequence).
         self._everything: tuple[Sequence[pb.Container], pb.ListContainersResponse] | None = None
+        # Likewise each container's plain ContainerStatus answer, while the port hands back
+        # the same status object: container ID -> (status, response).
+        self._responses: dict[str, tuple[pb.ContainerStatus, pb.ContainerStatusResponse]] = {}
 
     def rpcs(self) -> dict[str, Impl]:
         return {"CreateContainer": self.CreateContainer,
@@ -169,8 +173,16 @@ class Containers:
                         context: grpc.ServicerContext) -> pb.ContainerStatusResponse:
         result = self._port.container_status(v.require(request.container_id, "container_id"),
                                              verbose=request.verbose)
-        return pb.ContainerStatusResponse(status=result.status,
-                                          info=dict(result.info) if request.verbose else {})
+        if request.verbose:
+            return pb.ContainerStatusResponse(status=result.status, info=dict(result.info))
+        known = self._responses.get(result.status.id)
+        if known is not None and known[0] is result.status:
+            return known[1]  # never mutated once built: only serialized
+        response = pb.ContainerStatusResponse(status=result.status)
+        if len(self._responses) >= MAX_KEPT_RESPONSES:
+            self._responses.clear()
+        self._responses[result.status.id] = (result.status, response)
+        return response
 
     def UpdateContainerResources(self, request: pb.UpdateContainerResourcesRequest,
                                  context: grpc.ServicerContext

@@ -5,6 +5,9 @@ the implementation a family registered, or a precise UNIMPLEMENTED. Each handler
 undecodable request bytes into INVALID_ARGUMENT and the exceptions an implementation
 raises into the status `cri.errors.status_for` names, so implementations never touch
 `context.abort` and never leak a Python traceback to the client.
+
+A response object, once returned, is never mutated: the read RPCs hand back the same
+object while nothing changed, and the encoded bytes of big ones are kept by identity.
 """
 from __future__ import annotations
 
@@ -62,6 +65,28 @@ def _deserializer(cls: type[Message]) -> Callable[[bytes], Message | _Undecodabl
         except pb_message.DecodeError as exc:
             return _Undecodable(f"{exc}")
     return decode
+
+
+KEEP_ENCODED_FROM = 4096  # bytes: smaller answers cost less to encode than to remember
+KEEP_ENCODED = 16  # answers remembered per method
+
+
+def _serializer(cls: type[Message]) -> Callable[[Message], bytes]:
+    """SerializeToString, remembering the bytes of the last few big answers (a listing of
+    110 containers is ~60 kB: encoding it costs more than the RPC's lookup)."""
+    kept: dict[int, tuple[Message, bytes]] = {}
+
+    def encode(message: Message) -> bytes:
+        known = kept.get(id(message))
+        if known is not None and known[0] is message:  # the same object, alive: same id
+            return known[1]
+        data = message.SerializeToString()
+        if len(data) >= KEEP_ENCODED_FROM:
+            if len(kept) >= KEEP_ENCODED:
+                kept.clear()
+            kept[id(message)] = (message, data)
+        return data
+    return encode
 
 
 def _abort(context: grpc.ServicerContext, method: Method, exc: BaseException) -> None:
@@ -130,7 +155,7 @@ def generic_handler(service: str, impls: Mapping[str, Impl],
         impl = impls.get(name) or _unimplemented(
             method, unwired.get(name, "not supported by this runtime"))
         deserialize = _deserializer(method.request)
-        serialize = method.response.SerializeToString
+        serialize = _serializer(method.response)
         if method.server_streaming:
             handlers[name] = grpc.unary_stream_rpc_method_handler(
                 _stream(method, impl),  # type: ignore[arg-type]

@@ -5,9 +5,9 @@ polls the runtime for containers that exited on their own (the process ended, OO
 publishes those as stopped. Each event carries the sandbox's status and the statuses of
 all its containers, as the kubelet's evented PLEG expects.
 
-Both feed the container view the RPCs read: an event's fresh read of its sandbox's
-containers updates that sandbox in the view, and the watcher's scan is the view's
-periodic full load, so events and statuses tell the same story.
+The statuses come from the same container view the RPCs read, current at the moment of
+the event; the scan costs nothing while the runtime's generation (which grows with any
+change to any container) stays the same.
 """
 from __future__ import annotations
 
@@ -18,20 +18,19 @@ from collections.abc import Callable
 
 from cri.api import runtime_pb2 as pb
 from cri.server.container_view import ContainerView
-from cri.server.engine_runtime import entry_of, sandbox_status
+from cri.server.engine_runtime import sandbox_status
 from cri.server.events import EventBus
 from engine.errors import EngineError, NotFound
-from engine.images import ImageService
 from engine.runtime.api import Runtime
 
 log = logging.getLogger(__name__)
 
 
 class EnginePublisher:
-    def __init__(self, bus: EventBus, runtime: Runtime, images: ImageService, *,
-                 view: ContainerView, clock_ns: Callable[[], int] = time.time_ns,
-                 poll_s: float = 1.0) -> None:
-        self._bus, self._rt, self._images, self._view = bus, runtime, images, view
+    def __init__(self, bus: EventBus, runtime: Runtime, *, view: ContainerView,
+                 clock_ns: Callable[[], int] = time.time_ns, poll_s: float = 1.0) -> None:
+        self._bus, self._rt, self._view = bus, runtime, view
+        self._scanned_at: int | None = None  # the runtime generation of the last scan
         self._clock_ns = clock_ns
         self._poll_s = poll_s
         self._lock = threading.Lock()
@@ -52,24 +51,24 @@ class EnginePublisher:
                                           created_at=self._clock_ns())
         try:
             event.pod_sandbox_status.CopyFrom(sandbox_status(self._rt.sandbox_status(sandbox_id)))
-            gen = self._view.generation()
-            entries = [entry_of(info, self._images)
-                       for info in self._rt.list_containers(sandbox_id)]
-            self._view.apply(entries, gen=gen, sandbox_id=sandbox_id)
-            event.containers_statuses.extend(e.status for e in entries)
+            event.containers_statuses.extend(e.status for e in self._view.entries(sandbox_id))
         except NotFound:
             pass  # the sandbox went away meanwhile: the bare event still tells the story
         self._bus.publish(event)
 
     def scan(self) -> None:
         """Publish `stopped` for containers that exited since the last scan."""
-        for e in self._view.refresh():
+        gen = self._rt.generation()
+        if gen == self._scanned_at:
+            return
+        for e in self._view.entries():
             if e.status.state == pb.CONTAINER_EXITED and e.status.id not in self._exited:
                 self.publish(e.status.id, e.sandbox_id, pb.CONTAINER_STOPPED_EVENT)
+        self._scanned_at = gen
 
     def start(self) -> None:
         with self._lock:
-            self._exited = {e.status.id for e in self._view.refresh()
+            self._exited = {e.status.id for e in self._view.entries()
                             if e.status.state == pb.CONTAINER_EXITED}
         self._thread = threading.Thread(target=self._watch, name="cri-exit-watcher",
                                         daemon=True)

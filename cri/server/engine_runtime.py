@@ -13,15 +13,15 @@ from collections.abc import Callable, Sequence
 
 from cri.api import runtime_pb2 as pb
 from cri.server import engine_translate as tr
-from cri.server.container_view import ContainerView, Entry, entry
+from cri.server.container_view import ContainerView
 from cri.server.ports import ExecResult, StatusWithInfo
 from engine.errors import NotFound
 from engine.execdriver.spec import User
 from engine.images import ImageService
 from engine.runtime.api import ContainerInfo, Runtime, SandboxInfo
 from engine.runtime.spec import ImageConfig, Rootfs
-from engine.runtime.state import ContainerState
-from engine.runtime.status import Status
+from engine.runtime.status import SandboxStatus, Status
+from engine.runtime.store import SandboxRecord
 
 Publish = Callable[[str, str, int], None]  # (container ID, sandbox ID, ContainerEventType)
 
@@ -77,64 +77,21 @@ def image_id_of(images: ImageService, ref: str) -> str:
     return "" if image is None else image.id
 
 
-def entry_of(info: ContainerInfo, images: ImageService, *, image_id: str | None = None) -> Entry:
-    if image_id is None:
-        image_id = image_id_of(images, info.record.config.image)
-    return entry(container_status(info, image_id=image_id),
-                 sandbox_id=info.record.sandbox_id, pid=info.state.pid)
-
-
-class Translator:
-    """Engine containers to view entries, reusing the entry of a container whose state and
-    image ID did not change (its record's CRI fields never change after creation), and
-    looking each image reference up once per load."""
-
-    def __init__(self, runtime: Runtime, images: ImageService) -> None:
-        self._rt, self._images = runtime, images
-        self._lock = threading.Lock()
-        self._memo: dict[str, tuple[ContainerState, str, Entry]] = {}
-
-    def _entry(self, info: ContainerInfo, image_ids: dict[str, str]) -> Entry:
-        ref = info.record.config.image
-        if ref not in image_ids:
-            image_ids[ref] = image_id_of(self._images, ref)
-        image_id, cid = image_ids[ref], info.record.id
-        with self._lock:
-            known = self._memo.get(cid)
-        if known is not None and known[0] == info.state and known[1] == image_id:
-            return known[2]
-        e = entry_of(info, self._images, image_id=image_id)
-        with self._lock:
-            self._memo[cid] = (info.state, image_id, e)
-        return e
-
-    def load_all(self) -> list[Entry]:
-        image_ids: dict[str, str] = {}
-        out = [self._entry(info, image_ids) for info in self._rt.list_containers()]
-        seen = {e.status.id for e in out}
-        with self._lock:
-            for cid in [c for c in self._memo if c not in seen]:
-                del self._memo[cid]
-        return out
-
-    def load_one(self, container_id: str) -> Entry:
-        return self._entry(self._rt.container_status(container_id), {})
-
-
-def container_view(runtime: Runtime, images: ImageService, *,
-                   max_age_s: float = 3.0) -> ContainerView:
-    """The view the container RPCs read, loading through this runtime (see ContainerView)."""
-    translator = Translator(runtime, images)
-    return ContainerView(load_all=translator.load_all, load_one=translator.load_one,
-                         max_age_s=max_age_s)
+def container_view(runtime: Runtime, images: ImageService) -> ContainerView:
+    """The view the container RPCs read, over this runtime (see ContainerView)."""
+    return ContainerView(runtime, translate=lambda info, image_id: container_status(
+        info, image_id=image_id), image_id_of=lambda ref: image_id_of(images, ref))
 
 
 class EngineSandboxes:
-    def __init__(self, runtime: Runtime, images: ImageService, *,
-                 view: ContainerView) -> None:
+    def __init__(self, runtime: Runtime, images: ImageService) -> None:
         self._rt = runtime
         self._images = images
-        self._view = view
+        self._lock = threading.Lock()
+        # Translations reused while the engine says nothing changed (see ContainerView):
+        # sandbox ID -> (record, status, message); the listing with its generation.
+        self._memo: dict[str, tuple[SandboxRecord, SandboxStatus, pb.PodSandbox]] = {}
+        self._listing: tuple[int, tuple[pb.PodSandbox, ...]] | None = None
 
     def ready(self) -> tuple[bool, str]:
         return True, ""
@@ -143,20 +100,13 @@ class EngineSandboxes:
         return self._rt.run_sandbox(tr.sandbox_config(config, runtime_handler=runtime_handler))
 
     def stop_sandbox(self, sandbox_id: str) -> None:
-        sandbox_id = self._rt.resolve_sandbox(sandbox_id)
-        try:
-            self._rt.stop_sandbox(sandbox_id)
-        finally:  # even a failed stop may have stopped some of its containers
-            self._view.invalidate_sandbox(sandbox_id)
+        self._rt.stop_sandbox(sandbox_id)
 
     def remove_sandbox(self, sandbox_id: str) -> None:
         sandbox_id = self._rt.resolve_sandbox(sandbox_id)
         keys = [rootfs_key(sandbox_id, c.record.config.name, c.record.config.attempt)
                 for c in self._rt.list_containers(sandbox_id)]
-        try:
-            self._rt.remove_sandbox(sandbox_id)
-        finally:
-            self._view.invalidate_sandbox(sandbox_id)
+        self._rt.remove_sandbox(sandbox_id)
         for key in keys:
             with contextlib.suppress(NotFound):
                 self._images.remove_rootfs(key)
@@ -173,15 +123,32 @@ class EngineSandboxes:
         return StatusWithInfo(sandbox_status(info), extra)
 
     def list_sandboxes(self) -> Sequence[pb.PodSandbox]:
-        out = []
-        for info in self._rt.list_sandboxes():
-            c = info.record.config
-            out.append(pb.PodSandbox(id=info.record.id, metadata=_metadata(info),
-                                     state=tr.sandbox_state(info.status),  # type: ignore[arg-type]
-                                     created_at=info.record.created_at, labels=c.labels,
-                                     annotations=c.annotations,
-                                     runtime_handler=c.runtime_handler))
-        return out
+        gen = self._rt.generation()  # before the reads: a change after it shows next time
+        with self._lock:
+            if self._listing is not None and self._listing[0] == gen:
+                return self._listing[1]
+        infos = self._rt.list_sandboxes()
+        listing = tuple(self._pod_sandbox(info) for info in infos)
+        with self._lock:
+            present = {info.record.id for info in infos}
+            for sid in [s for s in self._memo if s not in present]:
+                del self._memo[sid]
+            self._listing = (gen, listing)
+        return listing
+
+    def _pod_sandbox(self, info: SandboxInfo) -> pb.PodSandbox:
+        rec, c = info.record, info.record.config
+        with self._lock:
+            known = self._memo.get(rec.id)
+        if known is not None and known[0] is rec and known[1] is info.status:
+            return known[2]
+        item = pb.PodSandbox(id=rec.id, metadata=_metadata(info),
+                             state=tr.sandbox_state(info.status),  # type: ignore[arg-type]
+                             created_at=rec.created_at, labels=c.labels,
+                             annotations=c.annotations, runtime_handler=c.runtime_handler)
+        with self._lock:
+            self._memo[rec.id] = (rec, info.status, item)
+        return item
 
 
 class EngineContainers:
@@ -195,6 +162,9 @@ class EngineContainers:
     def recursive_read_only_mounts(self) -> bool:
         return self._rt.recursive_readonly_mounts()
 
+    def user_namespaces(self, handler: str) -> bool:
+        return self._rt.user_namespaces(handler, storage=(str(self._images.root),))
+
     def supplemental_groups_policy(self) -> bool:
         return True  # SecurityConfig.merge_image_groups; ContainerStatus.user is reported
 
@@ -202,6 +172,8 @@ class EngineContainers:
                          sandbox_config: pb.PodSandboxConfig) -> str:
         engine_config = tr.container_config(config)
         sandbox_id = self._rt.resolve_sandbox(sandbox_id)
+        tr.check_container_user_namespace(
+            config, self._rt.sandbox_status(sandbox_id).record.config)
         image = self._images.get(config.image.image)  # NotFound when not pulled
         key = rootfs_key(sandbox_id, engine_config.name, engine_config.attempt)
         mounts = self._images.create_rootfs(key, image.id)
@@ -210,28 +182,23 @@ class EngineContainers:
             cid = self._rt.create_container(
                 sandbox_id, engine_config, rootfs=Rootfs(mounts=tuple(mounts)),
                 image=ImageConfig(entrypoint=c.entrypoint, cmd=c.cmd, env=c.env,
-                                  workdir=c.working_dir, user=c.user, volumes=c.volumes))
+                                  workdir=c.working_dir, user=c.user, volumes=c.volumes,
+                                  stop_signal=c.stop_signal))
         except BaseException:
             self._images.remove_rootfs(key)
             raise
-        self._view.invalidate(cid)
+        self._view.pin_image(cid, image.id)
         self._publish(cid, sandbox_id, pb.CONTAINER_CREATED_EVENT)
         return cid
 
     def start_container(self, container_id: str) -> None:
         rec = self._rt.container_status(container_id).record
-        try:
-            self._rt.start_container(rec.id)
-        finally:  # a failed start leaves the container exited
-            self._view.invalidate(rec.id)
+        self._rt.start_container(rec.id)
         self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_STARTED_EVENT)
 
     def stop_container(self, container_id: str, *, timeout_s: int) -> None:
         rec = self._rt.container_status(container_id).record
-        try:
-            self._rt.stop_container(rec.id, timeout=float(timeout_s))
-        finally:
-            self._view.invalidate(rec.id)
+        self._rt.stop_container(rec.id, timeout=float(timeout_s))
         self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_STOPPED_EVENT)
 
     def remove_container(self, container_id: str) -> None:
@@ -239,17 +206,9 @@ class EngineContainers:
         info = self._rt.container_status(container_id)
         rec = info.record
         if info.state.status in (Status.CREATED, Status.RUNNING):
-            try:
-                self._rt.stop_container(rec.id, timeout=0.0)
-            finally:
-                self._view.invalidate(rec.id)
+            self._rt.stop_container(rec.id, timeout=0.0)
             self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_STOPPED_EVENT)
-        try:
-            self._rt.remove_container(rec.id)
-        except BaseException:
-            self._view.invalidate(rec.id)
-            raise
-        self._view.forget(rec.id)
+        self._rt.remove_container(rec.id)
         with contextlib.suppress(NotFound):
             self._images.remove_rootfs(rootfs_key(rec.sandbox_id, rec.config.name,
                                                   rec.config.attempt))

@@ -5,10 +5,13 @@ silently: a pod that asked for a device or an AppArmor profile must not run with
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from cri.api import runtime_pb2 as pb
 from cri.errors import Unimplemented
 from engine.cgroups.base import Resources
 from engine.errors import InvalidArgument
+from engine.execdriver.spec import IDMapping
 from engine.networkdriver.base import PortMapping
 from engine.runtime import spec
 from engine.runtime.state import ContainerState
@@ -27,9 +30,7 @@ def sandbox_config(config: pb.PodSandboxConfig, *, runtime_handler: str) -> spec
     linux = config.linux
     ctx = linux.security_context
     ns = ctx.namespace_options
-    userns = ns.userns_options
-    if userns.mode == pb.POD and (userns.uids or userns.gids):
-        raise Unimplemented("user namespaces (userns_options mode POD) are not supported")
+    uids, gids = user_namespace(ns)
     if ctx.selinux_options.ByteSize():
         raise Unimplemented("SELinux options are not supported (no SELinux on this node)")
     dns = None
@@ -50,7 +51,44 @@ def sandbox_config(config: pb.PodSandboxConfig, *, runtime_handler: str) -> spec
         cgroup_parent=linux.cgroup_parent, sysctls=dict(linux.sysctls),
         host_network=ns.network == pb.NODE, host_pid=ns.pid == pb.NODE,
         host_ipc=ns.ipc == pb.NODE, share_pid=ns.pid == pb.POD,
-        privileged=ctx.privileged, runtime_handler=runtime_handler)
+        privileged=ctx.privileged, runtime_handler=runtime_handler,
+        uid_mappings=uids, gid_mappings=gids)
+
+
+def _id_mappings(maps: Iterable[pb.IDMapping]) -> tuple[IDMapping, ...]:
+    return tuple(IDMapping(container_id=m.container_id, host_id=m.host_id, size=m.length)
+                 for m in maps)
+
+
+def user_namespace(ns: pb.NamespaceOption) -> tuple[tuple[IDMapping, ...],
+                                                     tuple[IDMapping, ...]]:
+    """(uid maps, gid maps) of NamespaceOption.userns_options: unset or NODE = the host's
+    (no maps); POD = the pod's own user namespace, which needs both; CONTAINER and TARGET
+    are not modes a user namespace can have (CRI)."""
+    if not ns.HasField("userns_options"):
+        return (), ()
+    u = ns.userns_options
+    if u.mode == pb.NODE:
+        if u.uids or u.gids:
+            raise InvalidArgument("user namespace mode NODE takes no uid/gid mappings")
+        return (), ()
+    if u.mode == pb.POD:
+        if not (u.uids and u.gids):
+            raise InvalidArgument("user namespace mode POD needs uid and gid mappings")
+        return _id_mappings(u.uids), _id_mappings(u.gids)
+    raise InvalidArgument(f"user namespace mode {pb.NamespaceMode.Name(u.mode)} is not "
+                          "supported: only POD and NODE are")
+
+
+def check_container_user_namespace(config: pb.ContainerConfig,
+                                   sandbox: spec.SandboxConfig) -> None:
+    """A container is in its pod's user namespace; when its request names one, it must be
+    the pod's (the kubelet copies the pod's options)."""
+    ns = config.linux.security_context.namespace_options
+    if not ns.HasField("userns_options"):
+        return
+    if user_namespace(ns) != (sandbox.uid_mappings, sandbox.gid_mappings):
+        raise InvalidArgument("the container's user namespace options differ from its pod's")
 
 
 def resources(linux: pb.LinuxContainerResources) -> Resources:
@@ -119,8 +157,6 @@ def _mount(i: int, mount: pb.Mount) -> spec.VolumeMount:
 def container_config(config: pb.ContainerConfig) -> spec.ContainerConfig:
     if config.devices or config.CDI_devices:
         raise Unimplemented("device passthrough is not supported")
-    if config.stop_signal != pb.SIGNAL_RUNTIME_DEFAULT:
-        raise Unimplemented("a custom stop signal is not supported")
     env = []
     for kv in config.envs:
         try:
@@ -137,7 +173,17 @@ def container_config(config: pb.ContainerConfig) -> spec.ContainerConfig:
         log_path=config.log_path, stdin=config.stdin, stdin_once=config.stdin_once,
         tty=config.tty, resources=resources(linux.resources),
         security=security(linux.security_context),
-        oom_score_adj=linux.resources.oom_score_adj)
+        oom_score_adj=linux.resources.oom_score_adj,
+        stop_signal=stop_signal_name(config.stop_signal))
+
+
+def stop_signal_name(value: int) -> str:
+    """CRI's Signal enum -> the signal's name ("" for RUNTIME_DEFAULT): SIGNAL_SIGUSR1 ->
+    SIGUSR1, SIGNAL_SIGRTMINPLUS3 -> SIGRTMIN+3, SIGNAL_SIGRTMAXMINUS2 -> SIGRTMAX-2."""
+    if value == pb.SIGNAL_RUNTIME_DEFAULT:
+        return ""
+    name = pb.Signal.Name(value).removeprefix("SIGNAL_")
+    return name.replace("PLUS", "+").replace("MAXMINUS", "MAX-")
 
 
 def sandbox_state(status: SandboxStatus) -> int:

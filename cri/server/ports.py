@@ -119,6 +119,14 @@ class HandlerFeaturesPort(Protocol):
     def supplemental_groups_policy(self) -> bool: ...
 
 
+@runtime_checkable
+class UserNamespacesPort(Protocol):
+    """Optional on a ContainerPort: whether pods of a runtime handler ("" = the default) can
+    have their own user namespace (RuntimeHandlerFeatures.user_namespaces)."""
+
+    def user_namespaces(self, handler: str) -> bool: ...
+
+
 class ContainerPort(Protocol):
     def create_container(self, sandbox_id: str, config: pb.ContainerConfig, *,
                          sandbox_config: pb.PodSandboxConfig) -> str: ...

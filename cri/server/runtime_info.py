@@ -9,7 +9,7 @@ import grpc
 from cri.api import runtime_pb2 as pb
 from cri.errors import Unimplemented
 from cri.server.dispatch import Impl
-from cri.server.ports import HandlerFeaturesPort, Ports
+from cri.server.ports import HandlerFeaturesPort, Ports, UserNamespacesPort
 from engine.errors import InvalidArgument
 
 RUNTIME_API_VERSION = "v1"
@@ -73,11 +73,13 @@ class RuntimeInfo:
             net = _condition(NETWORK_READY, ok, "NetworkPluginNotReady", why)
         return [runtime, net]
 
-    def handler_features(self) -> pb.RuntimeHandlerFeatures:
+    def handler_features(self, handler: str = "") -> pb.RuntimeHandlerFeatures:
         containers = self._ports.containers
         rro = isinstance(containers, HandlerFeaturesPort) and \
             containers.recursive_read_only_mounts()
-        return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=rro)
+        userns = isinstance(containers, UserNamespacesPort) and \
+            containers.user_namespaces(handler)
+        return pb.RuntimeHandlerFeatures(recursive_read_only_mounts=rro, user_namespaces=userns)
 
     def features(self) -> pb.RuntimeFeatures:
         containers = self._ports.containers
@@ -89,7 +91,7 @@ class RuntimeInfo:
                context: grpc.ServicerContext) -> pb.StatusResponse:
         response = pb.StatusResponse(
             status=pb.RuntimeStatus(conditions=self.conditions()),
-            runtime_handlers=[pb.RuntimeHandler(name=name, features=self.handler_features())
+            runtime_handlers=[pb.RuntimeHandler(name=name, features=self.handler_features(name))
                               for name in ("", *self._ports.runtime_handlers)],
             features=self.features())
         if request.verbose:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 
@@ -46,6 +46,8 @@ class Sandboxes:
     def __init__(self, port: SandboxPort, *, clock_ns: Callable[[], int]) -> None:
         self._port = port
         self._clock_ns = clock_ns
+        # The unfiltered answer, kept while the port hands back the same listing object.
+        self._everything: tuple[Sequence[pb.PodSandbox], pb.ListPodSandboxResponse] | None = None
 
     def rpcs(self) -> dict[str, Impl]:
         return {"RunPodSandbox": self.RunPodSandbox, "StopPodSandbox": self.StopPodSandbox,
@@ -83,12 +85,23 @@ class Sandboxes:
             status=result.status, info=dict(result.info) if request.verbose else {},
             timestamp=self._clock_ns())
 
-    def _listed(self, flt: pb.PodSandboxFilter) -> list[pb.PodSandbox]:
-        return [s for s in self._port.list_sandboxes() if matches(s, flt)]
+    def _listed(self, flt: pb.PodSandboxFilter) -> Sequence[pb.PodSandbox]:
+        listed = self._port.list_sandboxes()
+        if not flt.ByteSize():
+            return listed
+        return [s for s in listed if matches(s, flt)]
 
     def ListPodSandbox(self, request: pb.ListPodSandboxRequest,
                        context: grpc.ServicerContext) -> pb.ListPodSandboxResponse:
-        return pb.ListPodSandboxResponse(items=self._listed(request.filter))
+        if request.filter.ByteSize():
+            return pb.ListPodSandboxResponse(items=self._listed(request.filter))
+        listed = self._port.list_sandboxes()
+        cached = self._everything
+        if cached is not None and cached[0] is listed:
+            return cached[1]  # never mutated once built: only serialized
+        response = pb.ListPodSandboxResponse(items=listed)
+        self._everything = (listed, response)
+        return response
 
     def StreamPodSandboxes(self, request: pb.StreamPodSandboxesRequest,
                            context: grpc.ServicerContext

@@ -69,16 +69,52 @@ def check_path(path: str) -> str:
     return "/".join(parts)
 
 
-def write(file: Path, value: str) -> None:
+def write(file: Path | str, value: str) -> None:
+    """One write(2) of `value` (cgroupfs takes each write as one command); plain os calls,
+    no buffered file object: container setup does dozens of these."""
     try:
-        file.write_text(value)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
     except OSError as e:
         raise InvalidArgument(f"cgroup write {value!r} to {file}: {e.strerror}") from e
 
 
+def mkdir(d: Path) -> bool:
+    """Create one cgroup directory; False when it existed already."""
+    try:
+        os.mkdir(d)
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise InvalidArgument(f"cannot create cgroup {d}: {e.strerror}") from e
+    return True
+
+
+def remove_made(made: list[Path]) -> None:
+    """Undo a create that failed half-way: remove the directories it made, deepest first."""
+    for d in reversed(made):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+
+
+def read_text(file: Path | str) -> str:
+    """A small control file's content (FileNotFoundError passes through)."""
+    fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode()
+
+
 def read_int(file: Path, default: int = 0) -> int:
     try:
-        text = file.read_text().strip()
+        text = read_text(file).strip()
     except FileNotFoundError:
         return default
     return int(text) if text and text != "max" else default
@@ -87,7 +123,7 @@ def read_int(file: Path, default: int = 0) -> int:
 def read_kv(file: Path) -> dict[str, int]:
     out: dict[str, int] = {}
     try:
-        for line in file.read_text().splitlines():
+        for line in read_text(file).splitlines():
             key, _, value = line.partition(" ")
             if value.strip().lstrip("-").isdigit():
                 out[key] = int(value)
@@ -96,14 +132,29 @@ def read_kv(file: Path) -> dict[str, int]:
     return out
 
 
-def tree_pids(dirs: Iterable[Path]) -> list[int]:
+def subtree(d: Path | str) -> list[str]:
+    """`d` and every cgroup below it, deepest first (what rmdir needs)."""
+    order: list[str] = []
+    stack = [str(d)]
+    while stack:
+        cur = stack.pop()
+        order.append(cur)
+        try:
+            with os.scandir(cur) as it:
+                stack.extend(e.path for e in it if e.is_dir(follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return order[::-1]
+
+
+def tree_pids(dirs: Iterable[Path | str]) -> list[int]:
     """Every pid in the cgroups and all their descendants."""
     pids: set[int] = set()
     for d in dirs:
-        for procs in d.rglob("cgroup.procs"):
+        for cg in subtree(d):
             try:
-                pids.update(int(x) for x in procs.read_text().split())
-            except FileNotFoundError:
+                pids.update(int(x) for x in read_text(os.path.join(cg, "cgroup.procs")).split())
+            except (FileNotFoundError, NotADirectoryError):
                 continue
     return sorted(pids)
 
@@ -120,12 +171,8 @@ def kill_and_remove(dirs: list[Path], *, timeout: float = 15.0) -> None:
             raise FailedPrecondition(f"processes {pids} survive SIGKILL in the cgroup")
         time.sleep(0.01)
     for d in dirs:
-        if not d.is_dir():
-            continue
-        for child in sorted((c for c in d.rglob("*") if c.is_dir()),
-                            key=lambda p: len(p.parts), reverse=True):
-            _rmdir(child, deadline)
-        _rmdir(d, deadline)
+        for cg in subtree(d):
+            _rmdir(Path(cg), deadline)
 
 
 def _rmdir(d: Path, deadline: float) -> None:

@@ -1,6 +1,7 @@
 """cgroup v1: one hierarchy per controller under /sys/fs/cgroup/<controller>/."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from engine.cgroups.base import (
@@ -8,8 +9,11 @@ from engine.cgroups.base import (
     Resources,
     check_path,
     kill_and_remove,
+    mkdir,
     read_int,
     read_kv,
+    read_text,
+    remove_made,
     write,
 )
 from engine.errors import NotFound
@@ -34,24 +38,32 @@ class CgroupV1:
         """The path in every mounted hierarchy (runc also creates it in name=systemd and in
         the hybrid unified tree); what destroy removes."""
         rel = check_path(path)
-        return [h / rel for h in sorted(self.root.iterdir()) if (h / rel).is_dir()]
+        with os.scandir(self.root) as it:
+            hierarchies = sorted(e.path for e in it if e.is_dir(follow_symlinks=False))
+        return [Path(h, rel) for h in hierarchies if os.path.isdir(os.path.join(h, rel))]
 
     def exists(self, path: str) -> bool:
         return any(d.is_dir() for d in self.cgroup_dirs(path))
 
     def create(self, path: str, resources: Resources) -> None:
         resources.validate()
-        rel = check_path(path)
-        for controller in self.controllers:
-            cur = self.root / controller
-            for part in rel.split("/"):
-                parent, cur = cur, cur / part
-                cur.mkdir(exist_ok=True)
-                if controller == "cpuset":  # a new v1 cpuset starts empty: inherit
-                    for f in ("cpuset.cpus", "cpuset.mems"):
-                        if not (cur / f).read_text().strip():
-                            write(cur / f, (parent / f).read_text().strip())
-        self.update(path, resources)
+        parts = check_path(path).split("/")
+        made: list[Path] = []
+        try:
+            for controller in self.controllers:
+                cur = self.root / controller
+                for part in parts:
+                    parent, cur = cur, cur / part
+                    if mkdir(cur):
+                        made.append(cur)
+                    if controller == "cpuset":  # a new v1 cpuset starts empty: inherit
+                        for f in ("cpuset.cpus", "cpuset.mems"):
+                            if not read_text(cur / f).strip():
+                                write(cur / f, read_text(parent / f).strip())
+            self.update(path, resources)
+        except BaseException:
+            remove_made(made)
+            raise
 
     def update(self, path: str, resources: Resources) -> None:
         resources.validate()
@@ -92,7 +104,7 @@ class CgroupV1:
         pids: set[int] = set()
         for d in self.cgroup_dirs(path):
             try:
-                pids.update(int(x) for x in (d / "cgroup.procs").read_text().split())
+                pids.update(int(x) for x in read_text(d / "cgroup.procs").split())
             except FileNotFoundError:
                 continue
         return sorted(pids)

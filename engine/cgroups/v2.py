@@ -8,8 +8,11 @@ from engine.cgroups.base import (
     Resources,
     check_path,
     kill_and_remove,
+    mkdir,
     read_int,
     read_kv,
+    read_text,
+    remove_made,
     shares_to_weight,
     write,
 )
@@ -36,15 +39,21 @@ class CgroupV2:
     def create(self, path: str, resources: Resources) -> None:
         resources.validate()
         cur = self.root
-        for part in check_path(path).split("/"):
-            available = set((cur / "cgroup.controllers").read_text().split())
-            enabled = set((cur / "cgroup.subtree_control").read_text().split())
-            missing = [c for c in WANTED if c in available and c not in enabled]
-            if missing:
-                write(cur / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
-            cur = cur / part
-            cur.mkdir(exist_ok=True)
-        self.update(path, resources)
+        made: list[Path] = []
+        try:
+            for part in check_path(path).split("/"):
+                available = set(read_text(cur / "cgroup.controllers").split())
+                enabled = set(read_text(cur / "cgroup.subtree_control").split())
+                missing = [c for c in WANTED if c in available and c not in enabled]
+                if missing:
+                    write(cur / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+                cur = cur / part
+                if mkdir(cur):
+                    made.append(cur)
+            self.update(path, resources)
+        except BaseException:
+            remove_made(made)
+            raise
 
     def update(self, path: str, resources: Resources) -> None:
         resources.validate()
@@ -70,7 +79,7 @@ class CgroupV2:
 
     def procs(self, path: str) -> list[int]:
         try:
-            return sorted(int(x) for x in (self._dir(path) / "cgroup.procs").read_text().split())
+            return sorted(int(x) for x in read_text(self._dir(path) / "cgroup.procs").split())
         except FileNotFoundError:
             return []
 

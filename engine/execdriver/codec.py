@@ -32,6 +32,12 @@ def from_jsonable(cls: type[T], data: Any) -> T:
     return typing.cast(T, _decoder(typing.cast(Any, cls))(data))
 
 
+def prepare(cls: type[Any]) -> None:
+    """Build the decoder for `cls` now (evaluating type hints costs milliseconds; a process
+    that forks workers does it once, before forking)."""
+    _decoder(typing.cast(Any, cls))
+
+
 def _identity(data: Any) -> Any:
     return data
 

@@ -8,6 +8,7 @@ The big daemon never forks.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -16,13 +17,17 @@ import socket
 import time
 from pathlib import Path
 
-from engine.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
-from engine.execdriver import cgroup_setup, nsexec
+from engine.errors import DeadlineExceeded, EngineError, FailedPrecondition, InvalidArgument
+from engine.execdriver import cgroup_setup, codec, nsexec, seccomp
 from engine.execdriver.base import Created, ExecProcess, Stdio
-from engine.execdriver.codec import dumps, write_atomic
 from engine.execdriver.spec import InitSpec
+from engine.sys import caps
 
-SPEC_FILE = "init.json"
+# Work every container would otherwise pay for in its monitor, done once when the module is
+# imported (in the monitor, or in the process monitors are forked from): the InitSpec JSON
+# decoder (type hints are evaluated once per class) and the RuntimeDefault BPF program.
+codec.prepare(InitSpec)
+seccomp.program(seccomp.runtime_default(caps.DEFAULT_CAPABILITIES))
 
 
 def _read_message(sock: socket.socket, buf: bytearray, *, deadline: float,
@@ -48,6 +53,14 @@ def _read_message(sock: socket.socket, buf: bytearray, *, deadline: float,
     return msg
 
 
+def _ended(pid: int) -> str:
+    """Reap the setup process that reported nothing and say how it ended."""
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return f"the setup process was killed by signal {os.WTERMSIG(status)}"
+    return f"the setup process exited with status {os.WEXITSTATUS(status)} without a report"
+
+
 def become_helper(stdio: Stdio) -> None:
     """In the forked child: the container's stdio on 0-2, default signal dispositions."""
     os.dup2(stdio.stdin, 0)
@@ -65,8 +78,11 @@ class NativeDriver:
         self._sync: dict[str, socket.socket] = {}
 
     def create(self, spec: InitSpec, *, bundle: Path, stdio: Stdio, timeout: float) -> Created:
-        cgroup_setup.prepare(spec)
-        write_atomic(bundle / SPEC_FILE, dumps(spec))  # what exec sessions join with
+        """Fork the setup process, then make the cgroup and move the container init into
+        it while that init prepares its rootfs: on cgroup v1 the first migration in a while
+        waits for an RCU grace period (~10 ms here), which this overlaps with the mounts."""
+        if spec.seccomp is not None:
+            seccomp.program(spec.seccomp)  # compiled (or found cached) before the fork
         ours, theirs = socket.socketpair()
         helper = os.fork()
         if helper == 0:  # the forked monitor: becomes the container's setup process
@@ -75,31 +91,49 @@ class NativeDriver:
                 ours.close()
                 become_helper(stdio)
                 code = nsexec.init(spec, theirs)
+            except BaseException as e:  # say why rather than vanish ("no reason")
+                with contextlib.suppress(OSError):
+                    theirs.sendall(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode()
+                                   + b"\n")
             finally:
                 os._exit(code)
         theirs.close()
         deadline = time.monotonic() + timeout
         buf = bytearray()
         console: list[int] = []  # the TTY master, made inside the container's devpts
+        pid = 0
         try:
+            cgroup_setup.prepare(spec)
             first = _read_message(ours, buf, deadline=deadline)
+            if "pid" not in first:
+                reason = first.get("error") or _ended(helper)
+                helper = 0
+                raise InvalidArgument(f"container init failed: {reason}")
+            pid = int(str(first["pid"]))
+            join_error: EngineError | None = None
+            try:  # before "ready": it must never exec outside its cgroup
+                cgroup_setup.join(spec, pid)
+            except EngineError as e:  # the init may have failed (and exited) already: its
+                join_error = e        # own report, read below, says more
             os.waitpid(helper, 0)
             helper = 0
-            if "pid" not in first:
-                raise InvalidArgument(f"container init failed: {first.get('error', 'no reason')}")
-            pid = int(str(first["pid"]))
             second = _read_message(ours, buf, deadline=deadline, fds=console)
             while second.get("console"):  # the TTY master came first, with its own line
                 second = _read_message(ours, buf, deadline=deadline, fds=console)
             if not second.get("ready"):
                 raise InvalidArgument(
                     f"container init failed: {second.get('error', 'exited before ready')}")
+            if join_error is not None:
+                raise join_error
         except BaseException:
             ours.close()
             for fd in console:
                 os.close(fd)
+            for victim in (helper, pid):
+                if victim:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(victim, signal.SIGKILL)
             if helper:
-                os.kill(helper, signal.SIGKILL)
                 os.waitpid(helper, 0)
             raise
         self._sync[spec.id] = ours

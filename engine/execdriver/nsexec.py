@@ -1,8 +1,10 @@
 """Our libcontainer's process side.
 
 `init(spec, sync)` runs in a fork of the pod monitor (see engine.execdriver.native): join or
-unshare namespaces, enter the cgroup, fork the container init (pid 1 of a new PID namespace),
-prepare its rootfs, report {"pid"} then {"ready"} on the sync socket, wait for "S", exec.
+unshare namespaces, fork the container init (pid 1 of a new PID namespace; the monitor moves
+it into its cgroup meanwhile), prepare its rootfs, report {"pid"} then {"ready"} on the sync
+socket, wait for "S", exec. With a TTY, exec sessions get a pty of the container's own
+devpts (engine.execdriver.ttyexec).
 
 `exec_in(spec, pid=, process=)` and `sandbox(dir, hostname=, sysctls=)` run in forks of the
 monitor too: one more process in a running container; the pod's namespaces.
@@ -19,13 +21,14 @@ import signal
 import socket
 import struct
 import termios
+from collections.abc import Sequence
 
 from engine.cgroups.detect import manager
 from engine.errors import InvalidArgument
-from engine.execdriver import nsinit
+from engine.execdriver import nsinit, ttyexec, userns
 from engine.execdriver.base import ExecProcess
 from engine.execdriver.seccomp import program
-from engine.execdriver.spec import InitSpec
+from engine.execdriver.spec import IDMapping, InitSpec
 from engine.sys import linux as L
 from engine.sys.real import LinuxSyscalls
 
@@ -47,11 +50,6 @@ def _join_namespaces(paths: dict[str, str]) -> None:
             os.close(fd)
 
 
-def _set_ctty() -> None:
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
 def _exec(spec: InitSpec, *, args: tuple[str, ...], env: tuple[str, ...],
           sync: socket.socket | None, bpf: list[tuple[int, int, int, int]] | None = None
           ) -> None:
@@ -67,13 +65,14 @@ def _exec(spec: InitSpec, *, args: tuple[str, ...], env: tuple[str, ...],
 
 
 def init(spec: InitSpec, sync: socket.socket) -> int:
-    """Called in a fork of the monitor: join/unshare namespaces and the cgroup, fork the
-    container init, report its pid, and exit (the monitor, a subreaper, inherits it)."""
+    """Called in a fork of the monitor: join/unshare namespaces, fork the container init,
+    report its pid, and exit (the monitor, a subreaper, inherits it). The monitor moves the
+    init into its cgroup meanwhile (NativeDriver.create)."""
     SYS.prctl(L.PR_SET_DUMPABLE, 0)
     try:
         _join_namespaces({n.type: n.path for n in spec.namespaces if n.path})
-        if spec.cgroup_path:
-            manager().join(spec.cgroup_path, os.getpid())
+        if spec.uid_mappings:
+            userns.become_root()
         new = 0
         for n in spec.namespaces:
             if not n.path:
@@ -147,19 +146,23 @@ def exec_in(spec: InitSpec, *, pid: int, process: ExecProcess) -> int:
     fork the process (it dies with us: PDEATHSIG), wait, return its exit status."""
     SYS.prctl(L.PR_SET_DUMPABLE, 0)
     ns_paths = {}
-    for t in ("ipc", "uts", "net", "pid", "mnt"):
+    for t in ("user", "ipc", "uts", "net", "pid", "mnt"):
         mine, theirs = f"/proc/self/ns/{t}", f"/proc/{pid}/ns/{t}"
         if os.stat(mine).st_ino != os.stat(theirs).st_ino:
             ns_paths[t] = theirs
     if spec.cgroup_path:
         manager().join(spec.cgroup_path, os.getpid())
     _join_namespaces(ns_paths)
+    master = slave = -1
+    if process.tty:  # the command's terminal comes from the container's devpts
+        master, slave = ttyexec.open_pty()
+        ttyexec.take_session_terminal(master)
     child = os.fork()
     if child == 0:
         try:
             SYS.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)
             if process.tty:
-                _set_ctty()
+                ttyexec.become_terminal_child(slave)
             nsinit.close_fds(set())
             nsinit.drop_privileges(spec, SYS, last_cap=L.cap_last_cap())
             nsinit.enter_cwd(process.cwd or spec.cwd)
@@ -167,6 +170,10 @@ def exec_in(spec: InitSpec, *, pid: int, process: ExecProcess) -> int:
         except BaseException as e:
             os.write(2, f"exec failed: {e}\n".encode())
             os._exit(126 if not isinstance(e, InvalidArgument) else 127)
+    if process.tty:
+        os.close(slave)
+        ttyexec.relay(master)
+        os.close(master)
     for fd in (0, 1, 2):
         os.close(fd)  # the child holds the stdio; our copies would keep pipes open
     _, status = os.waitpid(child, 0)
@@ -174,27 +181,29 @@ def exec_in(spec: InitSpec, *, pid: int, process: ExecProcess) -> int:
 
 
 def sandbox(ns_dir: str, *, hostname: str, sysctls: dict[str, str], share_pid: bool = False,
-            cgroup_path: str = "") -> None:
+            cgroup_path: str = "", uid_mappings: Sequence[IDMapping] = (),
+            gid_mappings: Sequence[IDMapping] = ()) -> None:
     """In a fork of the monitor: new net/ipc/uts namespaces, hostname, sysctls, lo up, then
     bind-mount the namespaces at <ns_dir>/{net,ipc,uts} so they outlive this process.
 
     With share_pid, also a PID namespace whose init is a tiny holder process (a PID
     namespace dies with its init; bind-mounting it is not enough), placed in the pod cgroup
     so that removing the pod's cgroup ends it; its namespace is bind-mounted at <ns_dir>/pid.
+
+    With mappings, all of them are owned by a new user namespace with those maps, pinned
+    at <ns_dir>/user (engine.execdriver.userns).
     """
     if cgroup_path:
         manager().join(cgroup_path, os.getpid())
+    if uid_mappings or gid_mappings:
+        userns.make_pod_namespaces(
+            ns_dir, uids=uid_mappings, gids=gid_mappings, share_pid=share_pid,
+            configure=lambda: _pod_settings(hostname=hostname, sysctls=sysctls),
+            pid_holder=_pid_holder)
+        return
     SYS.unshare(L.CLONE_NEWNET | L.CLONE_NEWIPC | L.CLONE_NEWUTS
                 | (L.CLONE_NEWPID if share_pid else 0))
-    if hostname:
-        SYS.sethostname(hostname)
-    for key, value in sysctls.items():
-        rel = key.replace(".", "/")
-        if ".." in rel.split("/"):
-            raise ValueError(f"invalid sysctl {key}")
-        with open(f"/proc/sys/{rel}", "w") as f:
-            f.write(str(value))
-    _loopback_up()
+    _pod_settings(hostname=hostname, sysctls=sysctls)
     for t in ("net", "ipc", "uts"):
         target = os.path.join(ns_dir, t)
         with open(target, "a"):
@@ -208,6 +217,19 @@ def sandbox(ns_dir: str, *, hostname: str, sysctls: dict[str, str], share_pid: b
         with open(target, "a"):
             pass
         SYS.mount(f"/proc/{holder}/ns/pid", target, "", L.MS_BIND)
+
+
+def _pod_settings(*, hostname: str, sysctls: dict[str, str]) -> None:
+    """Inside the pod's new UTS, IPC and network namespaces: hostname, sysctls, lo up."""
+    if hostname:
+        SYS.sethostname(hostname)
+    for key, value in sysctls.items():
+        rel = key.replace(".", "/")
+        if ".." in rel.split("/"):
+            raise ValueError(f"invalid sysctl {key}")
+        with open(f"/proc/sys/{rel}", "w") as f:
+            f.write(str(value))
+    _loopback_up()
 
 
 def _pid_holder() -> None:

@@ -40,7 +40,10 @@ def prepare_rootfs(spec: InitSpec, sys: Syscalls) -> None:
         mount_one(rootfs, m, sys=sys)
     if not spec.privileged:
         for dev in spec.devices:
-            make_device(rootfs, dev)
+            if spec.uid_mappings:  # no mknod inside a user namespace: the host's node
+                bind_device(rootfs, dev, sys=sys)
+            else:
+                make_device(rootfs, dev)
         make_dev_links(rootfs)
     old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -95,6 +98,16 @@ def make_device(rootfs: str, dev: Device) -> None:
     kind = stat.S_IFCHR if dev.type == "c" else stat.S_IFBLK
     os.mknod(path, kind | dev.mode, os.makedev(dev.major, dev.minor))
     os.chmod(path, dev.mode)
+
+
+def bind_device(rootfs: str, dev: Device, *, sys: Syscalls) -> None:
+    """The host's device node `dev.path` bind-mounted at the same path in the rootfs."""
+    path = mountopts.secure_target(rootfs, dev.path)
+    if os.path.lexists(path):
+        os.unlink(path)
+    with open(path, "a"):
+        pass
+    sys.mount(dev.path, path, "", L.MS_BIND)
 
 
 def make_dev_links(rootfs: str) -> None:

@@ -9,7 +9,8 @@ from engine.execdriver.seccomp import to_oci
 from engine.execdriver.spec import InitSpec
 
 OCI_VERSION = "1.0.2"
-NAMESPACE_NAMES = {"mnt": "mount", "pid": "pid", "net": "network", "ipc": "ipc", "uts": "uts"}
+NAMESPACE_NAMES = {"mnt": "mount", "pid": "pid", "net": "network", "ipc": "ipc", "uts": "uts",
+                   "user": "user"}
 
 
 def resources(r: Resources, *, privileged: bool) -> dict[str, Any]:
@@ -36,6 +37,16 @@ def resources(r: Resources, *, privileged: bool) -> dict[str, Any]:
     return out
 
 
+def id_mappings(spec: InitSpec) -> dict[str, Any]:
+    """linux.uidMappings/gidMappings: the maps of the pod's user namespace, which the
+    container joins by path (runc checks the pair; the rootfs and volumes are ID-mapped
+    mounts already, so no mount carries the `idmap` option)."""
+    return {key: [{"containerID": m.container_id, "hostID": m.host_id, "size": m.size}
+                  for m in maps]
+            for key, maps in (("uidMappings", spec.uid_mappings),
+                              ("gidMappings", spec.gid_mappings))}
+
+
 def config(spec: InitSpec) -> dict[str, Any]:
     c = spec.capabilities
     linux: dict[str, Any] = {
@@ -46,6 +57,8 @@ def config(spec: InitSpec) -> dict[str, Any]:
         "readonlyPaths": list(spec.readonly_paths),
         "rootfsPropagation": mountopts.root_propagation(m.options for m in spec.mounts),
     }
+    if spec.uid_mappings or spec.gid_mappings:
+        linux.update(id_mappings(spec))
     if spec.cgroup_path:
         linux["cgroupsPath"] = "/" + spec.cgroup_path
     if spec.seccomp is not None:

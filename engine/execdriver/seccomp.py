@@ -4,43 +4,19 @@ from __future__ import annotations
 
 import errno
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from engine.errors import InvalidArgument
+from engine.execdriver import seccomp_default
 from engine.execdriver.spec import Seccomp, SeccompArg, SeccompRule
 from engine.sys import bpf
-from engine.sys.linux import NAMESPACE_FLAGS
-
-# Denied with EPERM by RuntimeDefault: kernel-wide state, modules, keyrings, tracing other
-# processes, mounting and namespace changes, and obsolete calls (the syscalls Docker's and
-# containerd's default profiles leave out of their allow-lists for unprivileged containers).
-DENIED = (
-    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
-    "delete_module", "finit_module", "fsconfig", "fsmount", "fsopen", "fspick",
-    "get_kernel_syms", "get_mempolicy", "init_module", "ioperm", "iopl", "kcmp",
-    "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "mbind", "mount",
-    "mount_setattr", "move_mount", "move_pages", "name_to_handle_at", "nfsservctl",
-    "open_by_handle_at", "open_tree", "perf_event_open", "pivot_root",
-    "process_vm_readv", "process_vm_writev", "ptrace", "query_module", "quotactl",
-    "quotactl_fd", "reboot", "request_key", "set_mempolicy", "setns", "settimeofday",
-    "swapoff", "swapon", "syslog", "sysfs", "_sysctl", "umount2", "unshare", "uselib",
-    "userfaultfd", "ustat", "vm86", "vm86old", "fanotify_init", "lsm_set_self_attr",
-)
-_NEW_NAMESPACES = tuple(NAMESPACE_FLAGS.values())
 
 
-def runtime_default() -> Seccomp:
-    rules = [SeccompRule(names=DENIED, action="SCMP_ACT_ERRNO", errno=errno.EPERM),
-             # glibc falls back to clone(2) when clone3 is unavailable; clone's flags can
-             # be inspected by BPF, clone3's (in memory) cannot.
-             SeccompRule(names=("clone3",), action="SCMP_ACT_ERRNO", errno=errno.ENOSYS)]
-    rules.extend(
-        SeccompRule(names=("clone",), action="SCMP_ACT_ERRNO", errno=errno.EPERM,
-                    args=(SeccompArg(index=0, value=flag, value_two=flag,
-                                     op="SCMP_CMP_MASKED_EQ"),))
-        for flag in _NEW_NAMESPACES)
-    return Seccomp(default_action="SCMP_ACT_ALLOW", rules=tuple(rules))
+def runtime_default(capabilities: Iterable[str] = ()) -> Seccomp:
+    """The RuntimeDefault profile (an allow-list) for a container with this bounding set."""
+    return seccomp_default.profile(capabilities)
 
 
 def load_localhost(path: str) -> Seccomp:
@@ -68,8 +44,9 @@ def parse_profile(doc: dict[str, Any], *, source: str) -> Seccomp:
     if not isinstance(default, str):
         raise InvalidArgument(f"seccomp profile {source}: defaultAction missing")
     arches = doc.get("architectures") or doc.get("archMap") or []
-    if arches and not any("X86_64" in json.dumps(a) for a in arches):
-        raise InvalidArgument(f"seccomp profile {source} does not cover x86_64")
+    arch = bpf.native()
+    if arches and not any(arch.name in json.dumps(a) for a in arches):
+        raise InvalidArgument(f"seccomp profile {source} does not cover {arch.name}")
     rules: list[SeccompRule] = []
     for entry in doc.get("syscalls") or []:
         names = tuple(entry.get("names") or ([entry["name"]] if "name" in entry else []))
@@ -88,7 +65,21 @@ def parse_profile(doc: dict[str, Any], *, source: str) -> Seccomp:
     return profile
 
 
+_COMPILED: dict[Seccomp, list[bpf.Insn]] = {}
+
+
 def program(profile: Seccomp) -> list[bpf.Insn]:
+    """The BPF program for a profile, compiled once per profile per process (profiles are
+    frozen values; a monitor compiles before forking container setup, which inherits it)."""
+    cached = _COMPILED.get(profile)
+    if cached is None:
+        cached = _COMPILED[profile] = _compile(profile)
+        if len(_COMPILED) > 64:  # Localhost profiles could be many: forget the oldest
+            del _COMPILED[next(iter(_COMPILED))]
+    return cached
+
+
+def _compile(profile: Seccomp) -> list[bpf.Insn]:
     rules = [bpf.Rule(syscall=name, action=bpf.action_value(r.action, r.errno),
                       conditions=tuple(bpf.Condition(index=a.index, op=a.op, value=a.value,
                                                      value_two=a.value_two) for a in r.args))
@@ -102,7 +93,8 @@ def to_oci(profile: Seccomp) -> dict[str, Any]:
         "defaultAction": profile.default_action,
         **({"defaultErrnoRet": profile.default_errno}
            if profile.default_action == "SCMP_ACT_ERRNO" else {}),
-        "architectures": ["SCMP_ARCH_X86_64"],
+        # the native ABI only, as our own filter does (other ABIs are killed there)
+        "architectures": [bpf.native().name],
         "syscalls": [
             {"names": list(r.names), "action": r.action,
              **({"errnoRet": r.errno} if r.action == "SCMP_ACT_ERRNO" else {}),

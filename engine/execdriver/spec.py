@@ -9,13 +9,23 @@ import dataclasses
 
 from engine.cgroups.base import Resources
 
-NAMESPACE_TYPES = ("mnt", "pid", "net", "ipc", "uts")
+NAMESPACE_TYPES = ("mnt", "pid", "net", "ipc", "uts", "user")
 
 
 @dataclasses.dataclass(frozen=True)
 class Namespace:
     type: str  # one of NAMESPACE_TYPES
     path: str = ""  # "" = a new namespace; else join the nsfs file
+
+
+@dataclasses.dataclass(frozen=True)
+class IDMapping:
+    """One range of a user namespace's uid or gid map: container ids
+    [container_id, container_id + size) are host ids [host_id, host_id + size)."""
+
+    container_id: int
+    host_id: int
+    size: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +108,10 @@ class InitSpec:
     resources: Resources = dataclasses.field(default_factory=Resources)
     oom_score_adj: int = 0
     privileged: bool = False
+    # the maps of the user namespace the container joins (its Namespace("user", path));
+    # empty = the host's user namespace
+    uid_mappings: tuple[IDMapping, ...] = ()
+    gid_mappings: tuple[IDMapping, ...] = ()
 
     def namespace(self, ns_type: str) -> Namespace | None:
         return next((n for n in self.namespaces if n.type == ns_type), None)

@@ -18,6 +18,7 @@ from engine.networkdriver.cnicache import CachedAttachment, ResultCache
 from engine.networkdriver.cniconf import NetworkConfigList
 from engine.networkdriver.plugins import invoke, spec
 from engine.networkdriver.plugins.hostlocal import LOCK_TIMEOUT_ENV
+from engine.networkdriver.plugins.reaper import Reaper
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class CNIDriver:
         self.timeout = timeout
         self._pod_cidrs: tuple[str, ...] = ()
         self._lock = threading.Lock()
+        # in-process DELs leave the veth deletion (a ~20 ms kernel wait) to its thread
+        self.reaper = Reaper()
 
     # ---- readiness and runtime config ------------------------------------------------------
     def _load(self) -> NetworkConfigList:
@@ -141,7 +144,7 @@ class CNIDriver:
         try:
             executable = invoke.find(kind, self.bin_dirs)
             return invoke.call(executable, env=env, stdin=stdin, in_process=self.in_process,
-                               timeout=self.timeout)
+                               timeout=self.timeout, reaper=self.reaper)
         except spec.CNIError as err:
             raise engine_error(kind, env["CNI_COMMAND"], err) from err
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import shutil
 import socket
 import threading
 import time
@@ -22,8 +23,8 @@ from typing import Any, TypeVar
 
 from engine.cgroups.base import CgroupManager, CgroupStats, Resources
 from engine.cgroups.detect import manager
-from engine.errors import Unavailable
-from engine.execdriver import mountattr
+from engine.errors import InvalidArgument, Unavailable
+from engine.execdriver import mountattr, userns_probe
 from engine.networkdriver.base import NetworkDriver
 from engine.runtime import attach, container, exec, portforward, sandbox, stats
 from engine.runtime.attach import AttachSession
@@ -32,7 +33,6 @@ from engine.runtime.spec import ContainerConfig, ImageConfig, Rootfs, SandboxCon
 from engine.runtime.state import ContainerState
 from engine.runtime.status import SandboxStatus, Status
 from engine.runtime.store import ContainerRecord, SandboxRecord, Store
-from engine.shim.client import monitor_alive
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,18 +92,28 @@ class Runtime:
             return self._locks.setdefault(sid, threading.RLock())
 
     def _sandbox_of(self, cid: str) -> str:
-        return self.ctx.store.find_container(cid).parent.parent.parent.name
+        return self.ctx.store.sandbox_of(cid)
+
+    def close(self) -> None:
+        """Release the change watch (inotify and pidfds). The Runtime is unusable after."""
+        self.ctx.store.close()
+
+    def generation(self) -> int:
+        """Grows whenever a sandbox or container (record, state, monitor) changed: a view
+        built from reads that began at generation G is current while this stays G."""
+        return self.ctx.store.sync()
 
     # -- recovery ------------------------------------------------------------------------
     def recover(self) -> list[str]:
         """Reconcile disk with reality after a daemon restart: containers of a dead monitor
         are killed (via their cgroup) and recorded as exited. Returns the affected IDs."""
         affected = []
+        self.ctx.store.sync()
         for sid in self.ctx.store.sandbox_ids():
-            if monitor_alive(self.ctx.store.sandbox_dir(sid)):
+            if self.ctx.store.monitor_alive(sid):
                 continue
-            for cid in self.ctx.store.container_ids(sid):
-                rec = self.ctx.store.load_container(cid)
+            for rec in self.ctx.store.containers(sid):
+                cid = rec.id
                 if self.ctx.store.state(rec).status is not Status.EXITED:
                     container.mark_monitor_died(self.ctx, rec)
                     affected.append(cid)
@@ -134,21 +144,24 @@ class Runtime:
             self._locks.pop(sid, None)
 
     def sandbox_status(self, sid: str) -> SandboxInfo:
-        sid = self.resolve_sandbox(sid)
-        rec = self.ctx.store.load_sandbox(sid)
-        d = self.ctx.store.sandbox_dir(sid)
-        alive = monitor_alive(d)
+        self.ctx.store.sync()
+        return self._sandbox_info(self.ctx.store.load_sandbox(self.resolve_sandbox(sid)))
+
+    def _sandbox_info(self, rec: SandboxRecord) -> SandboxInfo:
+        d = self.ctx.store.sandbox_dir(rec.id)
+        alive = self.ctx.store.monitor_alive(rec.id)
         ready = rec.state == SandboxStatus.READY.value and alive
         return SandboxInfo(record=rec, status=SandboxStatus.READY if ready
                            else SandboxStatus.NOTREADY,
-                           netns_path="" if rec.config.host_network else str(d / "ns" / "net"),
+                           netns_path="" if rec.config.host_network else f"{d}/ns/net",
                            monitor_alive=alive)
 
     def list_sandboxes(self) -> list[SandboxInfo]:
-        return [self.sandbox_status(sid) for sid in self.ctx.store.sandbox_ids()]
+        self.ctx.store.sync()
+        return [self._sandbox_info(rec) for rec in self.ctx.store.sandboxes()]
 
     def resolve_sandbox(self, prefix: str) -> str:
-        return self.ctx.store.resolve(prefix, self.ctx.store.sandbox_ids(), what="sandbox")
+        return self.ctx.store.resolve_sandbox(prefix)
 
     # -- containers -----------------------------------------------------------------------
     def create_container(self, sid: str, config: ContainerConfig, *, rootfs: Rootfs,
@@ -172,20 +185,23 @@ class Runtime:
             container.remove(self.ctx, cid)
 
     def wait_container(self, cid: str, *, timeout: float) -> ContainerState:
+        self.ctx.store.sync()
         rec = self.ctx.store.load_container(self.resolve_container(cid))
         return container.wait_exited(self.ctx, rec, timeout)
 
     def container_status(self, cid: str) -> ContainerInfo:
+        self.ctx.store.sync()
         return self._info(self.ctx.store.load_container(self.resolve_container(cid)))
 
     def _info(self, rec: ContainerRecord) -> ContainerInfo:
-        state = self.ctx.store.state(rec)
-        if state.status is not Status.EXITED and not monitor_alive(
-                self.ctx.store.sandbox_dir(rec.sandbox_id)):
+        state = self.ctx.store.known_state(rec)  # the callers sync() first
+        if state.status is not Status.EXITED and not self.ctx.store.monitor_alive(
+                rec.sandbox_id):
             state = container.mark_monitor_died(self.ctx, rec)
         return ContainerInfo(record=rec, state=state)
 
     def list_containers(self, sid: str | None = None) -> list[ContainerInfo]:
+        self.ctx.store.sync()
         recs = self.ctx.store.containers(self.resolve_sandbox(sid) if sid else None)
         return [self._info(rec) for rec in recs]
 
@@ -196,8 +212,7 @@ class Runtime:
         container.reopen_log(self.ctx, self.resolve_container(cid))
 
     def resolve_container(self, prefix: str) -> str:
-        return self.ctx.store.resolve(prefix, self.ctx.store.container_ids(),
-                                      what="container")
+        return self.ctx.store.resolve_container(prefix)
 
     # -- exec, port-forward, stats ---------------------------------------------------------
     def exec_sync(self, cid: str, args: tuple[str, ...], *, timeout: float) -> exec.ExecResult:
@@ -221,6 +236,21 @@ class Runtime:
         """Whether VolumeMount.recursive_readonly can work here (the kernel has
         mount_setattr; the native driver calls it, runc and crun take the "rro" option)."""
         return mountattr.supported()
+
+    def user_namespaces(self, handler: str, *, storage: tuple[str, ...] = ()) -> bool:
+        """Whether pods of `handler` can have their own user namespace here: the kernel makes
+        one and ID-maps the run root and the image `storage` (checked for real, once), and
+        the handler's runtime binary is installed."""
+        try:
+            _, binary = self.ctx.handler(handler)
+        except InvalidArgument:
+            return False  # a handler this runtime does not have supports nothing
+        if binary and shutil.which(binary) is None:
+            return False
+        ok, why = userns_probe.supported((str(self.ctx.options.run_root), *storage))
+        if not ok:
+            log.info("no pod user namespaces: %s", why)
+        return ok
 
     def sandbox_stats(self, sid: str) -> CgroupStats:
         rec = self.ctx.store.load_sandbox(self.resolve_sandbox(sid))

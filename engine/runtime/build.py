@@ -9,7 +9,7 @@ import dataclasses
 import os
 
 from engine.errors import InvalidArgument
-from engine.execdriver import seccomp
+from engine.execdriver import seccomp, userns
 from engine.execdriver.mountopts import secure_target
 from engine.execdriver.spec import (
     DEFAULT_DEVICES,
@@ -18,6 +18,7 @@ from engine.execdriver.spec import (
     MountPoint,
     Namespace,
     Seccomp,
+    User,
 )
 from engine.runtime import users
 from engine.runtime.spec import ContainerConfig, ImageConfig, SandboxConfig, SecurityConfig
@@ -97,7 +98,7 @@ def seccomp_profile(sec: SecurityConfig) -> Seccomp | None:
     if sec.privileged or sec.seccomp.type == "Unconfined":
         return None
     if sec.seccomp.type == "RuntimeDefault":
-        return seccomp.runtime_default()
+        return seccomp.runtime_default(capabilities(sec).bounding)
     if sec.seccomp.type == "Localhost":
         return seccomp.load_localhost(sec.seccomp.localhost_path)
     raise InvalidArgument(f"unknown seccomp profile type {sec.seccomp.type!r}")
@@ -146,7 +147,10 @@ def mounts(sandbox: SandboxFacts, config: ContainerConfig, *, image_volumes: dic
 
 def namespaces(sandbox: SandboxFacts) -> tuple[Namespace, ...]:
     sc = sandbox.config
-    ns = [Namespace("mnt")]
+    # the user namespace first: the others are owned by it (runc and nsexec join in order)
+    ns = [Namespace("user", os.path.join(sandbox.dir, "ns", "user"))] \
+        if sc.user_namespace else []
+    ns.append(Namespace("mnt"))
     if sc.share_pid:
         ns.append(Namespace("pid", os.path.join(sandbox.dir, "ns", "pid")))
     elif not sc.host_pid:
@@ -155,6 +159,18 @@ def namespaces(sandbox: SandboxFacts) -> tuple[Namespace, ...]:
         if not host:
             ns.append(Namespace(t, os.path.join(sandbox.dir, "ns", t)))
     return tuple(ns)
+
+
+def check_ids_mapped(user: User, sandbox: SandboxConfig) -> None:
+    """In a pod user namespace, the container's uid and gids must be inside its maps (the
+    kernel would refuse the setuid at start, with a less helpful message)."""
+    if not sandbox.user_namespace:
+        return
+    if userns.to_host(sandbox.uid_mappings, user.uid) is None:
+        raise InvalidArgument(f"uid {user.uid} is not mapped in the pod's user namespace")
+    for gid in (user.gid, *user.additional_gids):
+        if userns.to_host(sandbox.gid_mappings, gid) is None:
+            raise InvalidArgument(f"gid {gid} is not mapped in the pod's user namespace")
 
 
 def init_spec(cid: str, *, sandbox: SandboxFacts, config: ContainerConfig, image: ImageConfig,
@@ -171,6 +187,7 @@ def init_spec(cid: str, *, sandbox: SandboxFacts, config: ContainerConfig, image
         user = users.resolve(rootfs, sec.run_as_username or image.user, group=sec.run_as_group,
                              supplemental=sec.supplemental_groups,
                              merge_image_groups=sec.merge_image_groups)
+    check_ids_mapped(user, sandbox.config)
     cwd = config.working_dir or image.workdir or "/"
     secure_target(rootfs, cwd)  # refuses a working dir resolving outside the rootfs
     hostname = sandbox.config.hostname
@@ -191,4 +208,5 @@ def init_spec(cid: str, *, sandbox: SandboxFacts, config: ContainerConfig, image
         capabilities=capabilities(sec), no_new_privileges=sec.no_new_privs,
         seccomp=seccomp_profile(sec), cgroup_path=f"{sandbox.cgroup_path}/{cid}",
         resources=config.resources, oom_score_adj=config.oom_score_adj, privileged=privileged,
+        uid_mappings=sandbox.config.uid_mappings, gid_mappings=sandbox.config.gid_mappings,
     )

@@ -18,7 +18,7 @@ from engine.errors import (
     Unavailable,
 )
 from engine.execdriver.codec import to_jsonable
-from engine.runtime import build
+from engine.runtime import build, idmapped, stopsignal
 from engine.runtime.context import Ctx
 from engine.runtime.spec import ContainerConfig, ImageConfig, Rootfs
 from engine.runtime.state import REASON_MONITOR_DIED, ContainerState, write_state
@@ -77,6 +77,7 @@ def create(ctx: Ctx, sid: str, config: ContainerConfig, *, rootfs: Rootfs,
         raise FailedPrecondition(f"sandbox {sid} is not ready")
     if not config.name:
         raise InvalidArgument("container metadata needs a name")
+    stopsignal.resolve(requested=config.stop_signal, image=image.stop_signal)  # valid?
     for other in ctx.store.container_ids(sid):
         oc = ctx.store.load_container(other).config
         if (oc.name, oc.attempt) == (config.name, config.attempt):
@@ -86,11 +87,23 @@ def create(ctx: Ctx, sid: str, config: ContainerConfig, *, rootfs: Rootfs,
     cdir = ctx.store.container_dir(sid, cid)
     cdir.mkdir(parents=True)
     mounted = False
+    userns_path = str(ctx.store.sandbox_dir(sid) / "ns" / "user") \
+        if sandbox.config.user_namespace else ""
     try:
-        root = _mount_rootfs(rootfs, cdir / "rootfs")
-        mounted = bool(rootfs.mounts)
+        if userns_path:  # every mount under cdir: released by idmapped.release
+            mounted = True
+            idmapped.check_searchable(cdir, stop=ctx.options.run_root)
+            root = idmapped.mount_rootfs(
+                rootfs, cdir / "rootfs", userns_path=userns_path,
+                scratch=ctx.options.run_root / idmapped.IDMAP_DIR / cid[:16],
+                uids=sandbox.config.uid_mappings, gids=sandbox.config.gid_mappings)
+        else:
+            root = _mount_rootfs(rootfs, cdir / "rootfs")
+            mounted = bool(rootfs.mounts)
         spec = build.init_spec(cid, sandbox=_facts(ctx, sandbox), config=config, image=image,
                                rootfs=root, image_volumes=_image_volumes(image, cdir))
+        if userns_path:
+            spec = idmapped.map_mounts(spec, cdir, userns_path=userns_path)
         log_dir = sandbox.config.log_directory
         log_path = os.path.join(log_dir, config.log_path) if log_dir and config.log_path \
             else str(cdir / "container.log")
@@ -105,7 +118,9 @@ def create(ctx: Ctx, sid: str, config: ContainerConfig, *, rootfs: Rootfs,
         MonitorClient(ctx.store.sandbox_dir(sid), timeout=ctx.options.create_timeout).call(
             "create", container=to_jsonable(meta), spec=to_jsonable(spec))
     except BaseException:
-        if mounted:
+        if userns_path:
+            idmapped.release(cdir)
+        elif mounted:
             with contextlib.suppress(OSError):
                 linux.umount2(str(cdir / "rootfs"), linux.MNT_DETACH)
         ctx.store.remove_container_dir(sid, cid)
@@ -144,13 +159,15 @@ def wait_exited(ctx: Ctx, rec: ContainerRecord, timeout: float) -> ContainerStat
 
 
 def stop(ctx: Ctx, cid: str, *, timeout: float) -> None:
-    """SIGTERM, then SIGKILL after `timeout` seconds. Stopping a stopped container is a no-op."""
+    """The stop signal (the request's, the image's, or SIGTERM), then SIGKILL after `timeout`
+    seconds. Stopping a stopped container is a no-op."""
     rec = ctx.store.load_container(cid)
     state = ctx.store.state(rec)
     if not state.status.can_kill():
         return
     if timeout > 0 and state.status is Status.RUNNING:
-        _signal(ctx, rec, signal.SIGTERM)
+        _signal(ctx, rec, stopsignal.resolve(requested=rec.config.stop_signal,
+                                             image=rec.image.stop_signal))
         with contextlib.suppress(DeadlineExceeded):
             wait_exited(ctx, rec, timeout)
             return
@@ -171,6 +188,8 @@ def remove(ctx: Ctx, cid: str) -> None:
         ctx.cgroups.destroy(rec.spec.cgroup_path)
     cdir = ctx.store.container_dir(rec.sandbox_id, cid)
     _unmount_rootfs(rec, cdir)
+    if rec.spec.uid_mappings:
+        idmapped.release(cdir)
     ctx.store.remove_container_dir(rec.sandbox_id, cid)
 
 

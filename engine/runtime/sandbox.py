@@ -12,6 +12,8 @@ from pathlib import Path
 
 from engine.cgroups.base import Resources
 from engine.errors import EngineError, FailedPrecondition, InvalidArgument, Unavailable
+from engine.execdriver import userns
+from engine.execdriver.codec import to_jsonable
 from engine.networkdriver.base import PodNetworkRequest
 from engine.runtime import files
 from engine.runtime.context import Ctx
@@ -19,7 +21,8 @@ from engine.runtime.spec import SandboxConfig
 from engine.runtime.status import SandboxStatus
 from engine.runtime.store import SandboxRecord
 from engine.shim import protocol as P
-from engine.shim.client import MonitorClient, monitor_alive, start_monitor
+from engine.shim.client import MonitorClient, monitor_alive
+from engine.shim.spawner import spawner_for
 from engine.sys import linux
 
 log = logging.getLogger(__name__)
@@ -46,13 +49,28 @@ def check_sysctls(config: SandboxConfig) -> None:
             raise InvalidArgument(f"sysctl {key} would change the host's {ns} namespace")
 
 
+def check_user_namespace(config: SandboxConfig) -> None:
+    """A pod in its own user namespace owns all its namespaces: none may be the host's
+    (the kernel would not let its root configure them), and it cannot be privileged."""
+    userns.validate(config.uid_mappings, config.gid_mappings)
+    shared = [name for name, host in (("network", config.host_network),
+                                      ("PID", config.host_pid), ("IPC", config.host_ipc))
+              if host]
+    if shared:
+        raise InvalidArgument("a pod in a user namespace cannot use the host's "
+                              f"{', '.join(shared)} namespace")
+    if config.privileged:
+        raise InvalidArgument("a pod in a user namespace cannot be privileged")
+
+
 def _make_namespaces(d: Path, config: SandboxConfig, cgroup: str) -> None:
     if config.share_pid and config.host_pid:
         raise InvalidArgument("a pod cannot both share a PID namespace and use the host's")
     (d / "ns").mkdir(parents=True, exist_ok=True)
     MonitorClient(d).call("namespaces", hostname="" if config.host_network else config.hostname,
                           sysctls=dict(config.sysctls), share_pid=config.share_pid,
-                          cgroup_path=cgroup)
+                          cgroup_path=cgroup, uid_mappings=to_jsonable(config.uid_mappings),
+                          gid_mappings=to_jsonable(config.gid_mappings))
 
 
 def shutdown_monitor(d: Path, *, timeout: float = 10.0) -> None:
@@ -92,6 +110,8 @@ def run(ctx: Ctx, config: SandboxConfig) -> str:
         raise InvalidArgument("sandbox metadata needs name, namespace and uid")
     driver, binary = ctx.handler(config.runtime_handler)
     check_sysctls(config)
+    if config.user_namespace:
+        check_user_namespace(config)
     for sid in ctx.store.sandbox_ids():
         other = ctx.store.load_sandbox(sid).config
         if (other.name, other.namespace, other.uid, other.attempt) == (
@@ -111,7 +131,7 @@ def run(ctx: Ctx, config: SandboxConfig) -> str:
         linux.mount("shm", str(d / "shm"), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV
                     | linux.MS_NOEXEC, "mode=1777,size=65536k")
         ctx.cgroups.create(cgroup, Resources())
-        start_monitor(d)
+        spawner_for(ctx.options.run_root, owner=ctx).spawn(d)  # a fork of the zygote
         _make_namespaces(d, config, cgroup)
         ips: tuple[str, ...] = ()
         if ctx.network is not None and not config.host_network:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from engine.cgroups.base import Resources
+from engine.execdriver.spec import IDMapping
 from engine.graphdriver.base import Mount
 from engine.networkdriver.base import PortMapping
 
@@ -35,6 +36,14 @@ class SandboxConfig:
     share_pid: bool = False  # CRI NamespaceMode POD for pid
     privileged: bool = False
     runtime_handler: str = ""  # "" = the runtime's default driver; or "native"|"runc"|"crun"
+    # CRI user namespace mode POD: the pod's own user namespace with these maps (exactly one
+    # range each, container id 0 mapped); both empty = the host's (mode NODE)
+    uid_mappings: tuple[IDMapping, ...] = ()
+    gid_mappings: tuple[IDMapping, ...] = ()
+
+    @property
+    def user_namespace(self) -> bool:
+        return bool(self.uid_mappings or self.gid_mappings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +56,7 @@ class ImageConfig:
     workdir: str = ""
     user: str = ""
     volumes: tuple[str, ...] = ()
+    stop_signal: str = ""  # STOPSIGNAL: "SIGQUIT", "QUIT", "3"; "" = SIGTERM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,3 +120,4 @@ class ContainerConfig:
     resources: Resources = dataclasses.field(default_factory=Resources)
     security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
     oom_score_adj: int = 0
+    stop_signal: str = ""  # what StopContainer sends first; "" = the image's, else SIGTERM

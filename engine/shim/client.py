@@ -1,35 +1,20 @@
-"""The runtime's side of the monitor: start one, and call it over its unix socket."""
+"""The runtime's side of the monitor: is it alive, and call it over its unix socket
+(engine.shim.spawner starts monitors)."""
 from __future__ import annotations
 
 import json
 import os
 import socket
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from engine import errors
-from engine.execdriver.helper import helper_env, python_argv
 from engine.shim import protocol as P
 
 
-def start_monitor(sandbox_dir: Path, *, timeout: float = 30.0) -> int:
-    """Start the detached monitor for a sandbox; return its pid once it listens."""
-    with open(sandbox_dir / "monitor.log", "ab") as log:
-        try:
-            done = subprocess.run(python_argv("engine.shim.monitor", str(sandbox_dir)),
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=log, env=helper_env(), start_new_session=True,
-                                  timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as e:
-            raise errors.DeadlineExceeded("the pod monitor did not start in time") from e
-    if done.returncode != 0:
-        tail = (sandbox_dir / "monitor.log").read_text(errors="replace")[-2000:]
-        raise errors.Unavailable(f"the pod monitor failed to start: {tail.strip()}")
-    return int((sandbox_dir / P.PIDFILE).read_text())
-
-
 def monitor_alive(sandbox_dir: Path) -> bool:
+    """The pidfile's process lives and is one of ours: monitors are forks of the zygote,
+    whose command line is `... -m engine.shim.monitor_zygote ...`."""
     try:
         pid = int((sandbox_dir / P.PIDFILE).read_text())
         with open(f"/proc/{pid}/cmdline", "rb") as f:

@@ -6,6 +6,7 @@ from pathlib import Path
 from engine.errors import InvalidArgument
 from engine.execdriver.base import ExecDriver
 from engine.execdriver.native import NativeDriver
+from engine.execdriver.runc import RuncDriver  # imported here, once, by the monitor zygote
 from engine.shim.protocol import MonitorContainer
 
 _native = NativeDriver()
@@ -15,7 +16,5 @@ def driver_for(meta: MonitorContainer, sandbox_dir: Path) -> ExecDriver:
     if meta.driver == "native":
         return _native
     if meta.driver == "runc":
-        from engine.execdriver.runc import RuncDriver  # only pods that use it pay for it
-
         return RuncDriver(binary=meta.runtime_binary or "runc", state_root=sandbox_dir / "runc")
     raise InvalidArgument(f"unknown exec driver {meta.driver!r}")

@@ -1,11 +1,12 @@
-"""The pod monitor: one small process per sandbox (`python -S -m engine.shim.monitor <dir>`).
+"""The pod monitor: one small process per sandbox, forked by engine.shim.monitor_zygote.
 
 Why one per pod and not one supervisor: a pod is the unit the kubelet creates and destroys,
 so a crash or a hung container start hurts one pod only; its lifetime is the pod's (exit =
 pod gone); and `kill -9` of a monitor has a blast radius the runtime can clean up from the
-pod's cgroup. The cost is one interpreter per pod, paid with `-S` and a stdlib-only import set.
+pod's cgroup. The cost of a process per pod is kept low by forking every monitor from one
+zygote that has imported everything (see engine.shim.monitor_zygote for the figures).
 
-It detaches from the daemon (double fork, own session) and is a child subreaper, so every
+It is detached from the daemon (double fork, own session) and is a child subreaper, so every
 container init is its descendant: it owns their stdio, writes their CRI logs, reaps them and
 records the exit in <dir>/containers/<id>/state.json. Being small and single-threaded, it
 also forks the work that must not come from the big daemon: the pod's namespaces, native
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import EngineError, FailedPrecondition, InvalidArgument, NotFound
-from engine.execdriver import nsexec
+from engine.execdriver import nsexec, userns
 from engine.execdriver.codec import from_jsonable
 from engine.execdriver.spec import InitSpec
 from engine.runtime.state import ContainerState, read_state, write_state
@@ -38,7 +39,6 @@ from engine.shim import protocol as P
 from engine.shim.drivers import driver_for
 from engine.shim.procs import Fds, Proc, exit_reason, open_stdio
 from engine.shim.sessions import Sessions
-from engine.sys import linux
 
 log = logging.getLogger("engine.shim.monitor")
 CREATE_TIMEOUT = 30.0
@@ -141,6 +141,10 @@ class Monitor:
     def op_ping(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"pid": os.getpid()}
 
+    def op_modules(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The modules loaded here: the zygote must have imported them all before forking."""
+        return {"modules": sorted(sys.modules)}
+
     def op_namespaces(self, req: dict[str, Any]) -> dict[str, Any]:
         """Make the pod's namespaces in a fork of this (small) process."""
         r, w = os.pipe()
@@ -153,7 +157,9 @@ class Monitor:
                                sysctls={str(k): str(v)
                                         for k, v in dict(req.get("sysctls", {})).items()},
                                share_pid=bool(req.get("share_pid")),
-                               cgroup_path=str(req.get("cgroup_path", "")))
+                               cgroup_path=str(req.get("cgroup_path", "")),
+                               uid_mappings=userns.mappings(req.get("uid_mappings")),
+                               gid_mappings=userns.mappings(req.get("gid_mappings")))
                 code = 0
             except BaseException as e:
                 os.write(w, f"{type(e).__name__}: {e}".encode())
@@ -344,34 +350,3 @@ class Monitor:
     def _save(self, proc: Proc, state: ContainerState) -> None:
         proc.started = proc.started or state.status is Status.RUNNING
         write_state(P.state_path(self.dir, proc.meta.id), state)
-
-
-def _daemonize(sandbox_dir: Path) -> Monitor:
-    """Fork once; the parent exits when the child listens (its exit = "monitor ready")."""
-    r, w = os.pipe()
-    if os.fork():
-        os.close(w)
-        ok = os.read(r, 1)
-        os._exit(0 if ok == b"1" else 1)
-    os.close(r)
-    os.setsid()
-    linux.set_child_subreaper()
-    monitor = Monitor(sandbox_dir)
-    monitor.listen()
-    (sandbox_dir / P.PIDFILE).write_text(str(os.getpid()))
-    os.write(w, b"1")
-    os.close(w)
-    return monitor
-
-
-def main(argv: list[str]) -> int:
-    sandbox_dir = Path(argv[0])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s monitor %(message)s",
-                        stream=sys.stderr)
-    _daemonize(sandbox_dir).serve()
-    (sandbox_dir / P.SOCKET).unlink(missing_ok=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,6 +1,7 @@
 """The monitor's control protocol: one JSON object per line on <sandbox dir>/monitor.sock.
 
-Requests: {"op": "ping"}, {"op": "create", "container": MonitorContainer, "spec": InitSpec},
+Requests: {"op": "ping"}, {"op": "modules"} (the loaded module names, for tests),
+{"op": "create", "container": MonitorContainer, "spec": InitSpec},
 {"op": "start"|"delete"|"reopen_log", "id"}, {"op": "kill", "id", "signal"},
 {"op": "shutdown"}, {"op": "attach", "id"} (the connection then carries
 engine.shim.attach frames). Replies: {"ok": true, ...} or {"ok": false, "kind": <EngineError

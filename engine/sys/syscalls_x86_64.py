@@ -1,4 +1,5 @@
-"""x86_64 system call numbers (facts from the kernel's asm/unistd_64.h)."""
+"""x86_64 system call numbers (facts from the kernel's asm/unistd_64.h, 6.1 headers, plus
+the calls added since: 451-462 have the same number on every architecture)."""
 from __future__ import annotations
 
 AUDIT_ARCH_X86_64 = 0xC000003E
@@ -367,4 +368,16 @@ SYSCALLS: dict[str, int] = {
     "process_mrelease": 448,
     "futex_waitv": 449,
     "set_mempolicy_home_node": 450,
+    "cachestat": 451,
+    "fchmodat2": 452,
+    "map_shadow_stack": 453,
+    "futex_wake": 454,
+    "futex_wait": 455,
+    "futex_requeue": 456,
+    "statmount": 457,
+    "listmount": 458,
+    "lsm_get_self_attr": 459,
+    "lsm_set_self_attr": 460,
+    "lsm_list_modules": 461,
+    "mseal": 462,
 }

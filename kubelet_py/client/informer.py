@@ -68,7 +68,8 @@ class Store:
         for key, old in self._items.items():
             if key not in fresh:
                 events.append(("DELETED", old))
-        for key, obj in fresh.items():
+        # Oldest first, as the upstream kubelet admits pods in creation order.
+        for key, obj in sorted(fresh.items(), key=lambda kv: (_created(kv[1]), kv[0])):
             previous = self._items.get(key)
             if previous is None:
                 events.append(("ADDED", obj))
@@ -76,6 +77,10 @@ class Store:
                 events.append(("MODIFIED", obj))
         self._items = fresh
         return events
+
+
+def _created(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("creationTimestamp") or "")
 
 
 def _rv(obj: Obj) -> str:

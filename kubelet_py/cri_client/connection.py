@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -9,6 +10,7 @@ import grpc
 import grpc.aio
 
 from cri.api import runtime_pb2_grpc
+from kubelet_py.cri_client.timing import CallStats
 from kubelet_py.errors import RuntimeUnavailable
 
 T = TypeVar("T")
@@ -52,13 +54,18 @@ class Connection:
     runtime: Any
     image: Any
     timeout: float
+    stats: CallStats = dataclasses.field(default_factory=CallStats)
 
     async def call(self, method: str, rpc: Callable[..., Awaitable[T]], request: Any, *,
                    timeout: float | None = None) -> T:
+        started = time.monotonic()
         try:
-            return await rpc(request, timeout=timeout or self.timeout)
+            result = await rpc(request, timeout=timeout or self.timeout)
         except grpc.aio.AioRpcError as exc:
+            self.stats.observe(method, time.monotonic() - started, error=True)
             raise CRIError(method, exc.code(), exc.details() or "") from exc
+        self.stats.observe(method, time.monotonic() - started, error=False)
+        return result
 
     async def close(self) -> None:
         await self.channel.close(None)

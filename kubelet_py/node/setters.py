@@ -8,14 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 from kubelet_py.clock import rfc3339
+from kubelet_py.node.allocatable import (
+    MEMORY_EVICTION_HARD,
+    NODEFS_EVICTION_HARD,
+    node_allocatable,
+)
 from kubelet_py.node.machine import MachineInfo, Usage
 
 Obj = dict[str, Any]
 
-MEMORY_EVICTION_HARD = 100 * 1024 * 1024
-"""memory.available<100Mi: the upstream default hard eviction threshold."""
-NODEFS_EVICTION_HARD = 0.10
-"""nodefs.available<10%."""
 PID_EVICTION_HARD = 0.05
 """pid.available below 5% of pid_max."""
 
@@ -93,11 +94,11 @@ def set_capacity(node: Obj, facts: NodeFacts, now: dt.datetime) -> None:
     status["capacity"] = {
         "cpu": str(m.cpus), "memory": _ki(m.memory_bytes), "pods": str(facts.max_pods),
         "ephemeral-storage": _ki(m.ephemeral_storage_bytes)}
+    alloc = node_allocatable(m, max_pods=facts.max_pods)
     status["allocatable"] = {
-        "cpu": str(m.cpus),
-        "memory": _ki(max(0, m.memory_bytes - MEMORY_EVICTION_HARD)),
-        "pods": str(facts.max_pods),
-        "ephemeral-storage": _ki(int(m.ephemeral_storage_bytes * (1 - NODEFS_EVICTION_HARD)))}
+        "cpu": str(m.cpus), "memory": binary_quantity(alloc.memory_bytes),
+        "pods": str(alloc.pods),
+        "ephemeral-storage": binary_quantity(alloc.ephemeral_storage_bytes)}
 
 
 def set_node_info(node: Obj, facts: NodeFacts, now: dt.datetime) -> None:

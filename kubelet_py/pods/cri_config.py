@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from cri.api import runtime_pb2 as pb
 from kubelet_py.errors import KubeletError
+from kubelet_py.node.allocatable import Allocatable
+from kubelet_py.pods.envvars import Environment
+from kubelet_py.pods.expansion import expand, lookup_in
 from kubelet_py.pods.model import (
     ANNOTATION_CONTAINER_HASH,
     ANNOTATION_RESTART_COUNT,
@@ -17,6 +18,7 @@ from kubelet_py.pods.model import (
     LABEL_POD_NAMESPACE,
     LABEL_POD_UID,
     Pod,
+    container_hash,
 )
 from kubelet_py.pods.quantity import QuantityError, bytes_of, millicores
 from kubelet_py.pods.volumes import PreparedVolume
@@ -38,6 +40,8 @@ class NodeContext:
     cluster_dns: tuple[str, ...]
     cluster_domain: str
     log_root: Path
+    allocatable: Allocatable
+    """Defaults for resourceFieldRef limits a container does not set."""
 
 
 def pod_labels(pod: Pod) -> dict[str, str]:
@@ -111,32 +115,6 @@ def _int64(value: int | None) -> pb.Int64Value | None:
     return pb.Int64Value(value=value) if value is not None else None
 
 
-def container_hash(spec: Obj) -> str:
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-    return str(int(digest[:8], 16))
-
-
-def _env_value(pod: Pod, ctx: NodeContext, env: Obj, sandbox_ips: tuple[str, ...]) -> str:
-    if "value" in env or "valueFrom" not in env:
-        return str(env.get("value", ""))
-    source = env["valueFrom"]
-    if "fieldRef" in source:
-        path = source["fieldRef"]["fieldPath"]
-        meta = pod["metadata"]
-        simple = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
-                  "metadata.uid": meta["uid"], "spec.nodeName": ctx.node_name,
-                  "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
-                  "status.hostIP": ctx.host_ips[0] if ctx.host_ips else "",
-                  "status.hostIPs": ",".join(ctx.host_ips),
-                  "status.podIP": sandbox_ips[0] if sandbox_ips else "",
-                  "status.podIPs": ",".join(sandbox_ips)}
-        if path in simple:
-            return str(simple[path])
-        raise ConfigProblem(f"env {env['name']}: fieldRef {path} is not supported")
-    kind = next(iter(source))
-    raise ConfigProblem(f"env {env['name']}: valueFrom {kind} is not supported by this node")
-
-
 def _resources(spec: Obj) -> pb.LinuxContainerResources:
     res = spec.get("resources") or {}
     limits, requests = res.get("limits") or {}, res.get("requests") or {}
@@ -175,9 +153,10 @@ def _security(pod: Pod, spec: Obj) -> pb.LinuxContainerSecurityContext:
 
 def container_config(ctx: NodeContext, pod: Pod, spec: Obj, *, attempt: int,
                      volumes: dict[str, PreparedVolume], image_ref: str,
-                     sandbox_ips: tuple[str, ...] = ()) -> pb.ContainerConfig:
-    if spec.get("envFrom"):
-        raise ConfigProblem(f"container {spec['name']}: envFrom is not supported by this node")
+                     environment: Environment) -> pb.ContainerConfig:
+    """The CRI config of one container; `$(VAR)` in command and args expanded from its
+    environment."""
+    lookup = lookup_in(environment.as_dict())
     mounts = []
     for vm in spec.get("volumeMounts") or []:
         vol = volumes.get(vm["name"])
@@ -190,10 +169,11 @@ def container_config(ctx: NodeContext, pod: Pod, spec: Obj, *, attempt: int,
     return pb.ContainerConfig(
         metadata=pb.ContainerMetadata(name=name, attempt=attempt),
         image=pb.ImageSpec(image=image_ref or spec["image"], user_specified_image=spec["image"]),
-        command=spec.get("command") or [], args=spec.get("args") or [],
+        command=[expand(c, lookup) for c in spec.get("command") or []],
+        args=[expand(a, lookup) for a in spec.get("args") or []],
         working_dir=spec.get("workingDir", ""),
-        envs=[pb.KeyValue(key=e["name"], value=_env_value(pod, ctx, e, sandbox_ips).encode())
-              for e in spec.get("env") or []],
+        envs=[pb.KeyValue(key=k, value=v.encode(errors="surrogateescape"))
+              for k, v in environment.env],
         mounts=mounts,
         labels={LABEL_CONTAINER_NAME: name, LABEL_POD_NAME: pod["metadata"]["name"],
                 LABEL_POD_NAMESPACE: pod["metadata"]["namespace"],

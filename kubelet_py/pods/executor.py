@@ -15,7 +15,11 @@ from kubelet_py.pods.cri_config import (
     container_config,
     sandbox_config,
 )
+from kubelet_py.pods.downward import PodPlacement
+from kubelet_py.pods.envvars import EnvError, ObjectGetter, build_environment
 from kubelet_py.pods.model import Pod, PodRuntime, State
+from kubelet_py.pods.runtime_view import sandbox_from_status
+from kubelet_py.pods.service_env import ServiceLinks, ServicesNotSynced
 from kubelet_py.pods.volumes import PreparedVolume, VolumeError
 
 log = logging.getLogger(__name__)
@@ -47,15 +51,21 @@ class VolumePreparer(Protocol):
 class Started:
     container_id: str
     image_ref: str
+    warnings: tuple[str, ...] = ()
+    """Problems that did not stop the start (envFrom keys skipped as invalid names)."""
 
 
 class Executor:
     def __init__(self, cri: CRIClient, *, ctx: NodeContext, volumes: VolumePreparer,
-                 auth: PullAuth) -> None:
+                 auth: PullAuth, objects: ObjectGetter | None,
+                 services: ServiceLinks) -> None:
         self._cri = cri
         self._ctx = ctx
         self._volumes = volumes
         self._auth = auth
+        self._objects = objects
+        """Where ConfigMaps and Secrets for the environment come from (None: standalone)."""
+        self._services = services
 
     def sandbox_config(self, pod: Pod, attempt: int) -> pb.PodSandboxConfig:
         return sandbox_config(self._ctx, pod, attempt=attempt)
@@ -66,6 +76,13 @@ class Executor:
                                                  runtime_handler=runtime_handler)
         except CRIError as exc:
             raise SandboxError(f"Failed to create pod sandbox: {exc.details}") from exc
+
+    async def sandbox_ips(self, sandbox_id: str) -> tuple[str, ...]:
+        """The new sandbox's addresses (one status call, not a relist of the pod)."""
+        try:
+            return sandbox_from_status(await self._cri.sandboxes.status(sandbox_id)).ips
+        except CRIError as exc:
+            raise SandboxError(f"Failed to read the new pod sandbox: {exc.details}") from exc
 
     async def ensure_image(self, pod: Pod, spec: Obj,
                            sandbox: pb.PodSandboxConfig) -> str:
@@ -96,11 +113,17 @@ class Executor:
                               pod_ips: tuple[str, ...]) -> Started:
         sandbox = self.sandbox_config(pod, sandbox_attempt)
         image_ref = await self.ensure_image(pod, spec, sandbox)
+        where = PodPlacement(node_name=self._ctx.node_name, host_ips=self._ctx.host_ips,
+                             pod_ips=pod_ips)
         try:
             volumes = await self._volumes.prepare(pod)
+            links = pod["spec"].get("enableServiceLinks") is not False
+            environment = await build_environment(
+                pod, spec, api=self._objects, where=where, allocatable=self._ctx.allocatable,
+                services=self._services.env_for(pod["metadata"]["namespace"], links=links))
             config = container_config(self._ctx, pod, spec, attempt=attempt, volumes=volumes,
-                                      image_ref=image_ref, sandbox_ips=pod_ips)
-        except (VolumeError, ConfigProblem) as exc:
+                                      image_ref=image_ref, environment=environment)
+        except (VolumeError, ConfigProblem, EnvError, ServicesNotSynced) as exc:
             raise StartError("CreateContainerConfigError", str(exc)) from exc
         try:
             cid = await self._cri.containers.create(sandbox_id, config, sandbox)
@@ -110,7 +133,7 @@ class Executor:
             await self._cri.containers.start(cid)
         except CRIError as exc:
             raise StartError("RunContainerError", exc.details) from exc
-        return Started(container_id=cid, image_ref=image_ref)
+        return Started(container_id=cid, image_ref=image_ref, warnings=environment.skipped)
 
     async def exec(self, container_id: str, cmd: list[str], timeout: int) -> int:
         """Exit code of a command run in the container (exec probes); -1 if it cannot run."""

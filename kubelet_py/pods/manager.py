@@ -12,6 +12,8 @@ from kubelet_py.client.informer import Informer
 from kubelet_py.client.rest import RestClient
 from kubelet_py.clock import Clock
 from kubelet_py.cri_client import CRIClient, CRIError
+from kubelet_py.node.allocatable import Allocatable
+from kubelet_py.pods.admission import Rejection, admit
 from kubelet_py.pods.executor import Executor, SandboxError
 from kubelet_py.pods.logrotate import LogRotator
 from kubelet_py.pods.model import LABEL_POD_UID, Pod, pod_uid
@@ -23,6 +25,7 @@ from kubelet_py.pods.worker import PodWorker, Reporter
 
 log = logging.getLogger(__name__)
 ORPHAN_GRACE = 2
+TERMINAL = ("Succeeded", "Failed")
 
 
 class PodManager:
@@ -30,8 +33,12 @@ class PodManager:
 
     def __init__(self, rest: RestClient | None, cri: CRIClient, *, node_name: str,
                  executor: Executor, clock: Clock, host_ips: tuple[str, ...],
-                 cleanup: Callable[[str], None], manifest_path: Path | None = None) -> None:
+                 cleanup: Callable[[str], None], allocatable: Allocatable,
+                 manifest_path: Path | None = None) -> None:
         self._rest = rest
+        self._allocatable = allocatable
+        self.rejected: set[str] = set()
+        """UIDs refused at admission: they failed for good and get no worker."""
         self._cri = cri
         self._exec = executor
         self._clock = clock
@@ -72,18 +79,56 @@ class PodManager:
         try:
             rc = await self._rest.get(f"/apis/node.k8s.io/v1/runtimeclasses/{name}")
         except NotFound:
-            raise SandboxError(f'RuntimeClass "{name}" not found') from None
+            raise SandboxError('Failed to create pod sandbox: runtimeclasses.node.k8s.io '
+                               f'"{name}" not found') from None
         except (ApiError, ApiUnavailable) as exc:
-            raise SandboxError(f'RuntimeClass "{name}": {exc}') from exc
+            raise SandboxError(f"Failed to create pod sandbox: failed to lookup RuntimeClass "
+                               f"{name}: {exc}") from exc
         return str(rc.get("handler", ""))
+
+    def _reporter_for(self, pod: Pod) -> Reporter:
+        static = (pod["metadata"].get("annotations") or {}).get(SOURCE) == "file"
+        return self._static_reporter if static else self.reporter
+
+    def active_pods(self) -> list[Pod]:
+        """Admitted pods that still hold node resources (not in a final phase)."""
+        return [w.pod for w in self.workers.values() if w.pod is not None and not w.done
+                and (w.pod.get("status") or {}).get("phase") not in TERMINAL]
+
+    def _admit(self, pod: Pod) -> Rejection | None:
+        """Upstream's admission for a pod new to this node; pods already over or being
+        deleted are not admitted again (their worker only cleans up)."""
+        if (pod.get("status") or {}).get("phase") in TERMINAL or \
+                pod["metadata"].get("deletionTimestamp"):
+            return None
+        try:
+            return admit(pod, self.active_pods(), self._allocatable)
+        except (KeyError, TypeError, ValueError) as exc:  # a spec shape we did not foresee
+            log.exception("admitting pod %s failed", pod_uid(pod))
+            return Rejection("UnexpectedAdmissionError",
+                             f"Unexpected error while attempting admission: {exc!r}")
+
+    async def _reject(self, pod: Pod, rejection: Rejection) -> None:
+        log.warning("pod %s/%s rejected: %s: %s", pod["metadata"]["namespace"],
+                    pod["metadata"]["name"], rejection.reason, rejection.message)
+        reporter = self._reporter_for(pod)
+        reporter.event(pod, kind="Warning", reason=rejection.reason, message=rejection.message)
+        delay = 0.5
+        while pod_uid(pod) in self.rejected:
+            try:
+                await reporter.report(pod, rejection.status(pod))
+                return
+            except (ApiError, ApiUnavailable) as exc:
+                log.warning("pod %s: rejection status not written: %s", pod_uid(pod), exc)
+                await self._clock.sleep(delay)
+                delay = min(30.0, delay * 2)
 
     def _worker(self, uid: str, pod: Pod) -> PodWorker:
         worker = self.workers.get(uid)
         if worker is None:
-            static = (pod["metadata"].get("annotations") or {}).get(SOURCE) == "file"
             worker = PodWorker(uid, executor=self._exec,
                                view=lambda u: pod_runtime(self._cri, u),
-                               reporter=self._static_reporter if static else self.reporter,
+                               reporter=self._reporter_for(pod),
                                clock=self._clock,
                                runtime_name=self.runtime_name, host_ips=self._host_ips,
                                runtime_handler=self._handler, cleanup=self._cleanup)
@@ -107,13 +152,20 @@ class PodManager:
             return  # our own reflection of a static pod
         uid = pod_uid(pod)
         if kind == "DELETED":
+            self.rejected.discard(uid)
             worker = self.workers.get(uid)
             if worker is not None:
                 worker.update(pod)
                 worker.remove()
             return
-        if self._group is None:
+        if self._group is None or uid in self.rejected:
             return
+        if uid not in self.workers:
+            rejection = self._admit(pod)
+            if rejection is not None:
+                self.rejected.add(uid)
+                self._group.create_task(self._reject(pod, rejection), name=f"reject-{uid}")
+                return
         self._worker(uid, pod).update(pod)
 
     def _on_runtime_change(self, uid: str) -> None:
@@ -130,7 +182,9 @@ class PodManager:
         if self.static is not None:
             known |= set(self.static.pods)
         sandboxes = await self._cri.sandboxes.list()
-        orphans = {s.labels.get(LABEL_POD_UID, "") for s in sandboxes} - known - {""}
+        # A pod rejected at admission never runs: what it left from before a restart goes.
+        orphans = {s.labels.get(LABEL_POD_UID, "") for s in sandboxes} - \
+            (known - self.rejected) - {""}
         for uid in orphans:
             runtime = await pod_runtime(self._cri, uid)
             log.info("removing orphaned pod %s (%d sandboxes)", uid, len(runtime.sandboxes))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import hashlib
+import json
 from typing import Any
 
 Pod = dict[str, Any]
@@ -103,3 +105,15 @@ def pod_key(pod: Pod) -> str:
 def restartable(init: dict[str, Any]) -> bool:
     """An init container with restartPolicy Always is a sidecar."""
     return init.get("restartPolicy") == "Always"
+
+
+def container_hash(spec: dict[str, Any]) -> str:
+    """The hash stored with each container (`io.kubernetes.container.hash`); when the spec's
+    differs from a running container's, the container is recreated.
+
+    Only the fields a pod update may change and that need a new container count (as
+    upstream since 1.31: the name and the image), so a kubelet upgrade or a resize does not
+    restart containers."""
+    picked = json.dumps({"name": spec["name"], "image": spec.get("image", "")},
+                        sort_keys=True)
+    return str(int(hashlib.sha256(picked.encode()).hexdigest()[:8], 16))

@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubelet_py.pods.backoff import BackoffEntry, in_backoff, next_entry
-from kubelet_py.pods.model import Pod, PodRuntime, RuntimeContainer, State, restartable
+from kubelet_py.pods.model import (
+    Pod,
+    PodRuntime,
+    RuntimeContainer,
+    State,
+    container_hash,
+    restartable,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +49,8 @@ class PodActions:
     attempts: Mapping[str, int] = dataclasses.field(default_factory=dict)
     remove: tuple[str, ...] = ()
     """Container IDs to remove first (created but never started: a failed earlier try)."""
+    kill: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Running container IDs to stop first, with why (a changed definition)."""
     waiting: Mapping[str, Waiting] = dataclasses.field(default_factory=dict)
     backoff: Mapping[str, BackoffEntry] = dataclasses.field(default_factory=dict)
     """Back-off entries to store for the restarts in `start`."""
@@ -71,8 +80,12 @@ class _Plan:
         self.now = now
         self.backoff_in = backoff
         self.failures = failures
+        self.specs: dict[str, dict[str, Any]] = {
+            c["name"]: c for c in [*(self.spec.get("initContainers") or []),
+                                   *(self.spec.get("containers") or [])]}
         self.start: list[str] = []
         self.remove: list[str] = []
+        self.kill: dict[str, str] = {}
         self.attempts: dict[str, int] = {}
         self.waiting: dict[str, Waiting] = {}
         self.backoff: dict[str, BackoffEntry] = {}
@@ -109,7 +122,12 @@ class _Plan:
         """Start, restart or leave one container; True when it is running."""
         c = self.view.latest(name)
         if c is not None and c.state == State.RUNNING:
-            return True
+            if not c.hash or c.hash == container_hash(self.specs[name]):
+                return True
+            # Whatever the restart policy: the container must run its new definition.
+            self.kill[c.id] = f"Container {name} definition changed, will be restarted"
+            self.want_start(name, None)
+            return False
         if c is None:
             self.want_start(name, None)
         elif c.state in (State.CREATED, State.UNKNOWN):
@@ -122,6 +140,7 @@ class _Plan:
     def actions(self, sandbox_id: str) -> PodActions:
         return PodActions(sandbox_id=sandbox_id, start=tuple(self.start),
                           attempts=dict(self.attempts), remove=tuple(self.remove),
+                          kill=dict(self.kill),
                           waiting=dict(self.waiting), backoff=dict(self.backoff),
                           requeue_after=min(self.requeue) if self.requeue else None)
 

@@ -25,6 +25,8 @@ class StatusInputs:
     """Readiness probe results by container ID (containers without the probe are ready)."""
     started: Mapping[str, bool] = dataclasses.field(default_factory=dict)
     """Startup probe successes by container ID (containers without the probe started)."""
+    failed: tuple[str, str] | None = None
+    """(reason, message) of a pod the kubelet failed as a whole (an expired deadline)."""
 
 
 def _t(when: dt.datetime | None) -> str | None:
@@ -143,7 +145,8 @@ def compute_pod_status(pod: Pod, runtime: PodRuntime, inputs: StatusInputs,
             incomplete.append(init["name"])
     apps_seen = any(view.latest(a["name"]) is not None for a in apps)
     initialized = not incomplete or apps_seen
-    phase = _phase(pod, view, initialized, init_failed, policy)
+    phase = "Failed" if inputs.failed else _phase(pod, view, initialized, init_failed,
+                                                   policy)
 
     init_statuses = [container_status(i, view, inputs, default_waiting="PodInitializing")
                      for i in inits]
@@ -179,6 +182,8 @@ def compute_pod_status(pod: Pod, runtime: PodRuntime, inputs: StatusInputs,
         "containerStatuses": app_statuses,
         "qosClass": old.get("qosClass") or qos_class(pod),
     }
+    if inputs.failed:
+        status["reason"], status["message"] = inputs.failed
     if inits:
         status["initContainerStatuses"] = init_statuses
     ips = sandbox.ips if sandbox is not None else ()

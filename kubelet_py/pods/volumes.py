@@ -17,7 +17,9 @@ from typing import Any, Protocol
 from kubelet_py.client.errors import ApiError, ApiUnavailable, NotFound
 from kubelet_py.clock import Clock, RealClock
 from kubelet_py.errors import KubeletError
+from kubelet_py.node.allocatable import Allocatable
 from kubelet_py.pods.atomic_writer import WriteError, write_atomically
+from kubelet_py.pods.downward import DownwardError, PodPlacement, field_value, resource_value
 from kubelet_py.pods.model import Pod
 
 log = logging.getLogger(__name__)
@@ -55,22 +57,19 @@ def pod_dir(root: Path, uid: str) -> Path:
 
 
 def _field(pod: Pod, path: str) -> str:
-    meta = pod["metadata"]
-    if path in ("metadata.name", "metadata.namespace", "metadata.uid"):
-        return str(meta.get(path.split(".")[1], ""))
-    if path.startswith("metadata.labels['") or path.startswith("metadata.annotations['"):
-        kind, _, key = path[len("metadata."):].partition("['")
-        return str((meta.get(kind) or {}).get(key.rstrip("']"), ""))
-    if path == "spec.nodeName":
-        return str(pod["spec"].get("nodeName", ""))
-    if path == "spec.serviceAccountName":
-        return str(pod["spec"].get("serviceAccountName", ""))
-    raise VolumeError(f"fieldRef {path} is not supported")
+    node = str((pod.get("spec") or {}).get("nodeName", ""))
+    try:
+        return field_value(pod, path, PodPlacement(node_name=node))
+    except DownwardError as exc:
+        raise VolumeError(str(exc)) from exc
 
 
 class Volumes:
-    def __init__(self, api: Api | None, *, root: Path, clock: Clock | None = None) -> None:
+    def __init__(self, api: Api | None, *, root: Path, allocatable: Allocatable,
+                 clock: Clock | None = None) -> None:
         self._api = api
+        self._allocatable = allocatable
+        """Defaults for resourceFieldRef limits a container does not set."""
         self._root = root
         self._clock: Clock = clock or RealClock()
         # pod uid -> (the pod, volume name -> monotonic time its token must be renewed)
@@ -123,9 +122,15 @@ class Volumes:
     def _downward(self, pod: Pod, src: Obj) -> dict[str, bytes]:
         out = {}
         for item in src.get("items") or []:
-            if "fieldRef" not in item:
-                raise VolumeError("downwardAPI resourceFieldRef is not supported")
-            out[item["path"]] = _field(pod, item["fieldRef"]["fieldPath"]).encode()
+            if "fieldRef" in item:
+                out[item["path"]] = _field(pod, item["fieldRef"]["fieldPath"]).encode()
+                continue
+            try:
+                value = resource_value(pod, None, item.get("resourceFieldRef") or {},
+                                       self._allocatable)
+            except DownwardError as exc:
+                raise VolumeError(f"downwardAPI {item['path']}: {exc}") from exc
+            out[item["path"]] = value.encode()
         return out
 
     async def _token(self, pod: Pod, src: Obj, dues: list[float]) -> dict[str, bytes]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -10,7 +11,8 @@ from typing import Any, Protocol
 from kubelet_py.client.errors import ApiError, ApiUnavailable
 from kubelet_py.clock import Clock
 from kubelet_py.errors import KubeletError
-from kubelet_py.pods.backoff import BackoffEntry, next_entry
+from kubelet_py.pods import deadline
+from kubelet_py.pods.backoff import INITIAL, BackoffEntry, next_entry
 from kubelet_py.pods.executor import Executor, SandboxError, StartError
 from kubelet_py.pods.model import Pod, PodRuntime, pod_key
 from kubelet_py.pods.planner import PodActions, StartFailure, Waiting, compute_pod_actions
@@ -21,6 +23,10 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 RESYNC = 30.0
 ERROR_RETRY = 5.0
+CONFIG_RETRY = INITIAL
+"""A container whose config cannot be built (a ConfigMap or Secret missing) is retried this
+often, without doubling, so it starts soon after the object appears."""
+CONFIG_ERROR = "CreateContainerConfigError"
 
 
 class Reporter(Protocol):
@@ -72,6 +78,9 @@ class PodWorker:
         self.sandbox_backoff: BackoffEntry | None = None
         self.done = False
         """Sticky: once the pod reached a final phase it never runs again."""
+        self.expired = False
+        """The pod outlived spec.activeDeadlineSeconds (it fails with DeadlineExceeded)."""
+        self.first_seen: dt.datetime | None = None
 
     def update(self, pod: Pod) -> None:
         """The latest version wins; only a change beyond status (ours) wakes the worker."""
@@ -117,6 +126,14 @@ class PodWorker:
             await self.terminate(pod, runtime)
             return True, None
         now = self._clock.now()
+        left = deadline.seconds_left(pod, now, first_seen=self.first_seen or now)
+        self.first_seen = self.first_seen or now
+        over = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        if not self.done and not over and left is not None and left <= 0:
+            log.info("pod %s: %s", pod_key(pod), deadline.MESSAGE)
+            self._reporter.event(pod, kind="Normal", reason=deadline.REASON,
+                                 message=deadline.MESSAGE)
+            self.done = self.expired = True
         if self.done:
             actions = PodActions(done=True, kill_pod=bool(runtime.running()) or any(
                 s.ready for s in runtime.sandboxes))
@@ -133,9 +150,14 @@ class PodWorker:
         self.probes.sync(pod, runtime)
         status = compute_pod_status(pod, runtime, StatusInputs(
             runtime_name=self._runtime_name(), host_ips=self._host_ips, waiting=waiting,
-            ready=self.probes.ready, started=self.probes.started), self._clock.now())
+            ready=self.probes.ready, started=self.probes.started,
+            failed=(deadline.REASON, deadline.MESSAGE) if self.expired else None),
+            self._clock.now())
         await self._reporter.report(pod, status)
-        return False, retry if retry is not None else self._requeue(actions)
+        delays = [d for d in (retry if retry is not None else self._requeue(actions),
+                              left if left is not None and left > 0 else None)
+                  if d is not None]
+        return False, min(delays) if delays else None
 
     async def _probe_kill(self, container_id: str, reason: str) -> None:
         """A failed liveness/startup probe: stop the container; the planner restarts it."""
@@ -186,8 +208,11 @@ class PodWorker:
                 return changed, self.sandbox_backoff.delay
             self.sandbox_backoff = None
             attempt, changed = actions.sandbox_attempt, True
-            fresh = (await self._view(self.uid)).sandbox
-            pod_ips = fresh.ips if fresh is not None else ()
+            pod_ips = await self._exec.sandbox_ips(sandbox_id)
+        for container_id, message in actions.kill.items():
+            self._reporter.event(pod, kind="Normal", reason="Killing", message=message)
+            await self._exec.stop_container(container_id, grace=grace_seconds(pod))
+            changed = True
         for container_id in actions.remove:
             await self._exec.remove_container(container_id)
             changed = True
@@ -196,23 +221,33 @@ class PodWorker:
         for name in actions.start:
             spec, is_init = specs[name]
             try:
-                await self._exec.start_container(
+                started = await self._exec.start_container(
                     pod, spec, sandbox_id=sandbox_id, sandbox_attempt=attempt,
                     attempt=actions.attempts.get(name, 0), pod_ips=pod_ips)
             except StartError as exc:
                 log.info("pod %s: container %s: %s", pod_key(pod), name, exc)
-                now = self._clock.now()
-                self.failures[name] = StartFailure(exc.reason, exc.message, now)
-                self.backoff[name] = next_entry(self.backoff.get(name), now=now)
+                self._start_failed(pod, name, exc)
                 waiting[name] = Waiting(exc.reason, exc.message)
-                self._reporter.event(pod, kind="Warning", reason="Failed",
-                                     message=f"Error: {exc.reason}: {exc.message}")
                 if is_init:
                     break
                 continue
+            for warning in started.warnings:
+                self._reporter.event(pod, kind="Warning",
+                                     reason="InvalidEnvironmentVariableNames", message=warning)
             self.failures.pop(name, None)
             changed = True
         return changed, None
+
+    def _start_failed(self, pod: Pod, name: str, exc: StartError) -> None:
+        now = self._clock.now()
+        self.failures[name] = StartFailure(exc.reason, exc.message, now)
+        if exc.reason == CONFIG_ERROR:
+            self.backoff[name] = BackoffEntry(delay=CONFIG_RETRY, at=now)
+            message = f"Error: {exc.message}"
+        else:
+            self.backoff[name] = next_entry(self.backoff.get(name), now=now)
+            message = f"Error: {exc.reason}: {exc.message}"
+        self._reporter.event(pod, kind="Warning", reason="Failed", message=message)
 
     def _sandbox_held(self) -> float | None:
         """Seconds a failed sandbox creation still backs off, None when it may retry."""

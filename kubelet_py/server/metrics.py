@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cri.api import runtime_pb2 as pb
+from kubelet_py.cri_client.timing import BUCKETS, CallStats
 from kubelet_py.pods.model import State
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -38,7 +39,7 @@ class Sample:
 @dataclasses.dataclass(frozen=True)
 class Family:
     name: str
-    kind: str  # gauge | counter
+    kind: str  # gauge | counter | histogram
     help: str
     samples: tuple[Sample, ...]
 
@@ -70,8 +71,9 @@ def request_path(path: str) -> str:
 
 class KubeletMetrics:
     def __init__(self, *, node_name: str, sandboxes: SandboxLister,
-                 containers: ContainerLister) -> None:
+                 containers: ContainerLister, operations: CallStats | None = None) -> None:
         self._node = node_name
+        self._operations = operations
         self._sandboxes = sandboxes
         self._containers = containers
         self._requests: collections.Counter[tuple[str, str, str]] = collections.Counter()
@@ -103,6 +105,7 @@ class KubeletMetrics:
                                 (("long_running", lr), ("method", m), ("path", p),
                                  ("server_type", "readwrite")))
                          for (m, p, lr), n in sorted(self._requests.items()))),
+            *runtime_operations(self._operations or CallStats()),
             Family("process_cpu_seconds_total", "counter",
                    "Total user and system CPU time spent in seconds.",
                    (Sample("process_cpu_seconds_total", usage.ru_utime + usage.ru_stime),)),
@@ -116,6 +119,36 @@ class KubeletMetrics:
 
     async def text(self) -> str:
         return render(await self.families())
+
+
+def runtime_operations(stats: CallStats) -> list[Family]:
+    """Upstream's kubelet_runtime_operations_{total,errors_total,duration_seconds}."""
+    ops = stats.operations()
+    histogram: list[Sample] = []
+    for op, st in ops.items():
+        label = ("operation_type", op)
+        for bound, n in zip(BUCKETS, st.cumulative(), strict=True):
+            histogram.append(Sample("kubelet_runtime_operations_duration_seconds_bucket", n,
+                                    (label, ("le", _number(bound)))))
+        histogram += [Sample("kubelet_runtime_operations_duration_seconds_bucket", st.count,
+                             (label, ("le", "+Inf"))),
+                      Sample("kubelet_runtime_operations_duration_seconds_sum", st.seconds,
+                             (label,)),
+                      Sample("kubelet_runtime_operations_duration_seconds_count", st.count,
+                             (label,))]
+    return [
+        Family("kubelet_runtime_operations_total", "counter",
+               "Cumulative number of runtime operations by operation type.",
+               tuple(Sample("kubelet_runtime_operations_total", st.count,
+                            (("operation_type", op),)) for op, st in ops.items())),
+        Family("kubelet_runtime_operations_errors_total", "counter",
+               "Cumulative number of runtime operation errors by operation type.",
+               tuple(Sample("kubelet_runtime_operations_errors_total", st.errors,
+                            (("operation_type", op),)) for op, st in ops.items())),
+        Family("kubelet_runtime_operations_duration_seconds", "histogram",
+               "Duration in seconds of runtime operations. Broken down by operation type.",
+               tuple(histogram)),
+    ]
 
 
 def _rss() -> int:

@@ -59,7 +59,9 @@ def runtime(request: pytest.FixtureRequest) -> Runtime:
 
 
 class Node:
-    def __init__(self, cluster: ControlPlane, runtime: Runtime, root: Path) -> None:
+    def __init__(self, cluster: ControlPlane, runtime: Runtime, root: Path,
+                 extra: tuple[str, ...] = ()) -> None:
+        self.extra = extra
         self.cluster = cluster
         self.runtime = runtime
         self.name = f"kubelet-py-pods-{secrets.token_hex(3)}"
@@ -78,7 +80,7 @@ class Node:
                 "--port", str(self.port), "--healthz-port", "0", "--address", "127.0.0.1",
                 "--node-ip", "127.0.0.1", "--pod-logs-dir", str(self.root / "logs"),
                 "--pod-manifest-path", str(self.manifests),
-                "--container-runtime-endpoint", self.runtime.endpoint, "-v", "4"]
+                "--container-runtime-endpoint", self.runtime.endpoint, "-v", "4", *self.extra]
 
     def restart(self) -> None:
         """Stop kubelet-py and start it again from the kubeconfig `join` wrote."""
@@ -549,6 +551,10 @@ def test_stats_summary_and_metrics(node: Node) -> None:
     assert int(running.split()[1]) >= 2  # the static pod and shell at least
     assert 'kubelet_http_requests_total{long_running="false",method="GET",path="stats"' \
         in metrics
+    ops = {ln.split('"')[1]: int(ln.split()[1]) for ln in metrics.splitlines()
+           if ln.startswith("kubelet_runtime_operations_total{")}
+    assert ops.get("run_podsandbox", 0) >= 1 and ops.get("start_container", 0) >= 1, ops
+    assert "kubelet_runtime_operations_duration_seconds_bucket{" in metrics
     token = node.cluster.kubectl("create", "token", "default", "-n", node.namespace).stdout
     for path in ("/stats/summary", "/metrics"):  # no nodes/stats, nodes/metrics: 403
         with pytest.raises(urllib.error.HTTPError) as denied:
@@ -576,3 +582,117 @@ def test_kubectl_attach(node: Node) -> None:
     assert first.startswith("tick ") and second.startswith("tick "), \
         (first, second, proc.stderr.read() if proc.stderr else "")
     assert int(second.split()[1]) == int(first.split()[1]) + 1
+
+
+def _logs(node: Node, name: str) -> list[str]:
+    return node.cluster.kubectl("logs", "-n", node.namespace, name).stdout.splitlines()
+
+
+def test_environment_from_config_maps_secrets_and_the_downward_api(node: Node) -> None:
+    ns = node.namespace
+    node.cluster.kubectl("create", "configmap", "-n", ns, "app-config",
+                         "--from-literal=MODE=fast", "--from-literal=LEVEL=3")
+    node.cluster.kubectl("create", "secret", "generic", "-n", ns, "app-secret",
+                         "--from-literal=PASSWORD=s3cret")
+    script = ("echo MODE=$MODE; echo S_PASSWORD=$S_PASSWORD; echo LEVEL=$LEVEL; "
+              "echo PICKED=$PICKED; echo POD=$POD_NAME/$POD_NS; echo IP=$POD_IP; "
+              "echo NODE=$NODE; echo APP=$APP; echo MEM=$MEM_MI; echo CPU=$CPU_M; "
+              "echo URL=$(URL); echo 'ESCAPED=$$(URL)'; echo OPT=${OPT-unset}; "
+              "echo API=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT")
+    fields = {"POD_NAME": "metadata.name", "POD_NS": "metadata.namespace",
+              "POD_IP": "status.podIP", "NODE": "spec.nodeName",
+              "APP": "metadata.labels['app']"}
+    env = [{"name": k, "valueFrom": {"fieldRef": {"fieldPath": v}}} for k, v in fields.items()]
+    env += [
+        {"name": "LEVEL", "value": "9"},
+        {"name": "PICKED", "valueFrom": {"configMapKeyRef": {"name": "app-config",
+                                                             "key": "MODE"}}},
+        {"name": "URL", "value": "http://$(MODE):$(LEVEL)"},
+        {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k",
+                                                       "optional": True}}},
+        {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory",
+                                                              "divisor": "1Mi"}}},
+        {"name": "CPU_M", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu",
+                                                             "divisor": "1m"}}}]
+    body = {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "envs", "namespace": ns, "labels": {"app": "envtest"}},
+            "spec": {"nodeName": node.name, "restartPolicy": "Never",
+                     "containers": [{
+                         "name": "c", "image": BUSYBOX, "command": ["sh", "-c", script],
+                         "envFrom": [{"configMapRef": {"name": "app-config"}},
+                                     {"secretRef": {"name": "app-secret"}, "prefix": "S_"}],
+                         "env": env,
+                         "resources": {"requests": {"cpu": "50m", "memory": "32Mi"},
+                                       "limits": {"memory": "64Mi"}}}]}}
+    node.cluster.kubectl("apply", "-f", "-", stdin=json.dumps(body))
+    wait(lambda: (node.pod("envs") or {}).get("status", {}).get("phase") == "Succeeded",
+         "env pod Succeeded", timeout=60)
+    ip = node.pod("envs")["status"]["podIP"]
+    api = node.get("service", "-n", "default", "kubernetes")["spec"]
+    assert _logs(node, "envs") == [
+        "MODE=fast", "S_PASSWORD=s3cret", "LEVEL=9", "PICKED=fast", f"POD=envs/{ns}",
+        f"IP={ip}", f"NODE={node.name}", "APP=envtest", "MEM=64", "CPU=50",
+        "URL=http://fast:9", "ESCAPED=$(URL)", "OPT=unset",
+        f"API={api['clusterIP']}:{api['ports'][0]['port']}"]
+
+
+def test_missing_config_map_waits_then_starts_when_it_appears(node: Node) -> None:
+    ns = node.namespace
+    name = f"late-{secrets.token_hex(3)}"
+    node.create_pod("late", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"],
+                              "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {
+                                  "name": name, "key": "x"}}}]}])
+    wait(lambda: _state(node.pod("late")).get("state", {}).get("waiting", {}).get("reason")
+         == "CreateContainerConfigError", "CreateContainerConfigError", timeout=60)
+    assert _state(node.pod("late"))["state"]["waiting"]["message"] == \
+        f'configmap "{name}" not found'
+    wait(lambda: any(e["reason"] == "Failed" and e["message"] ==
+                     f'Error: configmap "{name}" not found' for e in _events(node, "late")),
+         "a Failed event with the message", timeout=20)
+    node.cluster.kubectl("create", "configmap", "-n", ns, name, "--from-literal=wrong=1")
+    wait(lambda: _state(node.pod("late")).get("state", {}).get("waiting", {}).get("message")
+         == f"couldn't find key x in ConfigMap {ns}/{name}", "the missing key named",
+         timeout=30)
+    node.cluster.kubectl("patch", "configmap", "-n", ns, name, "--type=merge",
+                         "-p", json.dumps({"data": {"x": "1"}}))
+    wait(lambda: (node.pod("late") or {}).get("status", {}).get("phase") == "Running",
+         "Running once the key exists", timeout=30)
+
+
+def test_changed_image_restarts_the_container(node: Node) -> None:
+    node.create_pod("retag", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]},
+                              {"name": "side", "image": BUSYBOX,
+                               "command": ["sleep", "3600"]}])
+    wait(lambda: (node.pod("retag") or {}).get("status", {}).get("phase") == "Running",
+         "pod Running", timeout=60)
+    before = _state(node.pod("retag"))["containerID"]
+    node.cluster.kubectl("set", "image", "-n", node.namespace, "pod/retag",
+                         "c=docker.io/library/busybox:1.28")
+
+    def restarted() -> Any:
+        st = _state(node.pod("retag"))
+        return st if st.get("restartCount") == 1 and "running" in st.get("state", {}) \
+            and st.get("containerID") != before else None
+
+    st = wait(restarted, "container c recreated", timeout=60)
+    assert st["image"] == "docker.io/library/busybox:1.28"
+    assert _state(node.pod("retag"), 1)["restartCount"] == 0  # the other one untouched
+    assert any(e["reason"] == "Killing" and
+               e["message"] == "Container c definition changed, will be restarted"
+               for e in _events(node, "retag"))
+
+
+def test_active_deadline_set_on_a_running_pod(node: Node) -> None:
+    node.create_pod("deadline", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]}])
+    wait(lambda: (node.pod("deadline") or {}).get("status", {}).get("phase") == "Running",
+         "pod Running", timeout=60)
+    # A pod update Kubernetes allows: setting activeDeadlineSeconds on a running pod.
+    node.cluster.kubectl("patch", "pod", "-n", node.namespace, "deadline",
+                         "-p", json.dumps({"spec": {"activeDeadlineSeconds": 5}}))
+    status = wait(lambda: (s := (node.pod("deadline") or {}).get("status", {})).get(
+        "phase") == "Failed" and s, "pod Failed", timeout=30)
+    assert status["reason"] == "DeadlineExceeded", status
+    assert status["message"] == "Pod was active on the node longer than the specified deadline"
+    wait(lambda: "terminated" in _state(node.pod("deadline")).get("state", {}),
+         "container stopped", timeout=30)
+    assert any(e["reason"] == "DeadlineExceeded" for e in _events(node, "deadline"))

@@ -13,7 +13,11 @@ Notes on the critest images (cri-tools v1.36, ``pkg/validate/consts.go`` and
 ``pkg/framework``), for docs/critest.md:
 
 * ``registry.k8s.io/e2e-test-images/busybox:1.29-2`` is critest's default container image.
-  Ours is the busybox-static base. Debian's busybox-static has no ``ipcs`` applet, which
+  Ours is the busybox-static base plus a layer whose /bin/sh is Debian's dynamically linked
+  busybox (with its libraries): busybox-static's shell runs its own applets instead of
+  searching $PATH, so critest's MaskedPaths spec (``/bin/sh -c ls`` with /bin/ls masked
+  must fail with ``/bin/sh: ls: Permission denied``) could not pass; see
+  `tests.harness.images_shell`. Debian's busybox-static has no ``ipcs`` applet, which
   the "HostIpc" specs run (``ipcs -m``); the base image carries a /bin/ipcs script that
   prints the table from /proc/sysvipc/shm instead (``-m`` only).
 * ``gcr.io/k8s-staging-cri-tools/test-image-user-uid`` (USER 1002),
@@ -87,7 +91,7 @@ class Mirrored:
 MIRRORED: tuple[Mirrored, ...] = (
     Mirrored("registry.k8s.io/pause:3.10", b.pause_image),
     Mirrored("registry.k8s.io/pause:3.9", b.pause_image),
-    Mirrored(E2E + "busybox:1.29-2", b.busybox),
+    Mirrored(E2E + "busybox:1.29-2", b.path_shell_busybox),
     Mirrored("docker.io/library/busybox:latest", b.busybox_index),
     Mirrored("docker.io/library/busybox:1.36", b.docker_list),
     Mirrored("docker.io/library/busybox:1.28", b.busybox),

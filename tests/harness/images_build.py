@@ -9,6 +9,7 @@ import functools
 import random
 from dataclasses import replace
 
+from tests.harness import images_shell
 from tests.harness.images_rootfs import base_rootfs, effective_uid_program, script
 from tests.harness.oci_image import (
     Format,
@@ -50,6 +51,18 @@ def busybox(*, fmt: Format = Format.OCI, config: ImageConfig = BASE_CMD) -> Imag
     if fmt is Format.DOCKER:
         return build_image([base_layer()], config, fmt=fmt)
     return build_image([base_layer()], config)
+
+
+@functools.cache
+def _path_shell_layer() -> Layer:
+    return layer(images_shell.shell_entries(),
+                 "/bin/sh from Debian's busybox package: no standalone shell, $PATH lookup")
+
+
+def path_shell_busybox() -> Image:
+    """The base with a /bin/sh that runs commands found in $PATH, not its own applets
+    (critest's default image; see tests.harness.images_shell)."""
+    return with_layers([_path_shell_layer()])
 
 
 def busybox_index() -> Index:

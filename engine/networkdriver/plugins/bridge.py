@@ -1,12 +1,18 @@
 """kpy-bridge: pods on a Linux bridge through veth pairs; addresses from a delegated IPAM."""
 from __future__ import annotations
 
-import ipaddress
 import os
-from collections.abc import Callable, Mapping
-from types import ModuleType
 
-from engine.networkdriver.plugins import bridge_config, bridge_link, invoke, netlink, skel, spec
+from engine.networkdriver.plugins import (
+    bridge_config,
+    bridge_link,
+    invoke,
+    ipnet,
+    netlink,
+    skel,
+    spec,
+)
+from engine.networkdriver.plugins.background import Background
 from engine.networkdriver.plugins.bridge_config import BridgeConfig
 from engine.networkdriver.plugins.bridge_link import Iface
 from engine.networkdriver.plugins.ipam_config import IPAddress
@@ -14,8 +20,11 @@ from engine.networkdriver.plugins.netlink import Rtnl
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
+    from collections.abc import Callable, Mapping
+    from types import ModuleType
     from typing import Any
 
+    from engine.networkdriver.plugins.reaper import Reaper
 
 
 def _warn(msg: str) -> None:
@@ -30,15 +39,33 @@ def _ipam(req: spec.Request, conf: BridgeConfig, command: str) -> dict[str, Any]
                            path=req.path)
 
 
+def _vlan() -> ModuleType:
+    from engine.networkdriver.plugins import bridge_vlan  # lazy: only VLAN configs need it
+
+    return bridge_vlan
+
+
 def _masq() -> ModuleType:
     from engine.networkdriver.plugins import masq  # lazy: subprocess is only needed with ipMasq
 
     return masq
 
 
+def _reap_key(req: spec.Request) -> str:
+    return f"{req.netns}\0{req.ifname}"
+
+
 class Bridge:
+    """``reaper``: given by in-process callers, DEL hands the veth deletion to it (see
+    plugins/reaper.py); an exec deletes before it exits."""
+
+    def __init__(self, *, reaper: Reaper | None = None) -> None:
+        self.reaper = reaper
+
     def add(self, req: spec.Request) -> dict[str, Any]:
         conf = bridge_config.load(req.config)
+        if self.reaper is not None:  # our own DEL of this attachment may still be deleting
+            self.reaper.wait(_reap_key(req))
         nsfd = netlink.open_netns(req.netns)
         try:
             raw = _ipam(req, conf, "ADD")
@@ -61,33 +88,45 @@ class Bridge:
 
     def _setup(self, req: spec.Request, conf: BridgeConfig, nsfd: int,
                ipam: dict[str, Any]) -> dict[str, Any]:
-        addrs: list[Iface] = [ipaddress.ip_interface(ip["address"]) for ip in ipam["ips"]]
+        addrs: list[Iface] = [ipnet.ip_interface(ip["address"]) for ip in ipam["ips"]]
         gateways: dict[int, IPAddress] = {
-            a.version: ipaddress.ip_address(ip["gateway"])
+            a.version: ipnet.ip_address(ip["gateway"])
             for a, ip in zip(addrs, ipam["ips"], strict=True) if ip.get("gateway")}
         undo: list[Callable[[], object]] = []
         with netlink.session() as host:
             try:
-                br_msg, created = bridge_link.ensure_bridge(host, conf)
+                vlan = _vlan() if conf.vlan_filtering else None
+                br_msg, created = bridge_link.ensure_bridge(
+                    host, conf, data=vlan.filtering_data() if vlan else b"")
                 br_index = int(br_msg["index"])
                 if created:
                     undo.append(lambda: bridge_link.delete_bridge_if_unused(host, conf.bridge))
+                elif vlan:
+                    vlan.ensure_filtering(host, br_index, conf)
+                bridge_link.bridge_up(host, br_msg, conf)
+                gw_msg, gw_index = br_msg, br_index  # where the gateway addresses go
                 to_add: list[Iface] = []
                 to_remove: list[Iface] = []
                 if conf.is_gateway:
-                    wanted = [ipaddress.ip_interface(f"{gateways[a.version]}/{a.network.prefixlen}")
+                    if vlan and conf.vlan:
+                        gw_msg, gw_peer = vlan.ensure_gateway(host, conf, br_msg)
+                        gw_index = int(gw_msg["index"])
+                        if gw_peer:
+                            undo.append(lambda: bridge_link.delete_link(host, gw_peer))
+                    wanted = [ipnet.ip_interface(f"{gateways[a.version]}/{a.network.prefixlen}")
                               for a in addrs if a.version in gateways]
                     to_add, to_remove = bridge_link.plan_gateway_addresses(
-                        host, br_index, conf, list(dict.fromkeys(wanted)))
-                bridge_link.bridge_up(host, br_index, conf)
-                host_name, host_msg = bridge_link.create_veth(
-                    host, ifname=req.ifname, netns_fd=nsfd, mtu=conf.mtu)
+                        host, gw_index, conf, list(dict.fromkeys(wanted)),
+                        device=str(gw_msg.get("IFLA_IFNAME") or conf.bridge))
+                host_name, host_msg, mac = bridge_link.create_veth(
+                    host, ifname=req.ifname, netns_fd=nsfd, mtu=conf.mtu, bridge_index=br_index)
                 host_index = int(host_msg["index"])
                 undo.append(lambda: bridge_link.delete_link(host, host_name))
-                bridge_link.attach_port(host, index=host_index, name=host_name,
-                                        bridge_index=br_index, conf=conf)
+                bridge_link.set_hairpin(host_name, conf)
+                if vlan:
+                    vlan.setup_port(host, host_index, conf)
                 if conf.is_gateway:
-                    bridge_link.apply_addresses(host, br_index, to_add, to_remove)
+                    bridge_link.apply_addresses(host, gw_index, to_add, to_remove)
                     bridge_link.enable_forwarding({a.version for a in addrs})
                 routes = list(ipam.get("routes", []))
                 if conf.is_default_gateway:
@@ -96,8 +135,10 @@ class Bridge:
                         dst = "0.0.0.0/0" if v == 4 else "::/0"
                         if dst not in have:
                             routes.append({"dst": dst, "gw": str(gw)})
+                peer_index = host_msg.get("IFLA_LINK") or None
                 with netlink.session(nsfd) as ns:
-                    mac = self._configure_container(ns, req.ifname, addrs, routes, gateways)
+                    self._configure_container(ns, req.ifname, index=peer_index, addrs=addrs,
+                                              routes=routes, gateways=gateways)
                 if conf.ip_masq:
                     undo.append(lambda: _masq().teardown(conf.name, req.container_id))
                     _masq().setup(conf.name, req.container_id, addrs)
@@ -112,6 +153,9 @@ class Bridge:
                     "routes": routes,
                     "dns": dict(conf.dns) or ipam.get("dns", {}),
                 }
+                if gw_index != br_index:  # the VLAN's gateway, as the reference lists it
+                    result["interfaces"].append({"name": gw_msg.get("IFLA_IFNAME"),
+                                                 "mac": gw_msg.get("IFLA_ADDRESS")})
                 return result
             except BaseException:
                 for step in reversed(undo):
@@ -122,19 +166,21 @@ class Bridge:
                 raise
 
     @staticmethod
-    def _configure_container(ns: Rtnl, ifname: str, addrs: list[Iface],
+    def _configure_container(ns: Rtnl, ifname: str, *, index: int | None, addrs: list[Iface],
                              routes: list[Mapping[str, Any]],
-                             gateways: Mapping[int, IPAddress]) -> str:
-        msg = ns.link(ifname)
-        if msg is None:
-            raise spec.CNIError(spec.ERR_NETLINK, f"{ifname} missing in the container")
-        index = int(msg["index"])
+                             gateways: Mapping[int, IPAddress]) -> None:
+        """Up, addresses and routes on ``ifname``, found by ``index`` (the host end's
+        IFLA_LINK) or else by name."""
+        if index is None:
+            index = netlink.lookup(ns, ifname)
+            if index is None:
+                raise spec.CNIError(spec.ERR_NETLINK, f"{ifname} missing in the container")
         try:
             for a in addrs:
                 bridge_link.add_address(ns, index, a)
             ns.set_link(index, up=True)
             for r in routes:
-                dst = ipaddress.ip_network(r["dst"], strict=False)
+                dst = ipnet.ip_network(r["dst"], strict=False)
                 gw = r.get("gw")
                 if not gw and dst.version in gateways:
                     gw = str(gateways[dst.version])
@@ -145,29 +191,60 @@ class Bridge:
                         raise
         except (netlink.NetlinkError, OSError) as exc:
             raise netlink.netlink_error(f"cannot configure {ifname} in the container", exc) from exc
-        return str(msg.get("IFLA_ADDRESS"))
 
     def delete(self, req: spec.Request) -> None:
         conf = bridge_config.load(req.config)
-        _ipam(req, conf, "DEL")
         prev = spec.normalize_result(conf.prev_result) if conf.prev_result else None
         addrs: list[Iface] = []
         if prev is not None:
-            addrs = [ipaddress.ip_interface(ip["address"]) for ip in prev["ips"]]
+            addrs = [ipnet.ip_interface(ip["address"]) for ip in prev["ips"]]
         host_veth = _host_veth(prev, conf) if prev is not None else None
-        deleted = False
-        if host_veth is not None:
-            # the pair goes with its host end: no entering the pod's netns at all
-            with netlink.session() as host:
-                index = _our_port(host, host_veth, conf.bridge)
-                if index is not None:
-                    _delete_index(host, index, host_veth)
-                    deleted = True
+        # the pair goes with its host end: no entering the pod's netns at all. An exec deletes
+        # it on a thread: the kernel's wait (an RCU barrier, 15-25 ms of sleep) overlaps the
+        # address release and the masquerade teardown
+        unlink = None if host_veth is None else Background(
+            lambda: self._unlink_host_end(req, conf, host_veth), inline=self.reaper is not None)
+        try:
+            _ipam(req, conf, "DEL")
+            if conf.ip_masq and addrs:
+                self._unmasquerade(req, conf, addrs)
+        finally:
+            deleted = bool(unlink.join()) if unlink is not None else False
         if not deleted and req.netns:
             found = self._delete_in_container(req)
-            addrs = addrs or found
-        if conf.ip_masq:
-            _masq().teardown(conf.name, req.container_id, addrs)
+            if conf.ip_masq and not addrs:
+                self._unmasquerade(req, conf, found)
+
+    def _unlink_host_end(self, req: spec.Request, conf: BridgeConfig, name: str) -> bool:
+        """False when ``name`` is not (any more) a veth port of our bridge."""
+        with netlink.session() as host:
+            index = _our_port(host, name, conf.bridge)
+            if index is None:
+                return False
+            self._unlink(host, index, name, key=_reap_key(req))
+            return True
+
+    @staticmethod
+    def _unmasquerade(req: spec.Request, conf: BridgeConfig, addrs: list[Iface]) -> None:
+        """Remove the attachment's masquerade chain (also in-process: firewall state is what
+        callers look at after DEL, unlike a detached veth waiting for the kernel)."""
+        _masq().teardown(conf.name, req.container_id, addrs)
+
+    def _unlink(self, nl: Rtnl, index: int, name: str, *, key: str) -> None:
+        """Delete the pair by its host end, or with a reaper: take the host end off the
+        bridge (the pod leaves the network's L2 segment at once: no ARP answers or frames for
+        its released address) and let the reaper delete the pair. Off the bridge rather than
+        down: ~0.3 ms against ~1 ms (a carrier change runs the pod netns' notifiers)."""
+        if self.reaper is None:
+            _delete_index(nl, index, name)
+            return
+        try:
+            nl.set_link(index, master=0)
+        except netlink.NetlinkError as exc:
+            if netlink.is_missing(exc):
+                return
+            raise netlink.netlink_error(f"cannot detach {name}", exc) from exc
+        self.reaper.submit(key, lambda: _delete_detached(name, index))
 
     @staticmethod
     def _delete_in_container(req: spec.Request) -> list[Iface]:
@@ -228,7 +305,8 @@ def _host_veth(prev: Mapping[str, Any], conf: BridgeConfig) -> str | None:
     the bridge nor in a sandbox, named like ours."""
     names = [str(i.get("name", "")) for i in prev.get("interfaces") or []
              if not i.get("sandbox") and i.get("name") != conf.bridge]
-    return names[0] if len(names) == 1 and bridge_link.is_host_veth_name(names[0]) else None
+    names = [n for n in names if bridge_link.is_host_veth_name(n)]  # not a VLAN's gateway
+    return names[0] if len(names) == 1 else None
 
 
 def _our_port(nl: Rtnl, name: str, bridge: str) -> int | None:
@@ -238,8 +316,24 @@ def _our_port(nl: Rtnl, name: str, bridge: str) -> int | None:
     if msg is None or (msg.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_KIND") != "veth":
         return None
     master = msg.get("IFLA_MASTER")
-    bridge_index = netlink.lookup(nl, bridge) if master else None
-    return int(msg["index"]) if master is not None and master == bridge_index else None
+    if not master:
+        return None
+    try:  # sysfs names the master: a syscall instead of a netlink request
+        ours = os.path.basename(os.readlink(f"/sys/class/net/{name}/master")) == bridge
+    except OSError:
+        ours = master == netlink.lookup(nl, bridge)
+    return int(msg["index"]) if ours else None
+
+
+def _delete_detached(name: str, index: int) -> None:
+    """The reaper's job: delete ``name`` if it is still the detached veth we left (a netns
+    deleted meanwhile takes the pair with it, and its index may be reused)."""
+    with netlink.session() as nl:
+        msg = nl.link(name)
+        if (msg is None or int(msg["index"]) != index or msg.get("IFLA_MASTER")
+                or (msg.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_KIND") != "veth"):
+            return
+        _delete_index(nl, index, name)
 
 
 def _delete_index(nl: Rtnl, index: int, name: str) -> None:
@@ -253,9 +347,10 @@ def _delete_index(nl: Rtnl, index: int, name: str) -> None:
 PLUGIN = Bridge()
 
 
-def run(env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes]:
-    """In-process entry point: the same code path as the executable."""
-    return skel.dispatch(PLUGIN, env, stdin)
+def run(env: Mapping[str, str], stdin: bytes, *,
+        reaper: Reaper | None = None) -> tuple[int, bytes]:
+    """In-process entry point: the same code path as the executable (``reaper``: see Bridge)."""
+    return skel.dispatch(PLUGIN if reaper is None else Bridge(reaper=reaper), env, stdin)
 
 
 def main() -> None:

@@ -1,14 +1,12 @@
 """CHECK for the bridge plugin: the attachment still matches the ADD result."""
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Mapping
-
-from engine.networkdriver.plugins import bridge_link, netlink, spec
+from engine.networkdriver.plugins import bridge_link, bridge_vlan, ipnet, netlink, spec
 from engine.networkdriver.plugins.bridge_config import BridgeConfig
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
+    from collections.abc import Mapping
     from typing import Any
 
 
@@ -23,7 +21,7 @@ def check(conf: BridgeConfig, req: spec.Request, prev: Mapping[str, Any], nsfd: 
         raise _fail(f"prevResult has no interface {req.ifname} in a sandbox")
     pos = mine[0]
     want_mac = str(ifaces[pos].get("mac", "")).lower()
-    want_addrs = {ipaddress.ip_interface(ip["address"]) for ip in prev.get("ips", [])
+    want_addrs = {ipnet.ip_interface(ip["address"]) for ip in prev.get("ips", [])
                   if ip.get("interface", pos) == pos}
     with netlink.session(nsfd) as ns:
         index = netlink.lookup(ns, req.ifname)
@@ -32,7 +30,7 @@ def check(conf: BridgeConfig, req: spec.Request, prev: Mapping[str, Any], nsfd: 
         mac = str(netlink.link_attr(ns, index, "IFLA_ADDRESS")).lower()
         if want_mac and mac != want_mac:
             raise _fail(f"{req.ifname} has MAC {mac}, ADD gave {want_mac}")
-        have = {ipaddress.ip_interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
+        have = {ipnet.ip_interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
                 for m in ns.addresses(index)}
         missing = want_addrs - have
         if missing:
@@ -43,6 +41,11 @@ def check(conf: BridgeConfig, req: spec.Request, prev: Mapping[str, Any], nsfd: 
         if br is None:
             raise _fail(f"bridge {conf.bridge} is missing")
         host_names = {f.get("name") for f in ifaces if not f.get("sandbox")} - {conf.bridge}
+        if conf.is_gateway and conf.vlan:
+            gateway = bridge_vlan.gateway_name(conf)
+            if gateway in host_names and netlink.lookup(host, gateway) is None:
+                raise _fail(f"VLAN gateway {gateway} is missing")
+            host_names.discard(gateway)
         for name in host_names:
             index = netlink.lookup(host, str(name))
             if index is None:

@@ -1,10 +1,10 @@
 """Kernel objects of the bridge plugin: the bridge, its gateway addresses, the veth pair."""
 from __future__ import annotations
 
-import ipaddress
+import errno
 import os
 
-from engine.networkdriver.plugins import netlink, spec
+from engine.networkdriver.plugins import ipnet, netlink, spec
 from engine.networkdriver.plugins.bridge_config import BridgeConfig
 from engine.networkdriver.plugins.netlink import Rtnl
 
@@ -12,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
     from typing import Any
 
-Iface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+Iface = ipnet.Interface
 
 
 def random_mac() -> str:
@@ -21,17 +21,20 @@ def random_mac() -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def ensure_bridge(nl: Rtnl, conf: BridgeConfig) -> tuple[Any, bool]:
-    """(link message, created): create the bridge or reuse the existing one (not yet up)."""
+def ensure_bridge(nl: Rtnl, conf: BridgeConfig, *, data: bytes = b"") -> tuple[Any, bool]:
+    """(link message, created): create the bridge (``data``: its IFLA_INFO_DATA attributes)
+    or reuse the existing one (not yet up)."""
     created = False
     msg = nl.link(conf.bridge)
     if msg is None:
         try:
             # a fixed MAC: a bridge without one takes its lowest port's, which changes as pods
             # come and go and leaves stale gateway entries in the pods' neighbour caches
-            nl.add_link(conf.bridge, "bridge", mtu=conf.mtu, address=random_mac())
+            nl.add_link(conf.bridge, "bridge", mtu=conf.mtu, address=random_mac(), data=data)
             created = True
         except netlink.NetlinkError as exc:
+            if data and exc.code == errno.EOPNOTSUPP:
+                raise no_vlan_filtering(conf.bridge) from exc
             if not netlink.is_exists(exc):
                 raise netlink.netlink_error(f"cannot create bridge {conf.bridge}", exc) from exc
         msg = nl.link(conf.bridge)
@@ -45,11 +48,21 @@ def ensure_bridge(nl: Rtnl, conf: BridgeConfig) -> tuple[Any, bool]:
     return msg, created
 
 
-def bridge_up(nl: Rtnl, index: int, conf: BridgeConfig) -> None:
+def no_vlan_filtering(bridge: str) -> spec.CNIError:
+    return spec.CNIError(spec.ERR_UNSUPPORTED_FIELD,
+                         "vlan and vlanTrunk need bridge VLAN filtering, which this kernel lacks",
+                         f"bridge {bridge}: the kernel refuses vlan_filtering "
+                         "(built without CONFIG_BRIDGE_VLAN_FILTERING)")
+
+
+def bridge_up(nl: Rtnl, msg: Any, conf: BridgeConfig) -> None:
+    """Up (and promiscuous if asked), with one request and only when it is not already."""
+    index, flags = int(msg["index"]), int(msg["flags"])
+    want = netlink.IFF_UP | (netlink.IFF_PROMISC if conf.promisc else 0)
+    if flags & want == want:
+        return
     try:
-        if conf.promisc:
-            nl.set_link(index, flags=netlink.IFF_PROMISC, change=netlink.IFF_PROMISC)
-        nl.set_link(index, up=True)
+        nl.set_link(index, flags=want, change=want)
     except netlink.NetlinkError as exc:
         raise netlink.netlink_error(f"cannot bring bridge {conf.bridge} up", exc) from exc
 
@@ -72,13 +85,14 @@ def delete_bridge_if_unused(nl: Rtnl, bridge: str) -> None:
 
 
 def addresses(nl: Rtnl, index: int) -> list[Iface]:
-    return [ipaddress.ip_interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
+    return [ipnet.ip_interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
             for m in nl.addresses(index) if m.get("IFA_ADDRESS")]
 
 
-def plan_gateway_addresses(nl: Rtnl, index: int, conf: BridgeConfig,
-                           wanted: list[Iface]) -> tuple[list[Iface], list[Iface]]:
-    """(to_add, to_remove) on the bridge; CNIError 102 on a conflicting address."""
+def plan_gateway_addresses(nl: Rtnl, index: int, conf: BridgeConfig, wanted: list[Iface], *,
+                           device: str = "") -> tuple[list[Iface], list[Iface]]:
+    """(to_add, to_remove) on the gateway ``device`` (the bridge, or its VLAN's gateway);
+    CNIError 102 on a conflicting address."""
     have = [a for a in addresses(nl, index) if not (a.version == 6 and a.ip.is_link_local)]
     to_add, to_remove = [], []
     for want in wanted:
@@ -87,7 +101,7 @@ def plan_gateway_addresses(nl: Rtnl, index: int, conf: BridgeConfig,
         clash = [h for h in have if h.version == want.version and h.network.overlaps(want.network)]
         if clash and not conf.force_address:
             raise spec.CNIError(spec.ERR_ADDRESS_CONFLICT,
-                                f"bridge {conf.bridge} already has a conflicting address",
+                                f"{device or conf.bridge} already has a conflicting address",
                                 f"has {', '.join(map(str, clash))}, wants {want} "
                                 "(set forceAddress to replace it)")
         to_remove += clash
@@ -114,6 +128,10 @@ def add_address(nl: Rtnl, index: int, a: Iface) -> None:
 HOST_VETH_PREFIX = "veth"
 
 
+def new_host_veth_name() -> str:
+    return HOST_VETH_PREFIX + os.urandom(4).hex()
+
+
 def is_host_veth_name(name: str) -> bool:
     """``veth`` and 8 hex digits: the host ends this plugin names."""
     tail = name[len(HOST_VETH_PREFIX):]
@@ -121,12 +139,15 @@ def is_host_veth_name(name: str) -> bool:
             and all(c in "0123456789abcdef" for c in tail))
 
 
-def create_veth(nl: Rtnl, *, ifname: str, netns_fd: int, mtu: int) -> tuple[str, Any]:
-    """A veth pair: the host end (random name) here, ``ifname`` inside the pod's netns."""
+def create_veth(nl: Rtnl, *, ifname: str, netns_fd: int, mtu: int,
+                bridge_index: int) -> tuple[str, Any, str]:
+    """A veth pair: the host end (random name) up, a port of the bridge; ``ifname`` inside
+    the pod's netns, down. (host name, host link message, MAC of ``ifname``)."""
     for _ in range(5):
-        host = HOST_VETH_PREFIX + os.urandom(4).hex()
+        host, mac = new_host_veth_name(), random_mac()
         try:
-            nl.add_veth(host, peer=ifname, peer_netns_fd=netns_fd, mtu=mtu)
+            nl.add_veth(host, peer=ifname, peer_netns_fd=netns_fd, mtu=mtu,
+                        master=bridge_index, up=True, peer_mac=mac)
         except netlink.NetlinkError as exc:
             if netlink.is_exists(exc) and netlink.lookup(nl, host) is not None:
                 continue  # our random name was taken: try another
@@ -139,13 +160,11 @@ def create_veth(nl: Rtnl, *, ifname: str, netns_fd: int, mtu: int) -> tuple[str,
         msg = nl.link(host)
         if msg is None:
             raise spec.CNIError(spec.ERR_NETLINK, f"veth {host} vanished after creation")
-        return host, msg
+        return host, msg, mac
     raise spec.CNIError(spec.ERR_NETLINK, "cannot find a free host veth name")
 
 
-def attach_port(nl: Rtnl, *, index: int, name: str, bridge_index: int,
-                conf: BridgeConfig) -> None:
-    nl.set_link(index, master=bridge_index, up=True)
+def set_hairpin(name: str, conf: BridgeConfig) -> None:
     if conf.hairpin:
         with open(f"/sys/class/net/{name}/brport/hairpin_mode", "w") as f:
             f.write("1")

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from engine.networkdriver.plugins import ipam_config, skel, spec
-from engine.networkdriver.plugins.ipam_alloc import Allocation, Allocator
 from engine.networkdriver.plugins.ipam_store import DiskStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
+    from collections.abc import Mapping
     from typing import Any
+
+    from engine.networkdriver.plugins.ipam_alloc import Allocation
+    from engine.networkdriver.plugins.reaper import Reaper
 
 
 def valid_attachments(conf: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -21,7 +23,7 @@ def valid_attachments(conf: Mapping[str, Any]) -> list[tuple[str, str]]:
         raise spec.CNIError(spec.ERR_INVALID_CONFIG, "cni.dev/valid-attachments must be a list")
     out = []
     for a in raw:
-        if not isinstance(a, Mapping) or not isinstance(a.get("containerID"), str):
+        if not isinstance(a, dict) or not isinstance(a.get("containerID"), str):
             raise spec.CNIError(spec.ERR_INVALID_CONFIG, "malformed valid attachment", repr(a))
         out.append((a["containerID"], str(a.get("ifname", ""))))
     return out
@@ -76,6 +78,7 @@ class HostLocal:
         dns = parse_resolv_conf(conf.resolv_conf) if conf.resolv_conf else {}
         requested = list(conf.requested)
         done: list[Allocation] = []
+        from engine.networkdriver.plugins.ipam_alloc import Allocator  # ADD only: lazy for DEL
         with store.locked():
             try:
                 for idx, range_set in enumerate(conf.range_sets):
@@ -137,8 +140,10 @@ class HostLocal:
 PLUGIN = HostLocal()
 
 
-def run(env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes]:
-    """In-process entry point: the same code path as the executable."""
+def run(env: Mapping[str, str], stdin: bytes, *,
+        reaper: Reaper | None = None) -> tuple[int, bytes]:
+    """In-process entry point: the same code path as the executable. ``reaper`` (see
+    plugins/reaper.py) is for plugins that delete devices; this one has none to delete."""
     return skel.dispatch(PLUGIN, env, stdin)
 
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
 
 from engine.networkdriver.plugins import jsonio, spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
+    from collections.abc import Mapping
     from typing import Any
+
+    from engine.networkdriver.plugins.reaper import Reaper
 
 _IMPORT = b"from engine.networkdriver.plugins."
 _PLUGIN_MODULES = {
@@ -91,14 +93,16 @@ def parse_output(name: str, code: int, out: bytes, err: bytes = b"") -> dict[str
 
 
 def call(executable: str, *, env: Mapping[str, str], stdin: bytes,
-         in_process: bool = True, timeout: float | None = None) -> dict[str, Any] | None:
-    """Invoke the plugin at ``executable`` with ``env`` and ``stdin``."""
+         in_process: bool = True, timeout: float | None = None,
+         reaper: Reaper | None = None) -> dict[str, Any] | None:
+    """Invoke the plugin at ``executable`` with ``env`` and ``stdin``; ``reaper``: given to
+    our plugins when they run in-process (see plugins/reaper.py)."""
     name = os.path.basename(executable)
     module = our_module(executable) if in_process else None
     if module is not None:
         __import__(module)  # importlib.import_module would import warnings: exec start-up
         runner = sys.modules[module]
-        code, out = runner.run(env, stdin)
+        code, out = runner.run(env, stdin, reaper=reaper)
         return parse_output(name, code, out)
     import subprocess
 

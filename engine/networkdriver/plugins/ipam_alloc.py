@@ -1,14 +1,14 @@
 """host-local's allocation strategy: round robin over a range set, from the last reservation."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from engine.networkdriver.plugins import spec
 from engine.networkdriver.plugins.ipam_config import IPAddress, Range, RangeSet
 from engine.networkdriver.plugins.ipam_store import DiskStore
+from engine.networkdriver.plugins.ipnet import Address
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from dataclasses import dataclass
 else:  # dataclasses imports inspect: see plugins/value.py
     from engine.networkdriver.plugins.value import dataclass
@@ -42,9 +42,9 @@ def candidates(range_set: RangeSet, last: IPAddress | None) -> Iterator[tuple[IP
         lo = start_ip if first else r.start
         hi = r.end if n != len(ranges) else start_ip - 1
         first = False
-        make = type(r.start)
+        version = r.start.version
         for value in range(int(lo), int(hi) + 1):
-            ip = make(value)
+            ip = Address(version, value)
             if r.allocatable(ip):
                 yield ip, r
 

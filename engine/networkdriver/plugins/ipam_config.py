@@ -1,20 +1,18 @@
 """host-local IPAM configuration: range sets, routes, requested IPs, data dir."""
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Mapping
-
-from engine.networkdriver.plugins import spec
+from engine.networkdriver.plugins import ipnet, spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
+    from collections.abc import Mapping
     from dataclasses import dataclass
     from typing import Any
 else:  # dataclasses imports inspect: see plugins/value.py
     from engine.networkdriver.plugins.value import dataclass
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipnet.Address
+IPNetwork = ipnet.Network
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
@@ -77,7 +75,7 @@ def parse_ip(value: object, what: str) -> IPAddress:
     if not isinstance(value, str):
         raise _err(f"{what} must be an IP address string", repr(value))
     try:
-        return ipaddress.ip_address(value)
+        return ipnet.ip_address(value)
     except ValueError as exc:
         raise _err(f"invalid {what}", str(exc)) from exc
 
@@ -86,13 +84,13 @@ def parse_net(value: object, what: str, *, strict: bool = False) -> IPNetwork:
     if not isinstance(value, str):
         raise _err(f"{what} must be a CIDR string", repr(value))
     try:
-        return ipaddress.ip_network(value, strict=strict)
+        return ipnet.ip_network(value, strict=strict)
     except ValueError as exc:
         raise _err(f"invalid {what}", str(exc)) from exc
 
 
 def parse_range(raw: object) -> Range:
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         raise _err("a range must be an object", repr(raw))
     subnet = parse_net(raw.get("subnet"), "subnet")
     if subnet.prefixlen > subnet.max_prefixlen - 2:
@@ -131,10 +129,10 @@ def _requested_ips(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> list
     if cni_args.get("IP"):
         out.append(parse_ip(cni_args["IP"], "CNI_ARGS IP"))
     args = conf.get("args")
-    if isinstance(args, Mapping) and isinstance(args.get("cni"), Mapping):
+    if isinstance(args, dict) and isinstance(args.get("cni"), dict):
         out += [parse_ip(ip, "args.cni.ips") for ip in args["cni"].get("ips") or []]
     runtime = conf.get("runtimeConfig")
-    if isinstance(runtime, Mapping):
+    if isinstance(runtime, dict):
         for ip in runtime.get("ips") or []:
             text = ip.split("/")[0] if isinstance(ip, str) else ip
             out.append(parse_ip(text, "runtimeConfig.ips"))
@@ -144,11 +142,11 @@ def _requested_ips(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> list
 def load(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> IPAMConfig:
     """The IPAM view of a full network configuration (IPAM gets the whole config)."""
     ipam = conf.get("ipam")
-    if not isinstance(ipam, Mapping):
+    if not isinstance(ipam, dict):
         raise _err("IPAM config missing 'ipam' key")
     sets: list[RangeSet] = []
     runtime = conf.get("runtimeConfig")
-    if isinstance(runtime, Mapping) and runtime.get("ipRanges"):
+    if isinstance(runtime, dict) and runtime.get("ipRanges"):
         raw_sets = runtime["ipRanges"]
         if not isinstance(raw_sets, list):
             raise _err("runtimeConfig.ipRanges must be a list of range sets")
@@ -169,7 +167,7 @@ def load(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> IPAMConfig:
                 raise _err("range sets overlap", f"range set {i} overlaps with {j}")
     routes = []
     for r in ipam.get("routes") or []:
-        if not isinstance(r, Mapping):
+        if not isinstance(r, dict):
             raise _err("a route must be an object", repr(r))
         gw = parse_ip(r["gw"], "route gw") if r.get("gw") else None
         routes.append(Route(dst=parse_net(r.get("dst"), "route dst"), gw=gw))

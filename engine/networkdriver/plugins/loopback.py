@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from engine.networkdriver.plugins import netlink, skel, spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
+    from collections.abc import Mapping
     from typing import Any
+
+    from engine.networkdriver.plugins.reaper import Reaper
 
 
 def _set_lo(netns: str, state: str) -> bool:
@@ -33,7 +35,7 @@ class Loopback:
     def add(self, req: spec.Request) -> dict[str, Any]:
         _set_lo(req.netns, "up")
         prev = req.config.get("prevResult")
-        if isinstance(prev, Mapping):
+        if isinstance(prev, dict):
             return spec.normalize_result(prev)
         return {"cniVersion": spec.SPEC_VERSION,
                 "interfaces": [{"name": "lo", "mac": "00:00:00:00:00:00", "sandbox": req.netns}],
@@ -64,7 +66,9 @@ class Loopback:
 PLUGIN = Loopback()
 
 
-def run(env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes]:
+def run(env: Mapping[str, str], stdin: bytes, *,
+        reaper: Reaper | None = None) -> tuple[int, bytes]:
+    """In-process entry point (``reaper``: unused, this plugin deletes no device)."""
     return skel.dispatch(PLUGIN, env, stdin)
 
 

@@ -21,14 +21,13 @@ from engine.networkdriver.plugins import spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import ctypes
-    import ipaddress
     from collections.abc import Iterator
     from typing import Any
 
+    from engine.networkdriver.plugins import ipnet
+
     Msg = dict[str, Any]
 
-CLONE_NEWNET = 0x40000000
 NETLINK_ROUTE = 0
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
 NLMSG_ERROR, NLMSG_DONE = 0x2, 0x3
@@ -40,8 +39,8 @@ IFF_PROMISC = 0x100
 IFA_F_NODAD = 0x02
 NLA_F_NESTED = 0x8000
 # attribute numbers (linux/if_link.h, if_addr.h, rtnetlink.h, veth.h)
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 4, 10, 18
-IFLA_NET_NS_FD = 28
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 4, 5, 10, 18
+IFLA_NET_NS_FD, IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES = 28, 31, 32
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 4, 8
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
@@ -53,23 +52,6 @@ _IFADDR = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _ATTR = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
-_LIBC: list[ctypes.CDLL] = []
-
-
-def _setns(fd: int) -> None:
-    setns = getattr(os, "setns", None)  # Python 3.12+
-    if setns is not None:
-        setns(fd, CLONE_NEWNET)
-        return
-    if not _LIBC:
-        import ctypes
-
-        _LIBC.append(ctypes.CDLL(None, use_errno=True))
-    if _LIBC[0].setns(fd, CLONE_NEWNET) != 0:
-        import ctypes
-
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def open_netns(path: str) -> int:
@@ -141,19 +123,34 @@ def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode()
 
 
+_LINK_ATTRS = frozenset((IFLA_IFNAME, IFLA_ADDRESS, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO,
+                         IFLA_LINK))
+_U32_ATTRS = {IFLA_MTU: "IFLA_MTU", IFLA_MASTER: "IFLA_MASTER", IFLA_LINK: "IFLA_LINK"}
+
+
 def decode_link(data: bytes) -> Msg:
+    """The header and the few attributes we use. A link message is ~1.5 KiB of ~40
+    attributes (statistics, per-family settings): the others are stepped over, not sliced."""
     _, _, index, flags, change = _IFINFO.unpack_from(data, 16)
     msg: Msg = {"index": index, "flags": flags, "change": change}
-    for kind, raw in attrs(data, 16 + _IFINFO.size, len(data)):
-        if kind == IFLA_IFNAME:
-            msg["IFLA_IFNAME"] = _cstr(raw)
-        elif kind == IFLA_ADDRESS:
-            msg["IFLA_ADDRESS"] = ":".join(f"{b:02x}" for b in raw)
-        elif kind in (IFLA_MTU, IFLA_MASTER) and len(raw) >= 4:
-            msg["IFLA_MTU" if kind == IFLA_MTU else "IFLA_MASTER"] = _U32.unpack_from(raw)[0]
-        elif kind == IFLA_LINKINFO:
-            kinds = [_cstr(r) for k, r in attrs(raw, 0, len(raw)) if k == IFLA_INFO_KIND]
-            msg["IFLA_LINKINFO"] = {"IFLA_INFO_KIND": kinds[0]} if kinds else {}
+    offset, end, unpack = 16 + _IFINFO.size, len(data), _ATTR.unpack_from
+    while offset + 4 <= end:
+        length, kind = unpack(data, offset)
+        if length < 4:
+            break
+        kind &= ~NLA_F_NESTED
+        if kind in _LINK_ATTRS:
+            raw = data[offset + 4:offset + length]
+            if kind == IFLA_IFNAME:
+                msg["IFLA_IFNAME"] = _cstr(raw)
+            elif kind == IFLA_ADDRESS:
+                msg["IFLA_ADDRESS"] = raw.hex(":")
+            elif kind == IFLA_LINKINFO:
+                kinds = [_cstr(r) for k, r in attrs(raw, 0, len(raw)) if k == IFLA_INFO_KIND]
+                msg["IFLA_LINKINFO"] = {"IFLA_INFO_KIND": kinds[0]} if kinds else {}
+            elif len(raw) >= 4:  # the peer's index for IFLA_LINK of a veth
+                msg[_U32_ATTRS[kind]] = _U32.unpack_from(raw)[0]
+        offset += (length + 3) & ~3
     return msg
 
 
@@ -215,7 +212,8 @@ class Rtnl:
     def link(self, name: str) -> Msg | None:
         try:
             found = self.request(RTM_GETLINK, NLM_F_ACK,
-                                 ifinfo() + attr_str(IFLA_IFNAME, name), f"get link {name}")
+                                 ifinfo() + attr_str(IFLA_IFNAME, name) + _SKIP_STATS,
+                                 f"get link {name}")
         except NetlinkError as exc:
             if exc.code in (errno.ENODEV, errno.ENOENT):
                 return None
@@ -223,7 +221,8 @@ class Rtnl:
         return decode_link(found[0]) if found else None
 
     def link_by_index(self, index: int) -> Msg:
-        found = self.request(RTM_GETLINK, NLM_F_ACK, ifinfo(index), f"get link {index}")
+        found = self.request(RTM_GETLINK, NLM_F_ACK, ifinfo(index) + _SKIP_STATS,
+                             f"get link {index}")
         if not found:
             raise NetlinkError(errno.ENODEV, f"get link {index}")
         return decode_link(found[0])
@@ -233,11 +232,14 @@ class Rtnl:
                                                      "dump links")]
 
     def add_link(self, name: str, kind: str, *, mtu: int = 0, address: str = "",
-                 data: bytes = b"") -> None:
+                 data: bytes = b"", extra: bytes = b"", flags: int = 0) -> None:
+        """``data``: the kind's IFLA_INFO_DATA attributes; ``extra``: more IFLA_* attributes;
+        ``flags``: IFF_* to set at creation."""
         info = attr_str(IFLA_INFO_KIND, kind)
         if data:
             info += attr(IFLA_INFO_DATA | NLA_F_NESTED, data)
-        body = ifinfo() + attr_str(IFLA_IFNAME, name) + attr(IFLA_LINKINFO | NLA_F_NESTED, info)
+        body = (ifinfo(flags=flags, change=flags) + attr_str(IFLA_IFNAME, name)
+                + attr(IFLA_LINKINFO | NLA_F_NESTED, info) + extra)
         if mtu:
             body += attr_u32(IFLA_MTU, mtu)
         if address:
@@ -245,12 +247,25 @@ class Rtnl:
         self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body,
                      f"add {kind} {name}")
 
-    def add_veth(self, name: str, *, peer: str, peer_netns_fd: int, mtu: int = 0) -> None:
-        peer_body = ifinfo() + attr_str(IFLA_IFNAME, peer) + attr_u32(IFLA_NET_NS_FD,
-                                                                      peer_netns_fd)
+    def add_veth(self, name: str, *, peer: str, peer_netns_fd: int | None, mtu: int = 0,
+                 master: int = 0, up: bool = False, peer_mac: str = "") -> None:
+        """A veth pair in one request: ``master``, ``up`` (of ``name``: the kernel cannot bring
+        the peer up before the pair is linked) and ``peer_mac`` are applied at creation, each
+        a request less. Both ends get one TX and one RX queue, what the kernel gives a veth
+        anyway, but asked for: else veth shrinks the queues after registering each end, each
+        shrink an RCU grace period (~1 ms) under the RTNL lock."""
+        queues = attr_u32(IFLA_NUM_TX_QUEUES, 1) + attr_u32(IFLA_NUM_RX_QUEUES, 1)
+        flags = IFF_UP if up else 0
+        peer_body = ifinfo() + attr_str(IFLA_IFNAME, peer) + queues
+        if peer_netns_fd is not None:  # else here, beside ``name``
+            peer_body += attr_u32(IFLA_NET_NS_FD, peer_netns_fd)
         if mtu:
             peer_body += attr_u32(IFLA_MTU, mtu)
-        self.add_link(name, "veth", mtu=mtu, data=attr(VETH_INFO_PEER | NLA_F_NESTED, peer_body))
+        if peer_mac:
+            peer_body += attr_mac(IFLA_ADDRESS, peer_mac)
+        extra = queues + (attr_u32(IFLA_MASTER, master) if master else b"")
+        self.add_link(name, "veth", mtu=mtu, extra=extra, flags=flags,
+                      data=attr(VETH_INFO_PEER | NLA_F_NESTED, peer_body))
 
     def set_link(self, index: int, *, up: bool | None = None, master: int | None = None,
                  flags: int = 0, change: int = 0) -> None:
@@ -273,7 +288,7 @@ class Rtnl:
         return [decode_addr(m) for m in found if _U32.unpack_from(m, 20)[0] == index]
 
     @staticmethod
-    def _addr_body(index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+    def _addr_body(index: int, iface: ipnet.Interface,
                    flags: int) -> bytes:
         family = AF_INET if iface.version == 4 else AF_INET6
         body = _IFADDR.pack(family, iface.network.prefixlen, flags & 0xFF, 0, index)
@@ -286,17 +301,17 @@ class Rtnl:
             body += attr_u32(IFA_FLAGS, flags)
         return body
 
-    def add_address(self, index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+    def add_address(self, index: int, iface: ipnet.Interface,
                     *, flags: int = 0) -> None:
         self.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
                      self._addr_body(index, iface, flags), f"add address {iface}")
 
     def del_address(self, index: int,
-                    iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
+                    iface: ipnet.Interface) -> None:
         self.request(RTM_DELADDR, NLM_F_ACK, self._addr_body(index, iface, 0),
                      f"delete address {iface}")
 
-    def add_route(self, dst: ipaddress.IPv4Network | ipaddress.IPv6Network, *, oif: int,
+    def add_route(self, dst: ipnet.Network, *, oif: int,
                   gateway: str = "", proto: int = RTPROT_BOOT) -> None:
         family = AF_INET if dst.version == 4 else AF_INET6
         scope = RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK
@@ -310,6 +325,11 @@ class Rtnl:
                      f"add route {dst}")
 
 
+# IFLA_EXT_MASK with RTEXT_FILTER_SKIP_STATS: no counters in link replies (older kernels
+# ignore the bit and send them)
+_SKIP_STATS = attr_u32(29, 1 << 3)
+
+
 def _socket_here() -> _socket.socket:
     return _socket.socket(_socket.AF_NETLINK, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC,
                           NETLINK_ROUTE)
@@ -321,15 +341,17 @@ def rtnl(netns_fd: int | None = None) -> Rtnl:
         return Rtnl(_socket_here())
     here = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
+        from engine.networkdriver.plugins.setns import setns  # only pod-side work needs it
+
         try:
-            _setns(netns_fd)
+            setns(netns_fd)
         except OSError as exc:
             raise spec.CNIError(spec.ERR_UNKNOWN_CONTAINER, "cannot enter the network namespace",
                                 str(exc)) from exc
         try:
             sock = _socket_here()
         finally:
-            _setns(here)
+            setns(here)
     finally:
         os.close(here)
     return Rtnl(sock)
@@ -355,11 +377,6 @@ def netlink_error(what: str, exc: Exception) -> spec.CNIError:
 def lookup(nl: Rtnl, name: str) -> int | None:
     msg = nl.link(name)
     return int(msg["index"]) if msg is not None else None
-
-
-def link_kind(nl: Rtnl, index: int) -> str:
-    info = nl.link_by_index(index).get("IFLA_LINKINFO")
-    return str(info.get("IFLA_INFO_KIND")) if info is not None else ""
 
 
 def link_attr(nl: Rtnl, index: int, name: str) -> Any:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
 
 from engine.networkdriver.plugins import jsonio, spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
+    from collections.abc import Mapping
     from typing import Any, Protocol
 
     class Plugin(Protocol):
@@ -81,4 +81,7 @@ def main(plugin: Plugin) -> None:
     if out:
         sys.stdout.buffer.write(out + b"\n")
         sys.stdout.buffer.flush()
-    sys.exit(code)
+    sys.stderr.flush()
+    # the answer is out and the plugin's threads are joined: skip the interpreter's teardown
+    # (module cleanup, collection; ~3 ms of a plugin exec)
+    os._exit(code)

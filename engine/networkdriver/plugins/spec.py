@@ -1,12 +1,11 @@
 """CNI specification facts: versions, error codes, the request, results between versions."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from engine.networkdriver.plugins import jsonio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
+    from collections.abc import Mapping
     from dataclasses import dataclass, field
     from typing import Any
 else:  # dataclasses imports inspect: see plugins/value.py
@@ -201,14 +200,14 @@ _ROUTE_FIELDS_1_1 = ("dst", "gw", "mtu", "advmss", "priority", "table", "scope")
 
 def normalize_result(result: Mapping[str, Any]) -> dict[str, Any]:
     """Any supported result version to the internal form (1.1.0 shape, no ``version`` keys)."""
-    if not isinstance(result, Mapping):
+    if not isinstance(result, dict):
         raise CNIError(ERR_DECODE, "result must be a JSON object")
     out: dict[str, Any] = {"cniVersion": SPEC_VERSION}
     if "interfaces" in result:
         out["interfaces"] = [dict(i) for i in result.get("interfaces") or []]
     ips = []
     for ip in result.get("ips") or []:
-        if not isinstance(ip, Mapping) or "address" not in ip:
+        if not isinstance(ip, dict) or "address" not in ip:
             raise CNIError(ERR_DECODE, "result ips entry without an address", repr(ip))
         ips.append({k: v for k, v in ip.items() if k != "version"})
     out["ips"] = ips

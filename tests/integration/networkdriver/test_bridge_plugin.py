@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from engine.networkdriver.plugins import netlink
+from engine.networkdriver.plugins import ipnet, netlink
 from tests.integration.networkdriver import helpers
 from tests.integration.networkdriver.conftest import Net
 
@@ -161,7 +161,7 @@ def test_bridge_with_a_conflicting_address(net: Net) -> None:
         nl.add_link(net.bridge, "bridge")
         index = netlink.lookup(nl, net.bridge)
         assert index is not None
-        nl.add_address(index, ipaddress.ip_interface(net.subnet4[:-4] + "200/16"))
+        nl.add_address(index, ipnet.ip_interface(net.subnet4[:-4] + "200/16"))
     conf = net.conf(dual=False)
     code, err = net.run("kpy-bridge", "ADD", conf, netns=ns, cid="c1")
     assert code == 1 and err is not None and err["code"] == 102

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.networkdriver.plugins import netlink
+from engine.networkdriver.plugins import ipnet, netlink
 from tests.integration.networkdriver import helpers
 from tests.integration.networkdriver.conftest import Net
 
@@ -76,12 +76,12 @@ def test_host(net: Net) -> Iterator[tuple[str, str]]:
             nl.add_veth(f"kpyo{s}", peer="eth0", peer_netns_fd=fd)
             index = netlink.lookup(nl, f"kpyo{s}")
             assert index is not None
-            nl.add_address(index, ipaddress.ip_interface(f"{node_ip}/24"))
+            nl.add_address(index, ipnet.ip_interface(f"{node_ip}/24"))
             nl.set_link(index, up=True)
         with netlink.session(fd) as nl:
             index = netlink.lookup(nl, "eth0")
             assert index is not None
-            nl.add_address(index, ipaddress.ip_interface(f"{host_ip}/24"))
+            nl.add_address(index, ipnet.ip_interface(f"{host_ip}/24"))
             nl.set_link(index, up=True)
     finally:
         import os

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from engine.runtime.context import RuntimeOptions
 from engine.runtime.sandbox import mounts_under
 from engine.runtime.spec import ContainerConfig, ImageConfig, Rootfs, SandboxConfig
 from engine.runtime.state import ContainerState
+from engine.shim.spawner import stop_zygote
 from tests.harness.prereq import need, need_binary
 
 APPLETS = ("sh", "ls", "cat", "echo", "id", "sleep", "true", "false", "hostname", "grep",
@@ -64,11 +66,25 @@ def runtime_env(tmp_path: Path) -> Iterator[tuple[RuntimeOptions, list[Runtime]]
     if cgroups.exists(cgroup_root):
         cgroups.destroy(cgroup_root)
     assert mounts_under(options.run_root) == []  # nothing leaked: no ns, shm, rootfs mounts
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    stop_zygote(options.run_root)
+    deadline = time.monotonic() + 10
+    while (users := processes_using(options.run_root)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert users == [], users  # no monitor (cwd, monitor.log), no zygote (zygote.log)
+
+
+def processes_using(root: Path) -> list[str]:
+    """Processes whose working directory or an open file is under `root`."""
+    prefix = str(root) + "/"
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            assert str(options.run_root).encode() not in cmdline.read_bytes()  # no monitor
-        except (FileNotFoundError, ProcessLookupError):
+            links = [proc / "cwd", *(proc / "fd").iterdir()]
+            targets = [os.readlink(link) for link in links]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
+        found += [f"{proc.name}: {t}" for t in targets if (t + "/").startswith(prefix)]
+    return found
 
 
 @pytest.fixture

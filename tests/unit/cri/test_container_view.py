@@ -1,229 +1,149 @@
-"""ContainerView: reads from memory, never older than a verb that already answered."""
+"""ContainerView: engine containers translated once, reused while nothing changed."""
 from __future__ import annotations
 
-import threading
+import dataclasses
 
 import pytest
 
 from cri.api import runtime_pb2 as pb
-from cri.server.container_view import ContainerView, Entry, entry
+from cri.server.container_view import ContainerView
+from cri.server.engine_runtime import container_status
 from engine.errors import NotFound
+from engine.execdriver.spec import InitSpec
+from engine.runtime.api import ContainerInfo
+from engine.runtime.spec import ContainerConfig, ImageConfig
+from engine.runtime.state import ContainerState
+from engine.runtime.status import Status
+from engine.runtime.store import ContainerRecord
 
 
-class Disk:
-    """What the engine would read: container ID -> (sandbox ID, state); counts reads."""
+def info(cid: str, *, status: Status = Status.RUNNING, image: str = "busybox") -> ContainerInfo:
+    rec = ContainerRecord(id=cid, sandbox_id="s" + cid, config=ContainerConfig(
+        name="c", image=image, labels={"k": "v"}), image=ImageConfig(),
+        spec=InitSpec(id=cid, rootfs="/x", args=("sh",)), log_path="/l", created_at=1)
+    return ContainerInfo(record=rec, state=ContainerState(status=status, pid=9, created_at=1))
+
+
+class Engine:
+    """The runtime's reads: containers by ID, a generation bumped by `change`."""
 
     def __init__(self) -> None:
-        self.items: dict[str, tuple[str, int]] = {}
-        self.full_loads = 0
-        self.one_loads = 0
-        self.during_load: list[threading.Event] = []
+        self.items: dict[str, ContainerInfo] = {}
+        self.gen = 0
+        self.lists = 0
+        self.during_list: list[str] = []  # containers to change while a listing is read
 
-    def _entry(self, cid: str) -> Entry:
-        sid, state = self.items[cid]
-        return entry(pb.ContainerStatus(id=cid, state=state,  # type: ignore[arg-type]
-                                        metadata=pb.ContainerMetadata(name=cid)),
-                     sandbox_id=sid, pid=7)
+    def change(self, cid: str, **state: object) -> None:
+        old = self.items[cid]
+        self.items[cid] = dataclasses.replace(
+            old, state=dataclasses.replace(old.state, **state))  # type: ignore[arg-type]
+        self.gen += 1
 
-    def load_all(self) -> list[Entry]:
-        self.full_loads += 1
-        out = [self._entry(c) for c in sorted(self.items)]
-        return out
+    def generation(self) -> int:
+        return self.gen
 
-    def load_one(self, cid: str) -> Entry:
-        self.one_loads += 1
+    def container_status(self, cid: str) -> ContainerInfo:
         if cid not in self.items:
             raise NotFound(f"container {cid} not found")
-        return self._entry(cid)
+        return self.items[cid]
+
+    def list_containers(self, sid: str | None = None) -> list[ContainerInfo]:
+        self.lists += 1
+        out = [i for c, i in sorted(self.items.items())
+               if sid is None or i.record.sandbox_id == sid]
+        for cid in self.during_list:
+            self.change(cid, status=Status.EXITED, exit_code=1)
+        self.during_list = []
+        return out
 
 
-class Clock:
+class Images:
     def __init__(self) -> None:
-        self.now = 100.0
+        self.ids = {"busybox": "sha256:b", "pause": "sha256:p"}
+        self.lookups = 0
 
-    def __call__(self) -> float:
-        return self.now
+    def __call__(self, ref: str) -> str:
+        self.lookups += 1
+        return self.ids.get(ref, "")
 
 
 @pytest.fixture
-def disk() -> Disk:
-    d = Disk()
-    d.items = {"a1": ("s1", pb.CONTAINER_RUNNING), "b1": ("s2", pb.CONTAINER_RUNNING)}
-    return d
+def engine() -> Engine:
+    e = Engine()
+    e.items = {"a": info("a"), "b": info("b", status=Status.EXITED, image="gone")}
+    return e
 
 
-def view_of(disk: Disk, clock: Clock | None = None) -> ContainerView:
-    return ContainerView(load_all=disk.load_all, load_one=disk.load_one, max_age_s=3.0,
-                         clock=clock or Clock())
+def view_of(engine: Engine, images: Images | None = None) -> ContainerView:
+    return ContainerView(engine, translate=lambda i, image_id: container_status(
+        i, image_id=image_id), image_id_of=images or Images())
 
 
-def test_reads_come_from_memory_after_one_load(disk: Disk) -> None:
-    view = view_of(disk)
-    assert [c.id for c in view.containers()] == ["a1", "b1"]
-    for _ in range(50):
-        assert view.status("a1").status.state == pb.CONTAINER_RUNNING
-        view.containers()
-    assert (disk.full_loads, disk.one_loads) == (1, 0)
+def test_entries_carry_the_engine_state(engine: Engine) -> None:
+    by_id = {e.status.id: e for e in view_of(engine).entries()}
+    assert by_id["a"].status.state == pb.CONTAINER_RUNNING
+    assert by_id["a"].status.image_id == "sha256:b" and by_id["a"].sandbox_id == "sa"
+    assert by_id["a"].container.labels == {"k": "v"} and by_id["a"].pid == 9
+    assert by_id["b"].status.state == pb.CONTAINER_EXITED and by_id["b"].status.image_id == ""
 
 
-def test_an_unchanged_listing_is_the_same_object(disk: Disk) -> None:
-    view = view_of(disk)
+def test_an_unchanged_container_keeps_its_entry_and_a_changed_one_does_not(
+        engine: Engine) -> None:
+    view = view_of(engine)
+    first = view.status("a")
+    assert view.status("a") is first and view.entries()[0] is first
+    engine.items["a"] = dataclasses.replace(engine.items["a"])  # equal, freshly read
+    assert view.status("a").status is first.status
+    engine.change("a", status=Status.EXITED, exit_code=3)
+    changed = view.status("a")
+    assert changed is not first
+    assert (changed.status.state, changed.status.exit_code) == (pb.CONTAINER_EXITED, 3)
+
+
+def test_the_image_id_is_the_one_the_container_was_created_from(engine: Engine) -> None:
+    images = Images()
+    view = view_of(engine, images)
+    view.pin_image("a", "sha256:created-from")
+    assert view.status("a").status.image_id == "sha256:created-from"
+    for _ in range(5):
+        view.status("b")
+        view.entries()
+    assert images.lookups == 1  # b's, once: then kept like a pinned one
+    images.ids["busybox"] = "sha256:pulled-again"  # the tag moved: running containers keep
+    engine.change("a", status=Status.EXITED)
+    assert view.status("a").status.image_id == "sha256:created-from"
+
+
+def test_the_listing_is_reused_while_the_generation_stays(engine: Engine) -> None:
+    view = view_of(engine)
     first = view.containers()
-    assert view.containers() is first
-    view.invalidate("a1")
-    assert view.containers() is not first
+    assert [c.id for c in first] == ["a", "b"]
+    for _ in range(20):
+        assert view.containers() is first
+    assert engine.lists == 1
+    engine.change("a", status=Status.EXITED, exit_code=2)
+    second = view.containers()
+    assert second is not first and second[0].state == pb.CONTAINER_EXITED
 
 
-def test_a_verb_invalidation_is_seen_by_the_next_read(disk: Disk) -> None:
-    view = view_of(disk)
-    view.containers()
-    disk.items["a1"] = ("s1", pb.CONTAINER_EXITED)
-    assert view.status("a1").status.state == pb.CONTAINER_RUNNING  # nobody said so yet
-    view.invalidate("a1")
-    assert view.status("a1").status.state == pb.CONTAINER_EXITED
-    assert {c.id: c.state for c in view.containers()}["a1"] == pb.CONTAINER_EXITED
+def test_a_change_while_listing_shows_on_the_next_read(engine: Engine) -> None:
+    view = view_of(engine)
+    engine.during_list = ["a"]  # exits after the listing read it, before it is kept
+    assert view.containers()[0].state == pb.CONTAINER_RUNNING
+    assert view.containers()[0].state == pb.CONTAINER_EXITED
 
 
-def test_a_new_container_is_listed_once_invalidated(disk: Disk) -> None:
-    view = view_of(disk)
-    view.containers()
-    disk.items["c1"] = ("s1", pb.CONTAINER_CREATED)
-    view.invalidate("c1")
-    assert [c.id for c in view.containers()] == ["a1", "c1", "b1"]  # by sandbox, then ID
-
-
-def test_forgotten_and_vanished_containers_are_not_found(disk: Disk) -> None:
-    view = view_of(disk)
-    view.containers()
-    del disk.items["a1"]
-    view.forget("a1")
+def test_removed_containers_are_forgotten(engine: Engine) -> None:
+    view = view_of(engine)
+    first = view.status("a")
+    del engine.items["a"]
+    engine.gen += 1
+    assert [c.id for c in view.containers()] == ["b"]
     with pytest.raises(NotFound):
-        view.status("a1")
-    del disk.items["b1"]
-    view.invalidate("b1")
-    assert view.containers() == ()
+        view.status("a")
+    engine.items["a"] = info("a")
+    assert view.status("a") is not first
 
 
-def test_a_load_that_began_before_an_invalidation_does_not_overwrite_it(disk: Disk) -> None:
-    view = view_of(disk)
-    view.containers()
-    gen = view.generation()
-    stale = disk.load_all()  # read before the verb below
-    disk.items["a1"] = ("s1", pb.CONTAINER_EXITED)
-    view.invalidate("a1")
-    view.apply(stale, gen=gen)
-    assert view.status("a1").status.state == pb.CONTAINER_EXITED
-
-
-def test_a_load_that_began_before_a_removal_does_not_resurrect(disk: Disk) -> None:
-    view = view_of(disk)
-    view.containers()
-    gen = view.generation()
-    stale = disk.load_all()
-    del disk.items["a1"]
-    view.forget("a1")
-    view.apply(stale, gen=gen)
-    assert [c.id for c in view.containers()] == ["b1"]
-
-
-def test_a_sandbox_invalidation_covers_its_containers_only(disk: Disk) -> None:
-    view = view_of(disk)
-    view.containers()
-    disk.items["a1"] = ("s1", pb.CONTAINER_EXITED)
-    disk.items["b1"] = ("s2", pb.CONTAINER_EXITED)
-    view.invalidate_sandbox("s1")
-    states = {c.id: c.state for c in view.containers()}
-    assert states == {"a1": pb.CONTAINER_EXITED, "b1": pb.CONTAINER_RUNNING}
-
-
-def test_a_sandbox_load_drops_what_it_no_longer_holds(disk: Disk) -> None:
-    view = view_of(disk)
-    view.containers()
-    gen = view.generation()
-    del disk.items["a1"]
-    view.apply([e for e in disk.load_all() if e.sandbox_id == "s1"], gen=gen, sandbox_id="s1")
-    assert [c.id for c in view.containers()] == ["b1"]
-
-
-def test_unasked_changes_show_after_the_next_scan(disk: Disk) -> None:
-    view = view_of(disk)
-    view.containers()
-    disk.items["a1"] = ("s1", pb.CONTAINER_EXITED)  # the process exited on its own
-    view.refresh()
-    assert view.status("a1").status.state == pb.CONTAINER_EXITED
-
-
-def test_a_stale_view_reloads_before_answering(disk: Disk) -> None:
-    clock = Clock()
-    view = view_of(disk, clock)
-    view.containers()
-    disk.items["a1"] = ("s1", pb.CONTAINER_EXITED)
-    clock.now += 2.0
-    assert view.status("a1").status.state == pb.CONTAINER_RUNNING  # within max_age
-    clock.now += 2.0  # no scan for 4s > max_age_s
-    assert view.status("a1").status.state == pb.CONTAINER_EXITED
-    assert disk.full_loads == 2
-
-
-def test_a_prefix_is_read_through_the_engine(disk: Disk) -> None:
-    def load_one(cid: str) -> Entry:
-        return disk.load_one("a1" if "a1".startswith(cid) else cid)
-    view = ContainerView(load_all=disk.load_all, load_one=load_one, clock=Clock())
-    view.containers()
-    assert view.status("a").status.id == "a1"
-    with pytest.raises(NotFound):
-        view.status("zz")
-
-
-def test_the_container_mirrors_the_status() -> None:
-    status = pb.ContainerStatus(id="x", state=pb.CONTAINER_EXITED, created_at=5,
-                                labels={"k": "v"}, annotations={"a": "b"},
-                                image=pb.ImageSpec(image="busybox"), image_ref="sha256:1",
-                                image_id="sha256:1",
-                                metadata=pb.ContainerMetadata(name="n", attempt=2))
-    c = entry(status, sandbox_id="s", pid=1).container
-    assert c == pb.Container(id="x", pod_sandbox_id="s", state=pb.CONTAINER_EXITED,
-                             created_at=5, labels={"k": "v"}, annotations={"a": "b"},
-                             image=pb.ImageSpec(image="busybox"), image_ref="sha256:1",
-                             image_id="sha256:1",
-                             metadata=pb.ContainerMetadata(name="n", attempt=2))
-
-
-def test_a_scan_that_began_before_a_create_does_not_drop_it(disk: Disk) -> None:
-    view = view_of(disk)
-    view.containers()
-    gen = view.generation()
-    stale = disk.load_all()  # the scan reads before the container exists
-    disk.items["c1"] = ("s1", pb.CONTAINER_CREATED)
-    view.invalidate("c1")
-    view.apply([e for e in disk.load_all() if e.sandbox_id == "s1"],  # the create's event
-               gen=view.generation(), sandbox_id="s1")
-    view.apply(stale, gen=gen)  # the old scan lands last
-    assert [c.id for c in view.containers()] == ["a1", "c1", "b1"]
-
-
-def test_an_older_load_does_not_overwrite_a_newer_one(disk: Disk) -> None:
-    view = view_of(disk)
-    view.containers()
-    gen = view.generation()
-    stale = disk.load_all()
-    disk.items["a1"] = ("s1", pb.CONTAINER_EXITED)
-    view.invalidate("a1")
-    view.status("a1")  # read through: the newer state is stored
-    view.apply(stale, gen=gen)
-    assert view.status("a1").status.state == pb.CONTAINER_EXITED
-    assert disk.one_loads == 1
-
-
-def test_a_scan_returning_the_same_entries_keeps_the_listing(disk: Disk) -> None:
-    view = view_of(disk)
-    entries = disk.load_all()
-    view.apply(entries, gen=view.generation())
-    view.refresh()  # Disk makes new objects: the listing is rebuilt
-    first = view.containers()
-    view.apply(list(view_entries(view)), gen=view.generation())
-    assert view.containers() is first
-
-
-def view_entries(view: ContainerView) -> list[Entry]:
-    return [view.status(c.id) for c in view.containers()]
+def test_one_sandbox(engine: Engine) -> None:
+    assert [e.status.id for e in view_of(engine).entries("sb")] == ["b"]

@@ -92,7 +92,6 @@ def test_deprecated_seccomp_paths(path: str, kind: str) -> None:
 
 @pytest.mark.parametrize(("mutate", "needle"), [
     (lambda c: c.devices.add(container_path="/dev/x", host_path="/dev/x"), "device"),
-    (lambda c: setattr(c, "stop_signal", pb.SIGNAL_SIGINT), "stop signal"),
     (lambda c: c.mounts[0].image.MergeFrom(pb.ImageSpec(image="img")), "image volume"),
     (lambda c: c.mounts[0].mount_options.append("noexec"), "mount options"),
     (lambda c: c.linux.resources.unified.update({"memory.high": "1"}), "unified"),

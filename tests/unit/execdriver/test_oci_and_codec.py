@@ -5,7 +5,7 @@ import dataclasses
 from engine.cgroups.base import Resources
 from engine.execdriver.codec import dumps, loads
 from engine.execdriver.oci import config
-from engine.execdriver.seccomp import runtime_default
+from engine.execdriver.seccomp import parse_profile, runtime_default
 from engine.execdriver.spec import Capabilities, InitSpec, MountPoint, Namespace, User
 
 
@@ -36,8 +36,11 @@ def test_oci_config() -> None:
     assert c["linux"]["cgroupsPath"] == "/kp/pod/c"
     assert c["linux"]["resources"]["memory"] == {"limit": 1 << 20}
     assert c["linux"]["resources"]["devices"] == [{"allow": False, "access": "rwm"}]
-    assert c["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ALLOW"
-    assert "defaultErrnoRet" not in c["linux"]["seccomp"]
+    assert c["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert c["linux"]["seccomp"]["defaultErrnoRet"] == 1
+    assert c["linux"]["seccomp"]["architectures"] == ["SCMP_ARCH_X86_64"]
+    # runc/crun get the very profile our own filter is compiled from
+    assert parse_profile(c["linux"]["seccomp"], source="oci") == _spec().seccomp
     assert c["hostname"] == "h" and c["root"] == {"path": "/r", "readonly": False}
 
 

@@ -9,19 +9,26 @@ import pytest
 
 from cri.api import runtime_pb2 as pb
 from kubelet_py.client.errors import NotFound
+from kubelet_py.node.allocatable import Allocatable
 from kubelet_py.pods.cri_config import (
     ConfigProblem,
     NodeContext,
     container_config,
     sandbox_config,
 )
+from kubelet_py.pods.envvars import Environment
+from kubelet_py.pods.model import container_hash
 from kubelet_py.pods.quantity import QuantityError, bytes_of, millicores, parse_quantity
 from kubelet_py.pods.volumes import PreparedVolume, VolumeError, Volumes
 
 from .fakes import run_async
 
+ALLOC = Allocatable(cpu_millis=2000, memory_bytes=4 * 2**30,
+                    ephemeral_storage_bytes=20 * 2**30, pods=110)
 CTX = NodeContext(node_name="n1", host_ips=("192.0.2.10",), cluster_dns=("10.96.0.10",),
-                  cluster_domain="cluster.local", log_root=Path("/var/log/pods"))
+                  cluster_domain="cluster.local", log_root=Path("/var/log/pods"),
+                  allocatable=ALLOC)
+NO_ENV = Environment(env=())
 
 
 def pod(**spec: Any) -> dict[str, Any]:
@@ -63,20 +70,21 @@ def test_host_network_sandbox() -> None:
 
 
 def test_container_config() -> None:
-    spec = {"name": "c", "image": "busybox:1.36", "command": ["sh"], "args": ["-c", "x"],
-            "env": [{"name": "A", "value": "1"},
-                    {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                    {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+    spec = {"name": "c", "image": "busybox:1.36", "command": ["sh", "$(CMD)"],
+            "args": ["-c", "echo $(A) $$(A) $(NOPE)"],
             "volumeMounts": [{"name": "data", "mountPath": "/data"}],
             "resources": {"requests": {"cpu": "250m"},
                           "limits": {"cpu": "500m", "memory": "64Mi"}}}
+    env = Environment(env=(("A", "1"), ("CMD", "run"), ("BIN", "\udcff")))
     cfg = container_config(CTX, pod(), spec, attempt=3,
                            volumes={"data": PreparedVolume("/host/data", False)},
-                           image_ref="sha256:abc", sandbox_ips=("10.0.0.7",))
+                           image_ref="sha256:abc", environment=env)
     assert (cfg.metadata.name, cfg.metadata.attempt) == ("c", 3)
     assert cfg.image.image == "sha256:abc" and cfg.image.user_specified_image == "busybox:1.36"
-    assert list(cfg.command) == ["sh"] and list(cfg.args) == ["-c", "x"]
-    assert {e.key: e.value for e in cfg.envs} == {"A": b"1", "NODE": b"n1", "IP": b"10.0.0.7"}
+    assert list(cfg.command) == ["sh", "run"]
+    assert list(cfg.args) == ["-c", "echo 1 $(A) $(NOPE)"]
+    assert [(e.key, e.value) for e in cfg.envs] == [("A", b"1"), ("CMD", b"run"),
+                                                    ("BIN", b"\xff")]
     assert [(m.container_path, m.host_path) for m in cfg.mounts] == [("/data", "/host/data")]
     assert cfg.log_path == "c/3.log"
     assert cfg.annotations["io.kubernetes.container.restartCount"] == "3"
@@ -85,17 +93,25 @@ def test_container_config() -> None:
     assert res.memory_limit_in_bytes == 64 * 2**20
 
 
+def test_container_hash_covers_name_and_image_only() -> None:
+    base = {"name": "c", "image": "busybox:1.36"}
+    cfg = container_config(CTX, pod(), base, attempt=0, volumes={}, image_ref="",
+                           environment=NO_ENV)
+    assert cfg.annotations["io.kubernetes.container.hash"] == container_hash(base)
+    assert container_hash(base) == container_hash(
+        {**base, "resources": {"limits": {"cpu": "1"}}, "env": [{"name": "X", "value": "y"}]})
+    assert container_hash(base) != container_hash({**base, "image": "busybox:1.37"})
+    assert container_hash(base) != container_hash({**base, "name": "d"})
+
+
 @pytest.mark.parametrize("spec,match", [
-    ({"env": [{"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]},
-     "secretKeyRef is not supported"),
-    ({"envFrom": [{"configMapRef": {"name": "x"}}]}, "envFrom"),
     ({"volumeMounts": [{"name": "nope", "mountPath": "/x"}]}, "no volume named nope"),
     ({"resources": {"limits": {"memory": "lots"}}}, "not a resource quantity"),
 ])
 def test_container_config_problems(spec: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigProblem, match=match):
         container_config(CTX, pod(), {"name": "c", "image": "i", **spec}, attempt=0,
-                         volumes={}, image_ref="")
+                         volumes={}, image_ref="", environment=NO_ENV)
 
 
 class FakeApi:
@@ -128,7 +144,7 @@ async def test_volumes(tmp_path: Path) -> None:
                            "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
             {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
                 "fieldPath": "metadata.namespace"}}]}}]}}])
-    vols = await Volumes(api, root=tmp_path).prepare(p)
+    vols = await Volumes(api, root=tmp_path, allocatable=ALLOC).prepare(p)
     assert Path(vols["scratch"].host_path).is_dir() and not vols["scratch"].read_only
     secret = Path(vols["conf"].host_path) / "k"
     assert secret.read_bytes() == b"secret!" and (os.stat(secret).st_mode & 0o777) == 0o400
@@ -140,13 +156,13 @@ async def test_volumes(tmp_path: Path) -> None:
     assert req["path"] == "/api/v1/namespaces/ns/serviceaccounts/sa/token"
     assert req["spec"]["boundObjectRef"]["uid"] == "u1"
     assert req["spec"]["expirationSeconds"] == 600
-    Volumes(api, root=tmp_path).cleanup("u1")
+    Volumes(api, root=tmp_path, allocatable=ALLOC).cleanup("u1")
     assert not (tmp_path / "pods" / "u1").exists()
 
 
 @run_async
 async def test_volume_errors(tmp_path: Path) -> None:
-    vols = Volumes(FakeApi(), root=tmp_path)
+    vols = Volumes(FakeApi(), root=tmp_path, allocatable=ALLOC)
     with pytest.raises(VolumeError, match="type nfs is not supported"):
         await vols.prepare(pod(volumes=[{"name": "v", "nfs": {"server": "x", "path": "/"}}]))
     with pytest.raises(VolumeError, match='secret "gone" not found'):
@@ -155,5 +171,26 @@ async def test_volume_errors(tmp_path: Path) -> None:
         {"name": "v", "secret": {"secretName": "gone", "optional": True}}]))
     assert list(ok) == ["v"]
     with pytest.raises(VolumeError, match="needs an API server"):
-        await Volumes(None, root=tmp_path).prepare(
+        await Volumes(None, root=tmp_path, allocatable=ALLOC).prepare(
             pod(volumes=[{"name": "v", "configMap": {"name": "c"}}]))
+
+
+@run_async
+async def test_downward_api_volume_resources(tmp_path: Path) -> None:
+    p = pod(volumes=[{"name": "info", "downwardAPI": {"items": [
+        {"path": "mem", "resourceFieldRef": {"containerName": "c", "resource": "limits.memory",
+                                             "divisor": "1Mi"}},
+        {"path": "cpu", "resourceFieldRef": {"containerName": "c", "resource": "limits.cpu",
+                                             "divisor": "1m"}},
+        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}])
+    p["spec"]["containers"][0]["resources"] = {"limits": {"memory": "64Mi"}}
+    vols = await Volumes(FakeApi(), root=tmp_path, allocatable=ALLOC).prepare(p)
+    base = Path(vols["info"].host_path)
+    assert (base / "mem").read_text() == "64"
+    assert (base / "cpu").read_text() == "2000"  # no limit: the node's allocatable
+    assert (base / "labels").read_text() == 'app="x"'
+    bad = pod(volumes=[{"name": "info", "downwardAPI": {"items": [
+        {"path": "x", "resourceFieldRef": {"resource": "limits.cpu"}}]}}])
+    with pytest.raises(VolumeError, match="downwardAPI x: resourceFieldRef needs a "
+                                          "containerName"):
+        await Volumes(FakeApi(), root=tmp_path, allocatable=ALLOC).prepare(bad)

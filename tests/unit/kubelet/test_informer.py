@@ -68,6 +68,15 @@ def test_store_replace_yields_difference() -> None:
     assert sorted(store.keys()) == ["default/b", "default/c"]
 
 
+def test_store_replace_adds_oldest_first() -> None:
+    items = [pod(name, "1") for name in ("a", "b", "c")]
+    for item, created in zip(items, ("2026-01-01T00:00:09Z", "2026-01-01T00:00:01Z",
+                                     "2026-01-01T00:00:05Z"), strict=True):
+        item["metadata"]["creationTimestamp"] = created
+    events = Store().replace(items)
+    assert [o["metadata"]["name"] for _, o in events] == ["b", "c", "a"]
+
+
 def test_backoff_caps() -> None:
     b = Backoff(initial=1.0, factor=2.0, cap=5.0)
     assert [b.delay(n) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 5.0, 5.0]

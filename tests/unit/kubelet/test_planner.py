@@ -205,3 +205,39 @@ def test_containers_of_old_sandbox_do_not_count_as_done_inits() -> None:
     state = rt(c("i1", State.EXITED, sandbox="old", finished=2), sandboxes=(old, new))
     a = compute_pod_actions(pod("web", inits=("i1",)), state, at(11))
     assert a.start == ("i1",) and a.attempts == {"i1": 1}
+
+
+def _hashed(name: str, image: str, *, attempt: int = 0) -> RuntimeContainer:
+    import dataclasses
+
+    from kubelet_py.pods.model import container_hash
+    return dataclasses.replace(c(name, State.RUNNING, attempt=attempt),
+                               hash=container_hash({"name": name, "image": image}))
+
+
+def test_changed_image_kills_and_restarts_whatever_the_policy() -> None:
+    for policy in ("Always", "OnFailure", "Never"):
+        p = pod("web", "log", policy=policy)
+        p["spec"]["containers"][0]["image"] = "busybox:new"
+        running = rt(_hashed("web", "busybox", attempt=2), _hashed("log", "busybox"))
+        a = compute_pod_actions(p, running, at(50))
+        assert a.kill == {"web-2-sb1": "Container web definition changed, will be restarted"}
+        assert a.start == ("web",) and a.attempts == {"web": 3}
+        assert not a.backoff and not a.kill_pod and not a.create_sandbox
+
+
+def test_unchanged_or_unknown_hash_leaves_containers_alone() -> None:
+    a = compute_pod_actions(pod("web"), rt(_hashed("web", "busybox")), at(5))
+    assert not a.kill and not a.start
+    # A container made without our hash annotation (another tool's) is not restarted.
+    a = compute_pod_actions(pod("web"), rt(c("web", State.RUNNING)), at(5))
+    assert not a.kill and not a.start
+
+
+def test_changed_sidecar_is_restarted_too() -> None:
+    p = pod("web", sidecars=("proxy",))
+    p["spec"]["initContainers"][0]["image"] = "envoy:2"
+    a = compute_pod_actions(p, rt(_hashed("proxy", "busybox"), _hashed("web", "busybox")),
+                            at(5))
+    assert a.kill == {"proxy-0-sb1": "Container proxy definition changed, will be restarted"}
+    assert a.start == ("proxy",)

@@ -155,6 +155,32 @@ async def test_metrics_text() -> None:
     assert text.endswith("\n")
 
 
+@run_async
+async def test_runtime_operation_metrics() -> None:
+    from kubelet_py.cri_client.timing import CallStats, operation_type
+    assert operation_type("RunPodSandbox") == "run_podsandbox"
+    assert operation_type("PodSandboxStatus") == "podsandbox_status"
+    assert operation_type("ListContainers") == "list_containers"
+    stats = CallStats()
+    stats.observe("RunPodSandbox", 0.3, error=False)
+    stats.observe("RunPodSandbox", 2.0, error=True)
+    stats.observe("ListContainers", 0.001, error=False)
+    stats.observe("ListContainers", 1000.0, error=False)  # beyond the last bucket
+    text = await KubeletMetrics(node_name="n", sandboxes=Lister([]), containers=Lister([]),
+                                operations=stats).text()
+    assert 'kubelet_runtime_operations_total{operation_type="run_podsandbox"} 2\n' in text
+    assert 'kubelet_runtime_operations_errors_total{operation_type="run_podsandbox"} 1\n' \
+        in text
+    assert "# TYPE kubelet_runtime_operations_duration_seconds histogram\n" in text
+    bucket = "kubelet_runtime_operations_duration_seconds_bucket"
+    assert f'{bucket}{{operation_type="run_podsandbox",le="0.005"}} 0\n' in text
+    assert f'{bucket}{{operation_type="run_podsandbox",le="0.488281"}} 1\n' in text
+    assert f'{bucket}{{operation_type="run_podsandbox",le="+Inf"}} 2\n' in text
+    assert f'{bucket}{{operation_type="list_containers",le="0.005"}} 1\n' in text
+    assert ('kubelet_runtime_operations_duration_seconds_sum{operation_type="run_podsandbox"}'
+            " 2.3\n") in text
+
+
 def test_render_escapes_and_paths() -> None:
     from kubelet_py.server.metrics import Family, Sample
     out = render([Family("x", "gauge", "h", (Sample("x", 1.5, (("a", 'q"\\\n'),)),))])

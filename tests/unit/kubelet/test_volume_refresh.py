@@ -13,6 +13,7 @@ from kubelet_py.pods.atomic_writer import WriteError, write_atomically
 from kubelet_py.pods.volumes import Volumes
 
 from .fakes import ManualClock, run_async
+from .test_cri_config import ALLOC
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -58,7 +59,7 @@ POD = {"metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
 @run_async
 async def test_token_refreshed_at_80_percent(tmp_path: Path) -> None:
     api, clock = TokenApi(), ManualClock()
-    volumes = Volumes(api, root=tmp_path, clock=clock)
+    volumes = Volumes(api, root=tmp_path, allocatable=ALLOC, clock=clock)
     prepared = await volumes.prepare(POD)
     token = Path(prepared["access"].host_path) / "token"
     assert token.read_text() == "token-1"

@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
 from kubelet_py.pods.executor import SandboxError, Started, StartError
-from kubelet_py.pods.model import PodRuntime, RuntimeContainer, RuntimeSandbox, State
+from kubelet_py.pods.model import (
+    PodRuntime,
+    RuntimeContainer,
+    RuntimeSandbox,
+    State,
+    container_hash,
+)
 from kubelet_py.pods.worker import PodWorker, grace_seconds
 
 from .fakes import ManualClock, run_async
@@ -21,6 +28,7 @@ class FakeRuntime:
         self.fail_start: dict[str, StartError] = {}
         self.fail_sandbox = 0
         self.kill_graces: list[int] = []
+        self.warnings: tuple[str, ...] = ()
 
     async def view(self, uid: str) -> PodRuntime:
         return self.state
@@ -35,6 +43,10 @@ class FakeRuntime:
         self.state = PodRuntime((*self.state.sandboxes, sb), self.state.containers)
         return sb.id
 
+    async def sandbox_ips(self, sandbox_id: str) -> tuple[str, ...]:
+        self.calls.append(f"ips/{sandbox_id}")
+        return next(s.ips for s in self.state.sandboxes if s.id == sandbox_id)
+
     async def start_container(self, pod: Any, spec: Any, *, sandbox_id: str,
                               sandbox_attempt: int, attempt: int,
                               pod_ips: tuple[str, ...]) -> Started:
@@ -43,12 +55,21 @@ class FakeRuntime:
             raise self.fail_start[spec["name"]]
         c = RuntimeContainer(id=f"{spec['name']}-{attempt}", name=spec["name"], attempt=attempt,
                              state=State.RUNNING, sandbox_id=sandbox_id,
-                             created_at=self.clock.now(), started_at=self.clock.now())
+                             created_at=self.clock.now(), started_at=self.clock.now(),
+                             hash=container_hash(spec))
         self.state = PodRuntime(self.state.sandboxes, (*self.state.containers, c))
-        return Started(c.id, "sha256:img")
+        return Started(c.id, "sha256:img", warnings=self.warnings)
 
     async def remove_container(self, container_id: str) -> None:
         self.calls.append(f"rm/{container_id}")
+
+    async def stop_container(self, container_id: str, *, grace: int) -> None:
+        self.calls.append(f"stop/{container_id}")
+        self.kill_graces.append(grace)
+        self.state = PodRuntime(self.state.sandboxes, tuple(
+            dataclasses.replace(c, state=State.EXITED, exit_code=137,
+                                finished_at=self.clock.now())
+            if c.id == container_id else c for c in self.state.containers))
 
     async def kill_pod(self, runtime: PodRuntime, *, grace: int) -> None:
         self.calls.append("kill")
@@ -72,6 +93,7 @@ class FakeReporter:
         self.statuses: list[dict[str, Any]] = []
         self.finalized: list[str] = []
         self.events: list[str] = []
+        self.messages: list[str] = []
 
     async def report(self, pod: Any, status: dict[str, Any]) -> None:
         self.statuses.append(status)
@@ -84,6 +106,7 @@ class FakeReporter:
 
     def event(self, pod: Any, *, kind: str, reason: str, message: str) -> None:
         self.events.append(f"{kind}/{reason}")
+        self.messages.append(message)
 
 
 def make(clock: ManualClock) -> tuple[PodWorker, FakeRuntime, FakeReporter]:
@@ -109,7 +132,7 @@ async def test_sync_starts_pod_and_reports_running() -> None:
     p = pod("web", "log")
     finished, requeue = await worker.sync(p)
     assert not finished and requeue is None
-    assert rt.calls == ["sandbox/0", "start/web/0", "start/log/0"]
+    assert rt.calls == ["sandbox/0", "ips/sb0", "start/web/0", "start/log/0"]
     st = status_of(rep)
     assert st["phase"] == "Running" and st["podIP"] == "10.0.0.9"
     assert [c["ready"] for c in st["containerStatuses"]] == [True, True]
@@ -229,3 +252,89 @@ async def test_unexpected_error_keeps_the_worker_alive() -> None:
     assert not task.done()
     assert "Warning/FailedSync" in rep.events
     task.cancel()
+
+
+@run_async
+async def test_changed_image_restarts_the_container_with_a_killing_event() -> None:
+    clock = ManualClock()
+    worker, rt, rep = make(clock)
+    p = pod("web", "log")
+    await worker.sync(p)
+    clock.advance(30)
+    p["spec"]["containers"][0]["image"] = "busybox:1.37"
+    await worker.sync(p)
+    assert rt.calls[-2:] == ["stop/web-0", "start/web/1"]
+    assert "Normal/Killing" in rep.events
+    assert "Container web definition changed, will be restarted" in rep.messages
+    st = status_of(rep)["containerStatuses"]
+    assert st[0]["restartCount"] == 1 and "running" in st[0]["state"]
+    assert st[1]["restartCount"] == 0
+    calls = len(rt.calls)
+    await worker.sync(p)  # the new container carries the new hash: nothing more to do
+    assert rt.calls[calls:] == []
+
+
+@run_async
+async def test_config_error_retries_at_a_fixed_pace() -> None:
+    clock = ManualClock()
+    worker, rt, rep = make(clock)
+    rt.fail_start["web"] = StartError("CreateContainerConfigError", 'configmap "cfg" not found')
+    for _ in range(4):  # never doubles, unlike image pulls
+        _, requeue = await worker.sync(pod("web"))
+        assert requeue == 10.0
+        waiting = status_of(rep)["containerStatuses"][0]["state"]["waiting"]
+        assert waiting == {"reason": "CreateContainerConfigError",
+                           "message": 'configmap "cfg" not found'}
+        clock.advance(10)
+    assert rt.calls.count("start/web/0") == 4
+    assert 'Error: configmap "cfg" not found' in rep.messages
+    del rt.fail_start["web"]
+    await worker.sync(pod("web"))
+    assert status_of(rep)["phase"] == "Running" and worker.failures == {}
+
+
+@run_async
+async def test_skipped_env_keys_become_events() -> None:
+    clock = ManualClock()
+    worker, rt, rep = make(clock)
+    rt.warnings = ("Keys [a=b] from the EnvFrom configmap ns/cfg were skipped ...",)
+    await worker.sync(pod("web"))
+    assert "Warning/InvalidEnvironmentVariableNames" in rep.events
+    assert rt.warnings[0] in rep.messages
+
+
+@run_async
+async def test_active_deadline_fails_the_pod_and_stops_it() -> None:
+    clock = ManualClock()
+    worker, rt, rep = make(clock)
+    p = pod("web")
+    p["spec"]["activeDeadlineSeconds"] = 30
+    _, requeue = await worker.sync(p)
+    assert requeue == 30.0  # woken when the deadline passes
+    p["status"] = {"startTime": status_of(rep)["startTime"]}
+    clock.advance(12)
+    _, requeue = await worker.sync(p)
+    assert requeue == 18.0
+    clock.advance(18)
+    await worker.sync(p)
+    st = status_of(rep)
+    assert (st["phase"], st["reason"]) == ("Failed", "DeadlineExceeded")
+    assert st["message"] == "Pod was active on the node longer than the specified deadline"
+    assert "Normal/DeadlineExceeded" in rep.events and rt.calls[-1] == "kill"
+    assert worker.done
+    calls = len(rt.calls)
+    await worker.sync(p)
+    assert rt.calls[calls:] == [] and status_of(rep)["phase"] == "Failed"
+
+
+@run_async
+async def test_deadline_added_to_a_running_pod() -> None:
+    clock = ManualClock()
+    worker, rt, rep = make(clock)
+    p = pod("web")
+    p["status"] = {"startTime": "2025-12-31T23:00:00Z"}  # running for an hour already
+    await worker.sync(p)
+    assert status_of(rep)["phase"] == "Running"
+    p["spec"]["activeDeadlineSeconds"] = 60
+    await worker.sync(p)
+    assert status_of(rep)["reason"] == "DeadlineExceeded" and rt.calls[-1] == "kill"

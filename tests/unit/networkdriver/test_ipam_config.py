@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import ipaddress
-
 import pytest
 
-from engine.networkdriver.plugins import ipam_config, spec
+from engine.networkdriver.plugins import ipam_config, ipnet, spec
 
 
 def conf(ipam: dict, **extra: object) -> dict:
@@ -23,7 +21,7 @@ def test_ipv6_range_ends_at_the_last_address() -> None:
     c = ipam_config.load(conf({"ranges": [[{"subnet": "fd00:1::/120"}]]}), {})
     r = c.range_sets[0].ranges[0]
     assert str(r.end) == "fd00:1::ff"
-    assert not r.allocatable(ipaddress.ip_address("fd00:1::"))
+    assert not r.allocatable(ipnet.ip_address("fd00:1::"))
 
 
 def test_several_range_sets_in_order_and_ip_ranges_first() -> None:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import fcntl
-import ipaddress
 import os
 import signal
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.networkdriver.plugins import ipam_config, spec
+from engine.networkdriver.plugins import ipam_config, ipnet, spec
 from engine.networkdriver.plugins.ipam_alloc import Allocator, candidates
 from engine.networkdriver.plugins.ipam_store import DiskStore
 
@@ -20,8 +19,8 @@ def rs(subnet: str, **kw: str) -> ipam_config.RangeSet:
     return ipam_config.parse_range_set([{"subnet": subnet, **kw}])
 
 
-def ip(s: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    return ipaddress.ip_address(s)
+def ip(s: str) -> ipnet.Address:
+    return ipnet.ip_address(s)
 
 
 def test_candidates_round_robin_from_after_the_last_reservation() -> None:

@@ -3,7 +3,6 @@ replace heavy ones on it (netlink packing, JSON, frozen values, spawning a helpe
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import json
 import math
 import os
@@ -14,15 +13,24 @@ from pathlib import Path
 
 import pytest
 
-from engine.networkdriver.plugins import bridge_link, install, invoke, jsonio, netlink, spawn, spec
+from engine.networkdriver.plugins import (
+    bridge_link,
+    install,
+    invoke,
+    ipnet,
+    jsonio,
+    netlink,
+    spawn,
+    spec,
+)
 from engine.networkdriver.plugins.bridge_config import BridgeConfig
 from engine.networkdriver.plugins.ipam_config import Route
 from engine.networkdriver.plugins.value import FrozenInstanceError
 
 REPO = Path(__file__).resolve().parents[3]
 # each costs a plugin exec milliseconds of CPU; none is needed to ADD or DEL
-HEAVY = ("typing", "dataclasses", "inspect", "logging", "subprocess", "json", "re",
-         "contextlib", "asyncio", "pyroute2", "ctypes", "importlib.util", "hashlib")
+HEAVY = ("typing", "dataclasses", "inspect", "logging", "subprocess", "json", "re", "ipaddress",
+         "contextlib", "asyncio", "pyroute2", "ctypes", "importlib.util", "hashlib", "threading")
 
 
 def imported_by(*modules: str) -> set[str]:
@@ -53,6 +61,20 @@ def test_the_installed_wrapper_runs_without_site(tmp_path: Path) -> None:
     env = {"CNI_COMMAND": "VERSION", "PATH": os.environ.get("PATH", "")}
     proc = subprocess.run([str(path)], env=env, capture_output=True, check=True)
     assert json.loads(proc.stdout)["supportedVersions"] == list(spec.SUPPORTED_VERSIONS)
+
+
+def test_auto_picks_a_same_version_interpreter_that_runs_the_plugins(tmp_path: Path) -> None:
+    python = install.fastest_python()
+    assert python in install.candidates()
+    check = "import sys; print(sys.version_info[:2])"
+    out = subprocess.run([python, "-IS", "-c", check], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == str(tuple(sys.version_info[:2]))
+    [path, *_] = install.install(tmp_path, python=python)
+    assert path.read_text().splitlines()[0] == f"#!{python} -IS"
+    proc = subprocess.run([str(path)], env={"CNI_COMMAND": "VERSION"}, capture_output=True,
+                          check=True)
+    assert json.loads(proc.stdout)["cniVersion"] == spec.SPEC_VERSION
 
 
 # ---- netlink packing ---------------------------------------------------------------------------
@@ -123,10 +145,10 @@ def test_values_are_frozen_dataclass_alikes() -> None:
                   hairpin=False, promisc=False, dns={}, prev_result=None)
     a, b = BridgeConfig(**kwargs), BridgeConfig(**kwargs)  # type: ignore[arg-type]
     assert a == b and a != BridgeConfig(**{**kwargs, "mtu": 1})  # type: ignore[arg-type]
-    gw = ipaddress.ip_address("10.0.0.1")
-    route = Route(dst=ipaddress.ip_network("0.0.0.0/0"), gw=gw)
-    assert hash(route) == hash(Route(ipaddress.ip_network("0.0.0.0/0"), gw))
-    assert Route(dst=ipaddress.ip_network("10.1.0.0/16")).gw is None  # a plain default
+    gw = ipnet.ip_address("10.0.0.1")
+    route = Route(dst=ipnet.ip_network("0.0.0.0/0"), gw=gw)
+    assert hash(route) == hash(Route(ipnet.ip_network("0.0.0.0/0"), gw))
+    assert Route(dst=ipnet.ip_network("10.1.0.0/16")).gw is None  # a plain default
     assert repr(a).startswith("BridgeConfig(name='n', bridge='b',")
     with pytest.raises(FrozenInstanceError):
         a.mtu = 5  # type: ignore[misc]

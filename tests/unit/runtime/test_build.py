@@ -60,7 +60,7 @@ def test_default_spec(tmp_path: Path, rootfs: str) -> None:
     assert spec.capabilities.effective == tuple(sorted(caps.DEFAULT_CAPABILITIES,
                                                        key=caps.CAPABILITIES.__getitem__))
     assert spec.capabilities.inheritable == () and spec.capabilities.ambient == ()
-    assert spec.seccomp is not None and spec.seccomp.default_action == "SCMP_ACT_ALLOW"
+    assert spec.seccomp is not None and spec.seccomp.default_action == "SCMP_ACT_ERRNO"
     assert spec.masked_paths == build.DEFAULT_MASKED
     assert spec.readonly_paths == build.DEFAULT_READONLY
     assert spec.cgroup_path == "kp/pod/cid"

@@ -1,0 +1,86 @@
+"""The monitor zygote's request handling, without forking: every bad request gets a precise
+error line, and the zygote's state is left clean (tests/integration/shim spawns for real)."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine import errors
+from engine.shim import monitor_zygote as Z
+from engine.shim.spawner import _check
+
+
+@pytest.fixture
+def zygote() -> Iterator[Z.Zygote]:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    r, w = os.pipe()
+    z = Z.Zygote(listener, r)
+    yield z
+    for conn, _ in z.pending.values():
+        conn.close()
+    listener.close()
+    os.close(r)
+    os.close(w)
+
+
+def ask(z: Z.Zygote, data: bytes) -> dict[str, object]:
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    z.pending[theirs.fileno()] = (theirs, bytearray())
+    ours.sendall(data)
+    ours.shutdown(socket.SHUT_WR)
+    while theirs.fileno() in z.pending:
+        z._readable(theirs.fileno())
+    reply = json.loads(ours.recv(65536))
+    ours.close()
+    assert isinstance(reply, dict)
+    return reply
+
+
+def test_ping_and_modules(zygote: Z.Zygote) -> None:
+    assert ask(zygote, b'{"op": "ping"}\n') == {"ok": True, "pid": os.getpid()}
+    modules = ask(zygote, b'{"op": "modules"}\n')["modules"]
+    assert isinstance(modules, list) and "engine.shim.monitor" in modules
+
+
+@pytest.mark.parametrize(("data", "kind", "message"), [
+    (b"{not json\n", "InvalidArgument", "is a JSON object"),
+    (b'"spawn"\n', "InvalidArgument", "is a JSON object"),
+    (b'{"op": 7}\n', "InvalidArgument", "unknown zygote op 7"),
+    (b'{"op": "spawn", "dir": 3}\n', "InvalidArgument", "absolute sandbox directory, got 3"),
+    (b'{"op": "spawn", "dir": "/no/such/kpy-dir"}\n', "NotFound",
+     "sandbox directory /no/such/kpy-dir does not exist"),
+    (b"", "InvalidArgument", "ended without one"),
+])
+def test_bad_requests(zygote: Z.Zygote, data: bytes, kind: str, message: str) -> None:
+    reply = ask(zygote, data)
+    assert reply["ok"] is False and reply["kind"] == kind
+    assert message in str(reply["error"])
+    assert zygote.pending == {}
+
+
+def test_a_file_is_not_a_sandbox_dir(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    with pytest.raises(errors.NotFound):
+        Z.sandbox_dir({"dir": str(tmp_path / "f")})
+    assert Z.sandbox_dir({"dir": str(tmp_path)}) == tmp_path
+
+
+def test_error_replies_become_engine_errors() -> None:
+    with pytest.raises(errors.NotFound, match="gone"):
+        _check({"ok": False, "kind": "NotFound", "error": "gone"})
+    with pytest.raises(errors.EngineError, match="odd"):
+        _check({"ok": False, "kind": "ValueError", "error": "odd"})  # not an engine error
+    with pytest.raises(errors.EngineError, match="answered"):
+        _check([1])
+    assert _check({"ok": True, "pid": 5}) == {"ok": True, "pid": 5}
+
+
+def test_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert Z.main([]) == 2
+    assert "usage" in capsys.readouterr().err
