@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from kubelet_py.bootstrap.certstore import SERVER_PREFIX, CertPair, CertStore
@@ -30,6 +31,7 @@ from kubelet_py.errors import KubeletError
 from kubelet_py.node.agent import NodeAgent, NodeConfig
 from kubelet_py.node.allocatable import Allocatable, node_allocatable
 from kubelet_py.node.machine import MachineInfo, collect_machine, default_node_ip
+from kubelet_py.node.setters import node_labels
 from kubelet_py.options import KubeletOptions
 from kubelet_py.pods.cri_config import NodeContext
 from kubelet_py.pods.executor import Executor
@@ -81,7 +83,7 @@ async def credentials(options: KubeletOptions, ns: argparse.Namespace, ident: Id
 
 def pod_manager(options: KubeletOptions, ident: Identity, *, rest: RestClient | None,
                 cri: CRIClient, clock: Clock, volumes: Volumes, allocatable: Allocatable,
-                services: ServiceLinks) -> PodManager:
+                services: ServiceLinks, labels: NodeLabels) -> PodManager:
     host_ips = (ident.node_ip,) if ident.node_ip else ()
     ctx = NodeContext(node_name=ident.node_name, host_ips=host_ips,
                       cluster_dns=options.cluster_dns, cluster_domain=options.cluster_domain,
@@ -90,7 +92,23 @@ def pod_manager(options: KubeletOptions, ident: Identity, *, rest: RestClient | 
                         objects=rest, services=services)
     return PodManager(rest, cri, node_name=ident.node_name, executor=executor, clock=clock,
                       host_ips=host_ips, cleanup=volumes.cleanup,
-                      manifest_path=options.pod_manifest_path, allocatable=allocatable)
+                      manifest_path=options.pod_manifest_path, allocatable=allocatable,
+                      node_labels=labels)
+
+
+class NodeLabels:
+    """The Node's labels for node affinity at admission: the registered Node's once the
+    status loop has read it (they may have been changed with kubectl label), else the ones
+    this kubelet registers it with."""
+
+    def __init__(self, defaults: dict[str, str]) -> None:
+        self.defaults = defaults
+        self.agent: NodeAgent | None = None
+
+    def __call__(self) -> Mapping[str, str]:
+        node = self.agent.status.node if self.agent is not None else None
+        labels = ((node or {}).get("metadata") or {}).get("labels")
+        return dict(labels) if isinstance(labels, dict) else self.defaults
 
 
 def client_rotator(rest: RestClient, ident: Identity, clock: Clock) -> Rotator | None:
@@ -127,8 +145,9 @@ async def serve(options: KubeletOptions, ns: argparse.Namespace, clock: Clock) -
     service_informer = Informer(rest, "/api/v1/services", clock=clock) if rest else None
     services = ServiceLinks(service_informer.store.items, service_informer.synced.is_set) \
         if service_informer is not None else ServiceLinks(None, lambda: True)
+    labels = NodeLabels(node_labels(machine, options.node_labels))
     pods = pod_manager(options, ident, rest=rest, cri=cri, clock=clock, volumes=volumes,
-                       allocatable=allocatable, services=services)
+                       allocatable=allocatable, services=services, labels=labels)
     server = KubeletServer(pods=pods, runtime=lambda uid: pod_runtime(cri, uid),
                            auth=WebhookAuth(rest, node_name=ident.node_name, clock=clock)
                            if rest is not None else None, log_root=options.pod_logs_dir,
@@ -149,8 +168,8 @@ async def serve(options: KubeletOptions, ns: argparse.Namespace, clock: Clock) -
                 tg.create_task(service_informer.run(), name="service-informer")
             if rest is not None:
                 tg.create_task(volumes.run_token_refresh(), name="token-refresh")
-                start_node_tasks(tg, options, ident, rest=rest, cri=cri, clock=clock,
-                                 server=server, machine=machine)
+                labels.agent = start_node_tasks(tg, options, ident, rest=rest, cri=cri,
+                                                clock=clock, server=server, machine=machine)
                 cert, key = serving_pair(ident, clock)
                 await server.start(host=options.address, port=options.port, cert=cert,
                                    key=key, client_ca=rest.credentials.ca_pem)
@@ -197,7 +216,7 @@ def serving_pair(ident: Identity, clock: Clock) -> tuple[Path, Path]:
 
 def start_node_tasks(tg: asyncio.TaskGroup, options: KubeletOptions, ident: Identity, *,
                      rest: RestClient, cri: CRIClient, clock: Clock,
-                     server: KubeletServer, machine: MachineInfo) -> None:
+                     server: KubeletServer, machine: MachineInfo) -> NodeAgent:
     """Registration, status, Lease, and certificate rotation: the node's side of the API."""
     ips = (ident.node_ip,) if ident.node_ip else ()
     agent = NodeAgent(rest, config=NodeConfig(
@@ -218,6 +237,7 @@ def start_node_tasks(tg: asyncio.TaskGroup, options: KubeletOptions, ident: Iden
         tg.create_task(serving_rotator(
             lambda: rest, cert_dir=ident.paths.cert_dir, node_name=ident.node_name,
             ips=ips, clock=clock, on_rotated=serve_new).run(), name="serving-cert-rotation")
+    return agent
 
 
 def _setup_logging(verbosity: int) -> None:

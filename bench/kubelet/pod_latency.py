@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -257,6 +258,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=110)
     parser.add_argument("--runtimes", default="containerd,engined",
                         help="comma-separated: containerd, engined (private instances)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the scratch directory (kubelet logs, runtime state)")
     parser.add_argument("--record", action="store_true",
                         help="write bench/results and the docs/benchmarks.md section")
     args = parser.parse_args()
@@ -279,7 +282,20 @@ def main() -> int:
     finally:
         registry.down(root / "registry")
         cluster.down(root / "cluster")
+        _remove(root, keep=args.keep)
     return 0
+
+
+def _remove(root: Path, *, keep: bool) -> None:
+    """Drop the scratch directory unless asked to keep it (kubelet logs are in node-*/) or
+    something is still mounted below it (never delete through a mount)."""
+    mounted = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+               if line.split()[1].startswith(str(root))]
+    if keep or mounted:
+        print(f"scratch directory kept: {root}" + (f" ({len(mounted)} mounts left)"
+                                                    if mounted else ""), file=sys.stderr)
+        return
+    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

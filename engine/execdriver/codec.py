@@ -78,12 +78,13 @@ def loads(cls: type[T], text: str) -> T:
     return from_jsonable(cls, json.loads(text))
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, *, mode: int = 0o600) -> None:
     """Write-to-temp, fsync, rename: readers see the old or the new file, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        os.fchmod(fd, mode)  # the umask must not narrow it
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

@@ -102,8 +102,10 @@ class NativeDriver:
         buf = bytearray()
         console: list[int] = []  # the TTY master, made inside the container's devpts
         pid = 0
+        prepared = False
         try:
             cgroup_setup.prepare(spec)
+            prepared = True
             first = _read_message(ours, buf, deadline=deadline)
             if "pid" not in first:
                 reason = first.get("error") or _ended(helper)
@@ -135,6 +137,9 @@ class NativeDriver:
                         os.kill(victim, signal.SIGKILL)
             if helper:
                 os.waitpid(helper, 0)
+            if prepared:  # a fresh cgroup of this container: nothing else is in it
+                with contextlib.suppress(EngineError, OSError):
+                    cgroup_setup.remove(spec)
             raise
         self._sync[spec.id] = ours
         return Created(pid=pid, console=console[0] if console else -1)

@@ -31,6 +31,7 @@ def hosts(hostname: str, ips: tuple[str, ...]) -> str:
 
 def write_sandbox_files(d: Path, *, hostname: str, ips: tuple[str, ...],
                         dns: DNSConfig | None) -> None:
-    write_atomic(d / "hostname", hostname + "\n" if hostname else "")
-    write_atomic(d / "hosts", hosts(hostname, ips))
-    write_atomic(d / "resolv.conf", resolv_conf(dns))
+    # world-readable: they are bind-mounted into containers whose user need not be root
+    write_atomic(d / "hostname", hostname + "\n" if hostname else "", mode=0o644)
+    write_atomic(d / "hosts", hosts(hostname, ips), mode=0o644)
+    write_atomic(d / "resolv.conf", resolv_conf(dns), mode=0o644)

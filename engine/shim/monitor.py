@@ -32,13 +32,13 @@ from typing import Any
 from engine.errors import EngineError, FailedPrecondition, InvalidArgument, NotFound
 from engine.execdriver import nsexec, userns
 from engine.execdriver.codec import from_jsonable
-from engine.execdriver.spec import InitSpec
 from engine.runtime.state import ContainerState, read_state, write_state
 from engine.runtime.status import Status
 from engine.shim import protocol as P
 from engine.shim.drivers import driver_for
 from engine.shim.procs import Fds, Proc, exit_reason, open_stdio
 from engine.shim.sessions import Sessions
+from engine.shim.specs import init_spec
 
 log = logging.getLogger("engine.shim.monitor")
 CREATE_TIMEOUT = 30.0
@@ -110,21 +110,22 @@ class Monitor:
             line, _, rest = bytes(buf).partition(b"\n")
             buf[:] = rest
             try:
-                req = json.loads(line)
-            except json.JSONDecodeError:
-                req = {}
+                req = json.loads(line)  # once: a create carries the whole spec
+            except ValueError:
+                req = None
             if isinstance(req, dict) and self.sessions.take(conn, req, rest=bytes(buf), fds=fds):
                 return
             for fd in fds:
                 os.close(fd)
             fds = []
-            reply = self._dispatch(line)
+            reply = self._dispatch(req)
             with contextlib.suppress(OSError):
                 conn.sendall(json.dumps(reply).encode() + b"\n")
 
-    def _dispatch(self, line: bytes) -> dict[str, Any]:
+    def _dispatch(self, req: Any) -> dict[str, Any]:
         try:
-            req = json.loads(line)
+            if not isinstance(req, dict):
+                raise InvalidArgument("a monitor request is one JSON object per line")
             op = req.get("op")
             handler = getattr(self, f"op_{op}", None)
             if handler is None:
@@ -181,7 +182,7 @@ class Monitor:
 
     def op_create(self, req: dict[str, Any]) -> dict[str, Any]:
         meta = from_jsonable(P.MonitorContainer, req["container"])
-        spec = from_jsonable(InitSpec, req["spec"])
+        spec = init_spec(req["spec"])
         if meta.id in self.procs:
             raise FailedPrecondition(f"container {meta.id} already exists")
         bundle = P.bundle_dir(self.dir, meta.id)

@@ -187,16 +187,21 @@ def without_heartbeats(status: Obj) -> Obj:
     return out
 
 
-def initial_node(facts: NodeFacts, *, labels: dict[str, str]) -> Obj:
-    """The Node object to register (status is filled by the setters)."""
-    all_labels = {
-        "kubernetes.io/hostname": facts.machine.hostname,
+def node_labels(machine: MachineInfo, labels: dict[str, str]) -> dict[str, str]:
+    """The labels the Node is registered with: the well-known ones, then --node-labels."""
+    return {
+        "kubernetes.io/hostname": machine.hostname,
         "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": facts.machine.architecture,
+        "kubernetes.io/arch": machine.architecture,
         "beta.kubernetes.io/os": "linux",
-        "beta.kubernetes.io/arch": facts.machine.architecture,
+        "beta.kubernetes.io/arch": machine.architecture,
         **labels,
     }
+
+
+def initial_node(facts: NodeFacts, *, labels: dict[str, str]) -> Obj:
+    """The Node object to register (status is filled by the setters)."""
+    all_labels = node_labels(facts.machine, labels)
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": facts.node_name, "labels": all_labels,
                          "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach":

@@ -2,18 +2,21 @@
 
 The checks of the upstream kubelet's predicate admit handler that apply here, in its order:
 the pod count (max-pods), then CPU, memory and ephemeral-storage requests against the node's
-allocatable, then host ports. A rejected pod fails for good: phase Failed, the reason
-(`OutOfpods`, `OutOfcpu`, `OutOfmemory`, `OutOfephemeral-storage`, `NodePorts`) and
+allocatable, then node affinity, then host ports. A rejected pod fails for good: phase
+Failed, the reason (`OutOfpods`, `OutOfcpu`, `OutOfmemory`, `OutOfephemeral-storage`,
+`NodeAffinity`, `NodePorts`) and
 "Pod was rejected: <message>" in its status, the same reason and message as an event.
 """
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubelet_py.node.allocatable import Allocatable
+from kubelet_py.pods import node_affinity
 from kubelet_py.pods.model import Pod, restartable
+from kubelet_py.pods.node_affinity import node_matches
 from kubelet_py.pods.qos import qos_class
 from kubelet_py.pods.quantity import QuantityError, bytes_of, millicores
 
@@ -95,7 +98,16 @@ def _insufficient(resource: str, requested: int, used: int, capacity: int) -> Re
                      f"used: {used}, capacity: {capacity}")
 
 
-def admit(pod: Pod, others: Iterable[Pod], allocatable: Allocatable) -> Rejection | None:
+@dataclasses.dataclass(frozen=True)
+class NodeIdentity:
+    """What node affinity is matched against: the Node's name and current labels."""
+
+    name: str
+    labels: Mapping[str, str]
+
+
+def admit(pod: Pod, others: Iterable[Pod], allocatable: Allocatable,
+          node: NodeIdentity | None = None) -> Rejection | None:
     """None when the pod fits beside `others` (the active pods already admitted)."""
     active = list(others)
     if len(active) + 1 > allocatable.pods:
@@ -114,6 +126,10 @@ def admit(pod: Pod, others: Iterable[Pod], allocatable: Allocatable) -> Rejectio
         for r in RESOURCES:
             if want[r] > 0 and want[r] > capacity[r] - used[r]:
                 return _insufficient(r, want[r], used[r], capacity[r])
+    if node is not None and not node_matches(pod, node_name=node.name, labels=node.labels):
+        return Rejection(node_affinity.PREDICATE,
+                         f"Predicate {node_affinity.PREDICATE} failed: "
+                         f"{node_affinity.DESCRIPTION}")
     ports = host_ports(pod)
     if ports:
         taken: set[tuple[str, str, int]] = set()

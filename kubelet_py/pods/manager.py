@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from kubelet_py.client.rest import RestClient
 from kubelet_py.clock import Clock
 from kubelet_py.cri_client import CRIClient, CRIError
 from kubelet_py.node.allocatable import Allocatable
-from kubelet_py.pods.admission import Rejection, admit
+from kubelet_py.pods.admission import NodeIdentity, Rejection, admit
 from kubelet_py.pods.executor import Executor, SandboxError
 from kubelet_py.pods.logrotate import LogRotator
 from kubelet_py.pods.model import LABEL_POD_UID, Pod, pod_uid
@@ -34,9 +34,13 @@ class PodManager:
     def __init__(self, rest: RestClient | None, cri: CRIClient, *, node_name: str,
                  executor: Executor, clock: Clock, host_ips: tuple[str, ...],
                  cleanup: Callable[[str], None], allocatable: Allocatable,
+                 node_labels: Callable[[], Mapping[str, str]] | None = None,
                  manifest_path: Path | None = None) -> None:
         self._rest = rest
         self._allocatable = allocatable
+        self._node_name = node_name
+        self._node_labels = node_labels
+        """The Node's current labels, for node affinity at admission (None: not checked)."""
         self.rejected: set[str] = set()
         """UIDs refused at admission: they failed for good and get no worker."""
         self._cri = cri
@@ -102,7 +106,9 @@ class PodManager:
                 pod["metadata"].get("deletionTimestamp"):
             return None
         try:
-            return admit(pod, self.active_pods(), self._allocatable)
+            node = NodeIdentity(self._node_name, self._node_labels()) \
+                if self._node_labels is not None else None
+            return admit(pod, self.active_pods(), self._allocatable, node)
         except (KeyError, TypeError, ValueError) as exc:  # a spec shape we did not foresee
             log.exception("admitting pod %s failed", pod_uid(pod))
             return Rejection("UnexpectedAdmissionError",

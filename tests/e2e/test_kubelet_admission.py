@@ -133,3 +133,13 @@ def test_runtime_class_gone_before_the_pod_reaches_the_node(small: Node) -> None
     assert _state(small.pod("rc-gone")).get("state", {}).get("waiting", {}).get("reason") \
         == "ContainerCreating"
     _delete(small, "rc-gone")
+
+
+def test_node_selector_that_does_not_match(small: Node) -> None:
+    small.create_pod("picky", SLEEP, nodeSelector={"kubelet-py.test/disk": "ssd"})
+    status = _rejected(small, "picky", "NodeAffinity")
+    assert status["message"] == "Pod was rejected: Predicate NodeAffinity failed: node(s) " \
+        "didn't match Pod's node affinity/selector"
+    small.create_pod("matching", SLEEP, nodeSelector={"kubernetes.io/hostname": small.name})
+    wait(lambda: _phase(small, "matching") == "Running", "matching Running", timeout=60)
+    _delete(small, "picky", "matching")

@@ -251,3 +251,20 @@ def test_no_fd_of_the_zygote_reaches_a_monitor(run_root: Path,
         listening = Path("/proc/net/unix").read_text()
         inode = next(t for t in fds.values() if t.startswith("socket:"))[8:-1]
         assert any(line.split()[-2:] == [inode, P.SOCKET] for line in listening.splitlines())
+
+
+def test_a_monitor_answers_a_garbage_line_precisely(run_root: Path,
+                                                    spawner: MonitorSpawner) -> None:
+    d = new_dir(run_root, "s")
+    pid = spawner.spawn(d)
+    client = MonitorClient(d, timeout=10)
+    for line, message in ((b"garbage\n", "one JSON object per line"),
+                          (b'{"op": "fly"}\n', "unknown monitor op 'fly'")):
+        sock = client.connect()
+        try:
+            sock.sendall(line)
+            with pytest.raises(errors.InvalidArgument, match=message):
+                client.read_reply(sock, "raw")
+        finally:
+            sock.close()
+    assert client.call("ping")["pid"] == pid

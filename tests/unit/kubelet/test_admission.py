@@ -229,3 +229,67 @@ def test_a_spec_admission_cannot_read_is_rejected_not_crashed() -> None:
         assert not manager.workers
 
     asyncio.run(go())
+
+
+def _affinity(*terms: dict[str, Any]) -> dict[str, Any]:
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": list(terms)}}}
+
+
+def test_node_selector_and_required_affinity() -> None:
+    from kubelet_py.pods.node_affinity import node_matches
+
+    labels = {"disk": "ssd", "zone": "a", "cores": "8"}
+
+    def ok(**spec: Any) -> bool:
+        return node_matches(pod("p", **spec), node_name="n1", labels=labels)
+
+    assert ok() and ok(nodeSelector={"disk": "ssd"})
+    assert not ok(nodeSelector={"disk": "hdd"}) and not ok(nodeSelector={"gpu": "yes"})
+    expr = lambda key, op, *v: {"matchExpressions": [  # noqa: E731
+        {"key": key, "operator": op, "values": list(v)}]}
+    assert ok(affinity=_affinity(expr("zone", "In", "a", "b")))
+    assert not ok(affinity=_affinity(expr("zone", "NotIn", "a")))
+    assert ok(affinity=_affinity(expr("zone", "NotIn", "b")))
+    assert ok(affinity=_affinity(expr("disk", "Exists")))
+    assert ok(affinity=_affinity(expr("gpu", "DoesNotExist")))
+    assert ok(affinity=_affinity(expr("cores", "Gt", "4")))
+    assert not ok(affinity=_affinity(expr("cores", "Lt", "4")))
+    assert not ok(affinity=_affinity(expr("zone", "Gt", "4")))  # not a number
+    # Terms are ORed; an empty term matches nothing.
+    assert ok(affinity=_affinity(expr("zone", "In", "z"), expr("disk", "In", "ssd")))
+    assert not ok(affinity=_affinity({}))
+    fields = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}
+    assert ok(affinity=_affinity(fields))
+    fields["matchFields"][0]["values"] = ["n2"]
+    assert not ok(affinity=_affinity(fields))
+
+
+def test_affinity_rejection_comes_after_resources_and_before_ports() -> None:
+    from kubelet_py.pods.admission import NodeIdentity
+
+    node = NodeIdentity("n1", {"kubernetes.io/hostname": "n1"})
+    picky = pod("picky", nodeSelector={"disk": "ssd"})
+    r = admit(picky, [], NODE, node)
+    assert r is not None and r.reason == "NodeAffinity"
+    assert r.message == "Predicate NodeAffinity failed: node(s) didn't match Pod's node " \
+        "affinity/selector"
+    assert admit(picky, [], NODE) is None  # no node view: not checked
+    big = pod("big", cpu="5", nodeSelector={"disk": "ssd"})
+    assert admit(big, [], NODE, node).reason == "OutOfcpu"  # type: ignore[union-attr]
+
+
+def test_node_labels_follow_the_registered_node() -> None:
+    from kubelet_py.app import NodeLabels
+
+    labels = NodeLabels({"kubernetes.io/hostname": "n1"})
+    assert labels() == {"kubernetes.io/hostname": "n1"}
+
+    class Status:
+        node: dict[str, Any] | None = {"metadata": {"labels": {"disk": "ssd"}}}
+
+    class Agent:
+        status = Status()
+
+    labels.agent = Agent()  # type: ignore[assignment]
+    assert labels() == {"disk": "ssd"}

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from engine.errors import InvalidArgument, NotFound
-from engine.runtime.files import hosts, resolv_conf
+from engine.runtime.files import hosts, resolv_conf, write_sandbox_files
 from engine.runtime.sandbox import check_sysctls
 from engine.runtime.spec import DNSConfig, SandboxConfig
 from engine.runtime.store import Store
@@ -86,3 +88,13 @@ def test_api_turns_os_errors_into_engine_errors(tmp_path: Path,
     with pytest.raises(Unavailable, match="No space left"):
         rt.run_sandbox(_config())
     assert rt.list_sandboxes() == []
+
+
+def test_sandbox_files_are_readable_by_a_non_root_container_user(tmp_path: Path) -> None:
+    old = os.umask(0o077)  # a strict daemon umask must not make them root-only
+    try:
+        write_sandbox_files(tmp_path, hostname="h", ips=("10.0.0.2",), dns=None)
+    finally:
+        os.umask(old)
+    for name in ("hostname", "hosts", "resolv.conf"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name

@@ -84,3 +84,14 @@ def test_error_replies_become_engine_errors() -> None:
 def test_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert Z.main([]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_plugging_fills_the_partly_used_pools() -> None:
+    def free_blocks() -> int:
+        return sum(avail for size, avail in Z.pool_stats() if size >= 32)
+
+    before = free_blocks()
+    assert before > 0 and len(Z.pool_stats()) >= 30  # the statistics were read
+    plugs = Z.plug_pools()
+    assert free_blocks() < before / 4
+    assert len(plugs) >= before
