@@ -4,17 +4,19 @@
 
 Why a zygote: a monitor used to be a fresh interpreter per pod, which cost ~9.4 MiB PSS per
 running pod and ~210 ms of interpreter start and imports on every RunPodSandbox. The zygote
-pays that once. It imports everything a monitor can ever need (`PRELOAD`, and nothing may
-be imported lazily after the fork), collects, then `gc.freeze()`s its heap: a collection in
-a monitor never walks (and so never writes to) the objects it shares with the zygote, and
+pays that once. It imports everything a monitor can ever need (the imports below and
+`preload()`; nothing may be imported lazily after the fork), collects, fills the holes of
+the allocator's pools (`plug_pools()`), then `gc.freeze()`s its heap: a collection in a
+monitor never walks (and so never writes to) the objects it shares with the zygote, and
 the pages stay shared copy-on-write between the zygote and every monitor.
 
-Measured (bench/runtime/memory.py, docs/benchmarks.md, 2 cores under load): 3.4 MiB PSS
-per pod at 110 pods for the zygote and all monitors together, where containerd's runc shims
-take 4.3 MiB; RunPodSandbox without network ~100 ms p50 instead of ~720 ms. What is left is
-mostly pages a monitor writes once and so copies: CPython 3.11 writes the reference count
-of every object it touches (functions, code, dicts), and the fork itself dirties ~0.8 MiB;
-disabling the monitor's collector changed nothing measurable, so it stays on.
+Measured (bench/runtime/memory.py and run.py, docs/benchmarks.md, 2 cores, load ~6):
+3.4 MiB PSS per pod at 110 pods for the zygote and all monitors together, where
+containerd's runc shims take 4.5 MiB; RunPodSandbox without network 31 ms p50 instead of
+248 ms. What is left is mostly pages a monitor writes once and so copies: CPython 3.11
+writes the reference count of every object it touches (functions, code, dicts), and the
+fork itself dirties ~0.8 MiB; disabling the monitor's collector changed nothing
+measurable, so it stays on.
 
 Why still one monitor per pod, not one supervisor: a pod is the unit the kubelet makes and
 destroys, so a crash or a hung container start hurts one pod only, a monitor's lifetime is

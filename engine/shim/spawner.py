@@ -100,6 +100,11 @@ class MonitorSpawner:
                 proc = None
             return proc if proc is not None else self._start()
 
+    def ensure_started(self) -> int:
+        """Start the zygote now if it is not running (a daemon may do so at start-up, so
+        that the first RunPodSandbox does not wait for its imports); its pid."""
+        return self._current().pid
+
     def close(self) -> None:
         with self._lock:
             self._stop_locked()

@@ -146,8 +146,8 @@ def create_veth(nl: Rtnl, *, ifname: str, netns_fd: int, mtu: int,
     for _ in range(5):
         host, mac = new_host_veth_name(), random_mac()
         try:
-            nl.add_veth(host, peer=ifname, peer_netns_fd=netns_fd, mtu=mtu,
-                        master=bridge_index, up=True, peer_mac=mac)
+            msg = nl.add_veth(host, peer=ifname, peer_netns_fd=netns_fd, mtu=mtu,
+                              master=bridge_index, up=True, peer_mac=mac)
         except netlink.NetlinkError as exc:
             if netlink.is_exists(exc) and netlink.lookup(nl, host) is not None:
                 continue  # our random name was taken: try another
@@ -157,7 +157,8 @@ def create_veth(nl: Rtnl, *, ifname: str, netns_fd: int, mtu: int,
                                     "the attachment exists already (container ID reused?)"
                                     ) from exc
             raise netlink.netlink_error("cannot create the veth pair", exc) from exc
-        msg = nl.link(host)
+        if msg is None or "IFLA_LINK" not in msg or "IFLA_ADDRESS" not in msg:
+            msg = nl.link(host)  # a kernel that does not echo the creation
         if msg is None:
             raise spec.CNIError(spec.ERR_NETLINK, f"veth {host} vanished after creation")
         return host, msg, mac

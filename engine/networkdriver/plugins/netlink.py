@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     Msg = dict[str, Any]
 
 NETLINK_ROUTE = 0
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_ECHO, NLM_F_DUMP = 0x1, 0x4, 0x8, 0x300
+NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 NLMSG_ERROR, NLMSG_DONE = 0x2, 0x3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR, RTM_NEWROUTE = 20, 21, 22, 24
@@ -232,9 +233,10 @@ class Rtnl:
                                                      "dump links")]
 
     def add_link(self, name: str, kind: str, *, mtu: int = 0, address: str = "",
-                 data: bytes = b"", extra: bytes = b"", flags: int = 0) -> None:
+                 data: bytes = b"", extra: bytes = b"", flags: int = 0) -> Msg | None:
         """``data``: the kind's IFLA_INFO_DATA attributes; ``extra``: more IFLA_* attributes;
-        ``flags``: IFF_* to set at creation."""
+        ``flags``: IFF_* to set at creation. The new link as the kernel echoes it (NLM_F_ECHO,
+        saving a lookup), or None from kernels that do not echo a creation."""
         info = attr_str(IFLA_INFO_KIND, kind)
         if data:
             info += attr(IFLA_INFO_DATA | NLA_F_NESTED, data)
@@ -244,11 +246,16 @@ class Rtnl:
             body += attr_u32(IFLA_MTU, mtu)
         if address:
             body += attr_mac(IFLA_ADDRESS, address)
-        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body,
-                     f"add {kind} {name}")
+        replies = self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+                               body, f"add {kind} {name}")
+        for raw in replies:
+            msg = decode_link(raw)
+            if msg.get("IFLA_IFNAME") == name:
+                return msg
+        return None
 
     def add_veth(self, name: str, *, peer: str, peer_netns_fd: int | None, mtu: int = 0,
-                 master: int = 0, up: bool = False, peer_mac: str = "") -> None:
+                 master: int = 0, up: bool = False, peer_mac: str = "") -> Msg | None:
         """A veth pair in one request: ``master``, ``up`` (of ``name``: the kernel cannot bring
         the peer up before the pair is linked) and ``peer_mac`` are applied at creation, each
         a request less. Both ends get one TX and one RX queue, what the kernel gives a veth
@@ -264,8 +271,8 @@ class Rtnl:
         if peer_mac:
             peer_body += attr_mac(IFLA_ADDRESS, peer_mac)
         extra = queues + (attr_u32(IFLA_MASTER, master) if master else b"")
-        self.add_link(name, "veth", mtu=mtu, extra=extra, flags=flags,
-                      data=attr(VETH_INFO_PEER | NLA_F_NESTED, peer_body))
+        return self.add_link(name, "veth", mtu=mtu, extra=extra, flags=flags,
+                             data=attr(VETH_INFO_PEER | NLA_F_NESTED, peer_body))
 
     def set_link(self, index: int, *, up: bool | None = None, master: int | None = None,
                  flags: int = 0, change: int = 0) -> None:

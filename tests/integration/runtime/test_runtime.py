@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from engine.cgroups.base import Resources
-from engine.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+from engine.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from engine.graphdriver.base import Mount
 from engine.runtime.api import Runtime
 from engine.runtime.attach import AttachSession
 from engine.runtime.exec import MAX_OUTPUT
 from engine.runtime.spec import ContainerConfig, DNSConfig, ImageConfig, Rootfs
-from engine.runtime.status import SandboxStatus, Status
+from engine.runtime.status import SandboxStatus
 from tests.integration.runtime.fixtures import (
     log_text,
     need_cgroup_v1,
@@ -197,8 +197,11 @@ def test_state_enum_guards_the_api(runtime: Runtime, rootfs: Path) -> None:
     with pytest.raises(FailedPrecondition):
         runtime.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
                                  image=ImageConfig())
-    assert runtime.container_status  # the API object is still usable
-    assert Status.EXITED.can_delete()
+    # the runtime is still usable: the removed container is gone, the sandbox answers
+    with pytest.raises(NotFound):
+        runtime.container_status(cid)
+    assert [c.record.id for c in runtime.list_containers(sid)] == []
+    assert runtime.sandbox_status(sid).record.id == sid
 
 
 def _read_attached(session: AttachSession, needle: bytes, timeout: float = 10) -> bytes:

@@ -126,6 +126,12 @@ def test_bad_requests_get_a_precise_error_and_the_zygote_keeps_serving(
     assert spawner.call("ping")["pid"] == zygote
 
 
+def test_ensure_started_starts_once(run_root: Path, spawner: MonitorSpawner) -> None:
+    assert spawner.pid == 0
+    pid = spawner.ensure_started()
+    assert pid > 0 and spawner.ensure_started() == pid == spawner.call("ping")["pid"]
+
+
 def test_spawning_into_a_missing_dir_is_not_found(run_root: Path,
                                                   spawner: MonitorSpawner) -> None:
     with pytest.raises(errors.NotFound, match="does not exist"):

@@ -198,3 +198,30 @@ def test_our_module_is_read_once_per_wrapper_version(tmp_path: Path) -> None:
     path.write_text("#!/bin/sh\necho not ours\n")  # new size and mtime: read again
     assert invoke.our_module(str(path)) is None
     assert invoke.our_module(str(tmp_path / "missing")) is None
+
+
+class _VethRtnl:
+    """add_veth answering like a kernel that echoes the creation (or not); link() counted."""
+
+    def __init__(self, echo: bool) -> None:
+        self.echo, self.lookups, self.created = echo, 0, ""
+
+    def add_veth(self, name: str, **kw: object) -> dict[str, object] | None:
+        self.created = name
+        return {"index": 9, "IFLA_IFNAME": name, "IFLA_ADDRESS": "02:00:00:00:00:09",
+                "IFLA_LINK": 2} if self.echo else None
+
+    def link(self, name: str) -> dict[str, object] | None:
+        self.lookups += 1
+        return {"index": 9, "IFLA_IFNAME": name, "IFLA_LINK": 2,
+                "IFLA_ADDRESS": "02:00:00:00:00:09"} if name == self.created else None
+
+
+@pytest.mark.parametrize("echo", [True, False])
+def test_create_veth_uses_the_echoed_link_or_looks_it_up(echo: bool) -> None:
+    nl = _VethRtnl(echo)
+    host, msg, mac = bridge_link.create_veth(nl, ifname="eth0", netns_fd=3,  # type: ignore[arg-type]
+                                             mtu=0, bridge_index=4)
+    assert bridge_link.is_host_veth_name(host) and msg["IFLA_LINK"] == 2
+    assert nl.lookups == (0 if echo else 1)
+    assert len(mac.split(":")) == 6 and int(mac[:2], 16) & 0x3 == 0x2  # local, unicast
