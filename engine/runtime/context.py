@@ -21,6 +21,9 @@ class RuntimeOptions:
     default_handler: str = "native"
     cgroup_root: str = "kubelet-py"
     create_timeout: float = 60.0
+    # pods whose monitors share one process (engine.shim.monitor: memory against blast
+    # radius); 1 = a monitor process per pod
+    pods_per_monitor: int = 8
 
 
 @dataclasses.dataclass

@@ -131,7 +131,8 @@ def run(ctx: Ctx, config: SandboxConfig) -> str:
         linux.mount("shm", str(d / "shm"), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV
                     | linux.MS_NOEXEC, "mode=1777,size=65536k")
         ctx.cgroups.create(cgroup, Resources())
-        spawner_for(ctx.options.run_root, owner=ctx).spawn(d)  # a fork of the zygote
+        spawner_for(ctx.options.run_root, owner=ctx).spawn(  # engine.shim.monitor
+            d, pods_per_monitor=ctx.options.pods_per_monitor)
         _make_namespaces(d, config, cgroup)
         ips: tuple[str, ...] = ()
         if ctx.network is not None and not config.host_network:

@@ -1,319 +1,157 @@
-"""The pod monitor: one small process per sandbox, forked by engine.shim.monitor_zygote.
+"""A monitor process: hosts the monitors of up to K pods (engine.shim.pod.Pod), forked by
+engine.shim.monitor_zygote. K is RuntimeOptions.pods_per_monitor.
 
-Why one per pod and not one supervisor: a pod is the unit the kubelet creates and destroys,
-so a crash or a hung container start hurts one pod only; its lifetime is the pod's (exit =
-pod gone); and `kill -9` of a monitor has a blast radius the runtime can clean up from the
-pod's cgroup. The cost of a process per pod is kept low by forking every monitor from one
-zygote that has imported everything (see engine.shim.monitor_zygote for the figures).
+Why K pods per process. Each pod still has everything of its own: <dir>/monitor.sock,
+<dir>/monitor.pid, its containers, their logs and sessions, a shutdown that ends that pod
+only; the runtime and its clients cannot tell a shared process from a private one. What
+the pods share is the process: the selector loop, SIGCHLD and reaping (one pid -> (pod,
+container) map), the child-subreaper role. containerd already groups a pod's containers in
+one shim; we go one step further, for memory: a process costs ~0.8 MiB private at the fork
+(CPython 3.11 writes the reference count of every object it touches, so each page a
+process touches is copied) and ~2.1 MiB once it serves, while one more pod in an existing
+process costs only that pod's own objects. A process per pod cannot meet the issue's 2 MiB
+per pod; K pods per process divide the fixed part by K (docs/benchmarks.md,
+runtime-memory).
 
-It is detached from the daemon (double fork, own session) and is a child subreaper, so every
-container init is its descendant: it owns their stdio, writes their CRI logs, reaps them and
-records the exit in <dir>/containers/<id>/state.json. Being small and single-threaded, it
-also forks the work that must not come from the big daemon: the pod's namespaces, native
-container setup, exec sessions (engine.shim.sessions). It never restarts; native containers
-die with it (PDEATHSIG), and the runtime treats a dead monitor as "all its containers exited"
-and kills what is left through the cgroups.
+The price is the blast radius, bounded by K: a monitor process that crashes or is killed
+takes all its pods with it. Its native containers die with it (PDEATHSIG, as with one pod
+per process); runc/crun containers are killed through their cgroups when the runtime
+notices (status, recover), and every container of every hosted pod is reported exited with
+reason MonitorDied. A pod's hung operation (a slow container start) also delays the other
+pods of its process. K=1 is one process per pod (the smallest blast radius); the default
+(8) keeps a crash to 8 pods while most of the per-process cost is shared.
+
+Who joins whom: engine.shim.spawner asks a process it started (or adopted into) and that
+still has room to adopt a new sandbox dir ({"op": "adopt"} on any of its pods' sockets);
+the process itself enforces K. Processes from before an engined restart are never joined:
+they may run older code (an upgrade), and new pods must run the current one; they end as
+their pods go. A process exits when its last pod is gone.
+
+Being small and single-threaded, a monitor also forks the work that must not come from
+the big daemon: the pod's namespaces, native container setup, exec sessions. It never
+restarts.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
-import logging
 import os
 import selectors
 import signal
-import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EngineError, FailedPrecondition, InvalidArgument, NotFound
-from engine.execdriver import nsexec, userns
-from engine.execdriver.codec import from_jsonable
-from engine.runtime.state import ContainerState, read_state, write_state
-from engine.runtime.status import Status
-from engine.shim import protocol as P
-from engine.shim.drivers import driver_for
-from engine.shim.procs import Fds, Proc, exit_reason, open_stdio
-from engine.shim.sessions import Sessions
-from engine.shim.specs import init_spec
+from engine.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from engine.shim.pod import Pod
 
-log = logging.getLogger("engine.shim.monitor")
-CREATE_TIMEOUT = 30.0
+Op = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class Monitor:
-    def __init__(self, sandbox_dir: Path) -> None:
-        self.dir = sandbox_dir
-        self.sel = selectors.DefaultSelector()
-        self.procs: dict[str, Proc] = {}
-        self.by_pid: dict[int, str] = {}
-        self.running = True
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sessions = Sessions(self.sel, self.procs)
+def sandbox_dir(req: dict[str, Any]) -> Path:
+    raw = req.get("dir")
+    if not isinstance(raw, str) or not raw.startswith("/"):
+        raise InvalidArgument(f"spawn needs an absolute sandbox directory, got {raw!r}")
+    d = Path(raw)
+    if not d.is_dir():
+        raise NotFound(f"sandbox directory {d} does not exist")
+    return d
 
-    # -- setup and loop -------------------------------------------------------------------
-    def listen(self) -> None:
-        path = self.dir / P.SOCKET
-        if path.exists():
-            path.unlink()
-        os.chdir(self.dir)  # bind relatively: run dirs exceed the 108-byte sun_path limit
-        self.listener.bind(P.SOCKET)
-        self.listener.listen(16)
-        self.listener.setblocking(False)
-        self.sel.register(self.listener, selectors.EVENT_READ, ("accept", None))
+
+def pods_per_monitor(req: dict[str, Any]) -> int:
+    k = req.get("pods_per_monitor", 1)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InvalidArgument(f"pods_per_monitor is a positive integer, got {k!r}")
+    return k
+
+
+class MonitorProcess:
+    def __init__(self) -> None:
+        self.sel: selectors.BaseSelector = selectors.DefaultSelector()
+        self.pods: dict[Path, Pod] = {}
+        self.by_pid: dict[int, tuple[Pod, str]] = {}  # container init pid -> its pod, id
+        self.opened = 0  # pods ever hosted: a process that has hosted K takes no more
+
+    def setup(self) -> None:
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.sel.register(r, selectors.EVENT_READ, ("signal", None))
 
-    def serve(self) -> None:
-        while self.running:
-            for key, _ in self.sel.select(timeout=1.0):
-                kind, arg = key.data
-                if kind == "accept":
-                    conn, _ = self.listener.accept()
-                    conn.setblocking(True)
-                    self.sel.register(conn, selectors.EVENT_READ, ("client", bytearray()))
-                elif kind == "client":
-                    self._client(key.fileobj, arg)  # type: ignore[arg-type]
-                elif kind == "signal":
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(key.fd, 4096)
-                elif kind == "output":
-                    self._output(key.fd, arg)
-                elif kind == "attach":
-                    cid, reader = arg
-                    self.sessions.attached_input(key.fileobj, cid,  # type: ignore[arg-type]
-                                                 reader=reader)
-                elif kind == "exec":
-                    self.sessions.exec_input(key.fileobj, arg)  # type: ignore[arg-type]
-            self._reap()
-        self.sel.close()
+    def adopt(self, d: Path) -> Pod:
+        if d in self.pods:
+            raise AlreadyExists(f"this monitor already serves {d.name}")
+        pod = Pod(d, self)
+        pod.listen()
+        self.pods[d] = pod
+        self.opened += 1
+        return pod
 
-    def _client(self, conn: socket.socket, buf: bytearray) -> None:
-        try:
-            chunk, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-        except OSError:
-            chunk, fds = b"", []
-        if not chunk:
-            self.sel.unregister(conn)
-            conn.close()
-            for fd in fds:
-                os.close(fd)
-            return
-        buf.extend(chunk)
-        while b"\n" in buf:
-            line, _, rest = bytes(buf).partition(b"\n")
-            buf[:] = rest
-            try:
-                req = json.loads(line)  # once: a create carries the whole spec
-            except ValueError:
-                req = None
-            if isinstance(req, dict) and self.sessions.take(conn, req, rest=bytes(buf), fds=fds):
-                return
-            for fd in fds:
-                os.close(fd)
-            fds = []
-            reply = self._dispatch(req)
-            with contextlib.suppress(OSError):
-                conn.sendall(json.dumps(reply).encode() + b"\n")
+    # -- the Host protocol of engine.shim.pod ---------------------------------------------
+    def track(self, pid: int, pod: Pod, cid: str) -> None:
+        self.by_pid[pid] = (pod, cid)
 
-    def _dispatch(self, req: Any) -> dict[str, Any]:
-        try:
-            if not isinstance(req, dict):
-                raise InvalidArgument("a monitor request is one JSON object per line")
-            op = req.get("op")
-            handler = getattr(self, f"op_{op}", None)
-            if handler is None:
-                raise InvalidArgument(f"unknown monitor op {op!r}")
-            result = handler(req)
-            return {"ok": True, **(result or {})}
-        except EngineError as e:
-            return {"ok": False, "kind": type(e).__name__, "error": str(e)}
-        except Exception as e:
-            log.exception("monitor op failed")
-            return {"ok": False, "kind": "EngineError", "error": f"{type(e).__name__}: {e}"}
+    def untrack(self, pid: int) -> None:
+        self.by_pid.pop(pid, None)
 
-    # -- operations -----------------------------------------------------------------------
+    def host_op(self, op: str) -> Op | None:
+        handler: Op | None = getattr(self, f"op_{op}", None)
+        return handler
+
+    def pod_gone(self, pod: Pod) -> None:
+        self.pods.pop(pod.dir, None)
+
+    # -- process-wide operations (on any hosted pod's socket) -----------------------------
     def op_ping(self, req: dict[str, Any]) -> dict[str, Any]:
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid(), "pods": sorted(str(d) for d in self.pods)}
 
     def op_modules(self, req: dict[str, Any]) -> dict[str, Any]:
         """The modules loaded here: the zygote must have imported them all before forking."""
         return {"modules": sorted(sys.modules)}
 
-    def op_namespaces(self, req: dict[str, Any]) -> dict[str, Any]:
-        """Make the pod's namespaces in a fork of this (small) process."""
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.close(r)
-                nsexec.sandbox(str(self.dir / "ns"), hostname=str(req.get("hostname", "")),
-                               sysctls={str(k): str(v)
-                                        for k, v in dict(req.get("sysctls", {})).items()},
-                               share_pid=bool(req.get("share_pid")),
-                               cgroup_path=str(req.get("cgroup_path", "")),
-                               uid_mappings=userns.mappings(req.get("uid_mappings")),
-                               gid_mappings=userns.mappings(req.get("gid_mappings")))
-                code = 0
-            except BaseException as e:
-                os.write(w, f"{type(e).__name__}: {e}".encode())
-            finally:
-                os._exit(code)
-        os.close(w)
-        with os.fdopen(r, "rb") as f:
-            error = f.read().decode(errors="replace")
-        _, status = os.waitpid(pid, 0)
-        if status != 0:
-            raise InvalidArgument(f"sandbox namespaces: {error or status}")
-        return {}
+    def op_adopt(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Serve one more sandbox dir, if this process has room: {"dir", "pods_per_monitor"}.
+        Room counts every pod ever hosted, not the live ones: a process fills up once and
+        then drains, so it cannot be kept alive for ever by churn, and the spawner can
+        count room without asking."""
+        d = sandbox_dir(req)
+        k = pods_per_monitor(req)
+        if self.opened >= k:
+            raise FailedPrecondition(f"this monitor has hosted {self.opened} of "
+                                     f"{k} pods: no room")
+        self.adopt(d)
+        return {"pid": os.getpid(), "pods": len(self.pods)}
 
-    def _proc(self, req: dict[str, Any]) -> Proc:
-        proc = self.procs.get(str(req.get("id")))
-        if proc is None:
-            raise NotFound(f"container {req.get('id')} is not known to this monitor")
-        return proc
+    # -- the loop -------------------------------------------------------------------------
+    def serve(self) -> None:
+        """Until the last pod is gone."""
+        while self.pods:
+            for key, _ in self.sel.select(timeout=1.0):
+                kind, arg = key.data
+                if kind == "accept":
+                    arg.accept()
+                elif kind == "client":
+                    pod, buf = arg
+                    pod.client(key.fileobj, buf)
+                elif kind == "signal":
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(key.fd, 4096)
+                elif kind == "output":
+                    pod, cid, _ = arg
+                    pod.output(key.fd, cid)
+                elif kind == "attach":
+                    pod, cid, reader = arg
+                    pod.sessions.attached_input(key.fileobj, cid, reader=reader)
+                elif kind == "exec":
+                    pod, pid = arg
+                    pod.sessions.exec_input(key.fileobj, pid)
+            self.reap()
+        self.sel.close()
 
-    def op_create(self, req: dict[str, Any]) -> dict[str, Any]:
-        meta = from_jsonable(P.MonitorContainer, req["container"])
-        spec = init_spec(req["spec"])
-        if meta.id in self.procs:
-            raise FailedPrecondition(f"container {meta.id} already exists")
-        bundle = P.bundle_dir(self.dir, meta.id)
-        bundle.mkdir(parents=True, exist_ok=True)
-        driver = driver_for(meta, self.dir)
-        stdio, ours = open_stdio(meta)
-        created_at = time.time_ns()
-        try:
-            created = driver.create(spec, bundle=bundle, stdio=stdio, timeout=CREATE_TIMEOUT)
-        except BaseException:
-            ours.close_all()
-            raise
-        finally:
-            stdio_fds = {stdio.stdin, stdio.stdout, stdio.stderr}
-            for fd in stdio_fds:
-                os.close(fd)
-        pid = created.pid
-        if meta.tty:
-            if created.console < 0:
-                os.kill(pid, signal.SIGKILL)
-                raise FailedPrecondition(f"driver {meta.driver} made no TTY for {meta.id}")
-            ours = Fds(streams={created.console: "stdout"}, pty=created.console,
-                       stdin=os.dup(created.console) if meta.stdin else -1)
-        proc = Proc(meta=meta, spec=spec, driver=driver, bundle=bundle, pid=pid, fds=ours,
-                    log_path=Path(meta.log_path))
-        proc.oom_baseline = proc.oom_kills()
-        self.procs[meta.id] = proc
-        self.by_pid[pid] = meta.id
-        for fd, stream in ours.outputs():
-            os.set_blocking(fd, False)
-            self.sel.register(fd, selectors.EVENT_READ, ("output", (meta.id, stream)))
-        self._save(proc, ContainerState(status=Status.CREATED, pid=pid, created_at=created_at))
-        return {"pid": pid}
-
-    def op_start(self, req: dict[str, Any]) -> dict[str, Any]:
-        proc = self._proc(req)
-        state = read_state(P.state_path(self.dir, proc.meta.id))
-        if not state.status.can_start():
-            raise FailedPrecondition(f"container {proc.meta.id} is {state.status.value}")
-        proc.open_log()
-        started = time.time_ns()
-        try:
-            proc.driver.start(proc.spec, bundle=proc.bundle, timeout=CREATE_TIMEOUT)
-        except EngineError as e:
-            self._save(proc, state.exited(exit_code=128, reason="StartError", message=str(e),
-                                          at=time.time_ns()))
-            raise
-        current = read_state(P.state_path(self.dir, proc.meta.id))
-        if current.status is Status.CREATED:  # it may already have exited and been reaped
-            self._save(proc, dataclasses.replace(current, status=Status.RUNNING,
-                                                 started_at=started))
-        return {}
-
-    def op_kill(self, req: dict[str, Any]) -> dict[str, Any]:
-        proc = self._proc(req)
-        if proc.exited:
-            return {}
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, int(req.get("signal", signal.SIGKILL)))
-        return {}
-
-    def op_reopen_log(self, req: dict[str, Any]) -> dict[str, Any]:
-        proc = self._proc(req)
-        if proc.log is not None:
-            proc.log.reopen()
-        return {}
-
-    def op_delete(self, req: dict[str, Any]) -> dict[str, Any]:
-        proc = self._proc(req)
-        if not proc.exited:
-            if proc.started:
-                raise FailedPrecondition(f"container {proc.meta.id} is still running")
-            os.kill(proc.pid, signal.SIGKILL)  # created, never started: discard it
-            self._wait_exit(proc)
-        self._forget(proc)
-        return {}
-
-    def op_shutdown(self, req: dict[str, Any]) -> dict[str, Any]:
-        for proc in list(self.procs.values()):
-            if not proc.exited:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                self._wait_exit(proc)
-            self._forget(proc)
-        self.running = False
-        return {}
-
-    # -- processes ------------------------------------------------------------------------
-    def _wait_exit(self, proc: Proc) -> None:
-        deadline = time.monotonic() + 10
-        while not proc.exited and time.monotonic() < deadline:
-            self._reap(block_pid=proc.pid)
-
-    def _forget(self, proc: Proc) -> None:
-        for fd, _ in proc.fds.outputs():
-            self._drain(proc, fd, final=True)
-        proc.driver.delete(proc.spec, bundle=proc.bundle)
-        proc.fds.close_all()
-        if proc.log is not None:
-            proc.log.close()
-        self.procs.pop(proc.meta.id, None)
-        self.by_pid.pop(proc.pid, None)
-
-    def _output(self, fd: int, arg: tuple[str, str]) -> None:
-        proc = self.procs.get(arg[0])
-        if proc is not None:
-            self._drain(proc, fd, final=False)
-
-    def _drain(self, proc: Proc, fd: int, *, final: bool) -> None:
-        stream = proc.fds.stream_of(fd)
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                break
-            except OSError:
-                data = b""
-            if not data:
-                self.sel.unregister(fd)
-                proc.fds.closed(fd)
-                if proc.log is not None and stream is not None:
-                    proc.log.close_stream(stream)
-                break
-            if proc.log is not None and stream is not None:
-                proc.log.write(stream, data)
-            if stream is not None:
-                proc.broadcast(stream, data)
-        if final and proc.log is not None and stream is not None:
-            proc.log.close_stream(stream)
-
-    def _reap(self, block_pid: int = 0) -> None:
+    def reap(self, block_pid: int = 0) -> None:
+        """Reap every exited child; with `block_pid`, until that one is reaped."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -324,30 +162,11 @@ class Monitor:
                     time.sleep(0.005)
                     continue
                 return
-            if self.sessions.reaped(pid, status):
+            if any(pod.sessions.reaped(pid, status) for pod in list(self.pods.values())):
                 continue
-            cid = self.by_pid.get(pid)
-            if cid is not None:
-                self._exited(self.procs[cid], status)
-                if pid == block_pid:
-                    return
+            owner = self.by_pid.get(pid)
+            if owner is not None:
+                owner[0].exited(owner[1], status)
+            if pid == block_pid:
+                return
 
-    def _exited(self, proc: Proc, status: int) -> None:
-        proc.exited = True
-        for fd, _ in list(proc.fds.outputs()):
-            self._drain(proc, fd, final=True)
-        for conn in list(proc.attached):
-            self.sel.unregister(conn)
-            proc.detach(conn)
-        code, reason = exit_reason(status, oom=proc.oom_kills() > proc.oom_baseline)
-        path = P.state_path(self.dir, proc.meta.id)
-        state = read_state(path)
-        if state.status.can_become(Status.EXITED):
-            message = "" if proc.log is None or not proc.log.dropped else \
-                f"{proc.log.dropped} log lines dropped (log disk full)"
-            self._save(proc, state.exited(exit_code=code, reason=reason, message=message,
-                                          at=time.time_ns()))
-
-    def _save(self, proc: Proc, state: ContainerState) -> None:
-        proc.started = proc.started or state.status is Status.RUNNING
-        write_state(P.state_path(self.dir, proc.meta.id), state)

@@ -18,15 +18,14 @@ writes the reference count of every object it touches (functions, code, dicts), 
 fork itself dirties ~0.8 MiB; disabling the monitor's collector changed nothing
 measurable, so it stays on.
 
-Why still one monitor per pod, not one supervisor: a pod is the unit the kubelet makes and
-destroys, so a crash or a hung container start hurts one pod only, a monitor's lifetime is
-its pod's, and `kill -9` of one has a blast radius the runtime cleans up from the pod's
-cgroup (MonitorDied). The zygote holds no pod state at all: its death hurts no pod.
+A forked monitor process hosts up to K pods (engine.shim.monitor says why and what that
+costs); the zygote holds no pod state at all: its death hurts no pod.
 
 A spawn is a double fork: the first child calls setsid and forks the monitor, then exits, so
 the monitor is re-parented away from the zygote (it outlives the zygote and engined, like
 the daemonized monitor it replaces); the monitor becomes a child subreaper, drops every fd
-of the zygote, points its stderr at <dir>/monitor.log and listens on <dir>/monitor.sock.
+of the zygote, points its stderr at the first pod's <dir>/monitor.log and listens on
+<dir>/monitor.sock.
 
 Lifetime: the zygote is engined's child (engine.shim.spawner starts it) and exits when the
 pipe from engined reaches EOF, i.e. when engined exits, `kill -9` included. Not
@@ -35,8 +34,9 @@ CRI server runs RunPodSandbox on pool threads. engined binds the socket and hand
 listening fd, so requests queue in the backlog while the zygote still imports.
 
 Protocol: one request per connection, one JSON object per line.
-  {"op": "spawn", "dir": <absolute sandbox dir>}: the *monitor* answers {"ok": true, "pid"}
-      once it listens (the zygote never waits on a monitor: spawns proceed concurrently);
+  {"op": "spawn", "dir": <absolute sandbox dir>, "pods_per_monitor": K}: the *monitor*
+      answers {"ok": true, "pid"} once it listens (the zygote never waits on a monitor:
+      spawns proceed concurrently);
   {"op": "ping"} -> {"ok": true, "pid"}; {"op": "modules"} -> {"ok": true, "modules": [...]};
   errors: {"ok": false, "kind": <EngineError subclass>, "error"}, as the monitor's.
 """
@@ -61,13 +61,13 @@ import engine.execdriver.native
 import engine.execdriver.runc
 import engine.shim.drivers
 import engine.shim.sessions
-from engine.errors import EngineError, InvalidArgument, NotFound
+from engine.errors import EngineError, InvalidArgument
 from engine.execdriver import codec
 from engine.execdriver.base import ExecProcess
 from engine.execdriver.spec import InitSpec
 from engine.runtime.state import ContainerState
 from engine.shim import protocol as P
-from engine.shim.monitor import Monitor
+from engine.shim.monitor import MonitorProcess, pods_per_monitor, sandbox_dir
 from engine.sys import linux
 
 log = logging.getLogger("engine.shim.monitor_zygote")
@@ -96,16 +96,6 @@ def _set_name(name: str) -> None:
     """The process name (`ps -o comm`, /proc/<pid>/comm); the cmdline stays the zygote's."""
     with contextlib.suppress(OSError), open("/proc/self/comm", "w") as f:
         f.write(name)
-
-
-def sandbox_dir(req: dict[str, Any]) -> Path:
-    raw = req.get("dir")
-    if not isinstance(raw, str) or not raw.startswith("/"):
-        raise InvalidArgument(f"spawn needs an absolute sandbox directory, got {raw!r}")
-    d = Path(raw)
-    if not d.is_dir():
-        raise NotFound(f"sandbox directory {d} does not exist")
-    return d
 
 
 class Zygote:
@@ -165,6 +155,7 @@ class Zygote:
             raise InvalidArgument("a zygote request is a JSON object")
         op = req.get("op")
         if op == "spawn":
+            pods_per_monitor(req)  # checked here, used by the spawner's later adopts
             self._spawn(conn, sandbox_dir(req))
         elif op == "ping":
             _send(conn, {"ok": True, "pid": os.getpid()})
@@ -206,14 +197,13 @@ class Zygote:
             os.close(log_fd)
             linux.set_child_subreaper()
             _set_name("kpy-monitor")
-            monitor = Monitor(d)
-            monitor.listen()
-            (d / P.PIDFILE).write_text(str(os.getpid()))
+            monitor = MonitorProcess()
+            monitor.setup()
+            monitor.adopt(d)  # listens on <d>/monitor.sock, writes <d>/monitor.pid
             _send(conn, {"ok": True, "pid": os.getpid()})
             answered = True
             conn.close()
             monitor.serve()
-            (d / P.SOCKET).unlink(missing_ok=True)
             code = 0
         except BaseException as e:
             log.exception("monitor for %s failed", d)

@@ -36,9 +36,12 @@ def _error(e: EngineError) -> dict[str, Any]:
 
 
 class Sessions:
-    def __init__(self, sel: selectors.BaseSelector, procs: dict[str, Proc]) -> None:
+    def __init__(self, sel: selectors.BaseSelector, procs: dict[str, Proc], *,
+                 owner: object = None) -> None:
+        """`owner` (the pod) goes into the selector data of every session connection."""
         self.sel = sel
         self.procs = procs
+        self.owner = owner
         self.execs: dict[int, socket.socket] = {}
         self.exec_procs: dict[int, Proc] = {}  # helper pid -> the container it runs in
 
@@ -74,7 +77,8 @@ class Sessions:
         conn.settimeout(1.0)  # a client that stops reading is dropped, never waited on
         reader = attach.FrameReader()
         proc.attached.append(conn)
-        self.sel.register(conn, selectors.EVENT_READ, ("attach", (proc.meta.id, reader)))
+        self.sel.register(conn, selectors.EVENT_READ, ("attach", (self.owner, proc.meta.id,
+                                                                reader)))
         if rest:
             proc.handle_frames(reader.feed(rest))
 
@@ -125,7 +129,7 @@ class Sessions:
         self.execs[pid] = conn
         self.exec_procs[pid] = proc
         _reply(conn, {"ok": True, "pid": pid})
-        self.sel.register(conn, selectors.EVENT_READ, ("exec", pid))
+        self.sel.register(conn, selectors.EVENT_READ, ("exec", (self.owner, pid)))
 
     def exec_input(self, conn: socket.socket, pid: int) -> None:
         """The client hung up (or sent something): end the session."""
@@ -134,12 +138,25 @@ class Sessions:
                 return
         self.sel.unregister(conn)
         if pid in self.execs:
-            proc = self.exec_procs.get(pid)
-            if proc is not None:  # a runtime binary's command is no child of the helper
-                with contextlib.suppress(OSError):
-                    proc.driver.end_exec(bundle=proc.bundle, helper_pid=pid, kill=True)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            self.exec_input_gone(pid)
+
+    def running(self, pid: int) -> bool:
+        return pid in self.execs
+
+    def kill_all(self) -> list[int]:
+        """SIGKILL every exec session's helper (the pod is going); their pids."""
+        pids = list(self.execs)
+        for pid in pids:
+            self.exec_input_gone(pid)
+        return pids
+
+    def exec_input_gone(self, pid: int) -> None:
+        proc = self.exec_procs.get(pid)
+        if proc is not None:  # a runtime binary's command is no child of the helper
+            with contextlib.suppress(OSError):
+                proc.driver.end_exec(bundle=proc.bundle, helper_pid=pid, kill=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
     def reaped(self, pid: int, status: int) -> bool:
         conn = self.execs.pop(pid, None)

@@ -6,6 +6,12 @@ file from an earlier engined is replaced), hands the listening fd to the zygote 
 the write end of a pipe whose EOF tells the zygote to exit; so the zygote dies with engined,
 while the monitors it forked do not. The zygote is started on the first spawn; it ends when
 the last Runtime context using it is garbage-collected (tests make many) or engined exits.
+
+Pods per monitor (engine.shim.monitor says why): with K > 1 the spawner remembers the
+monitor processes it made and the sandboxes each took; a new sandbox is offered to the
+newest one that has hosted fewer than K pods ({"op": "adopt"} on one of its pods' sockets),
+and only when none takes it is a new process forked. A fresh spawner (engined restarted)
+knows no process, so pods never join a monitor that runs code from before the restart.
 """
 from __future__ import annotations
 
@@ -22,6 +28,8 @@ from typing import Any
 
 from engine import errors
 from engine.execdriver.helper import helper_env, python_argv
+from engine.shim import protocol as P
+from engine.shim.client import MonitorClient
 
 log = logging.getLogger(__name__)
 SOCKET = "zygote.sock"
@@ -49,6 +57,8 @@ class MonitorSpawner:
         self._lock = threading.RLock()  # close() may run from a GC finalizer
         self._proc: subprocess.Popen[bytes] | None = None
         self._alive_w = -1
+        # monitor processes of ours that may have room: pid -> the sandbox dirs it took
+        self._hosts: dict[int, list[Path]] = {}
 
     @property
     def pid(self) -> int:
@@ -122,17 +132,63 @@ class MonitorSpawner:
                 proc.wait()
 
     # -- requests -------------------------------------------------------------------------
-    def spawn(self, sandbox_dir: Path) -> int:
-        """Fork the pod's monitor for `sandbox_dir`; its pid once it listens."""
+    def spawn(self, sandbox_dir: Path, *, pods_per_monitor: int = 1) -> int:
+        """A monitor for `sandbox_dir`, listening once this returns; its process's pid.
+        With `pods_per_monitor` > 1 a monitor process of ours with room adopts the sandbox;
+        otherwise the zygote forks a new one (engine.shim.monitor says why)."""
+        if pods_per_monitor < 1:
+            raise errors.InvalidArgument(f"pods per monitor must be at least 1, got "
+                                         f"{pods_per_monitor}")
+        if pods_per_monitor > 1:
+            pid = self._adopt(sandbox_dir, pods_per_monitor)
+            if pid:
+                return pid
+        pid = self._fork(sandbox_dir, pods_per_monitor)
+        if pods_per_monitor > 1:
+            with self._lock:
+                self._hosts[pid] = [sandbox_dir]
+        return pid
+
+    def _adopt(self, sandbox_dir: Path, k: int) -> int:
+        """Ask our monitor processes with room (the newest first) to adopt the sandbox; its
+        pid, or 0 when none would. A process refuses once it has hosted `k` pods; one that
+        is gone refuses connections on every socket of its pods."""
+        with self._lock:
+            candidates = [(pid, list(dirs)) for pid, dirs in reversed(self._hosts.items())]
+        for pid, dirs in candidates:
+            for via in reversed(dirs):
+                try:
+                    if int((via / P.PIDFILE).read_text()) != pid:
+                        continue  # that pod is gone (or was never served by it)
+                    reply = MonitorClient(via, timeout=self.timeout).call(
+                        "adopt", dir=str(sandbox_dir), pods_per_monitor=k)
+                except (OSError, ValueError, errors.Unavailable, errors.NotFound):
+                    continue  # try the process through another of its pods
+                except errors.DeadlineExceeded:
+                    raise  # it may still adopt: another monitor must not take the dir
+                except errors.EngineError as e:
+                    log.debug("monitor %d did not adopt %s: %s", pid, sandbox_dir.name, e)
+                    break
+                with self._lock:
+                    taken = self._hosts.get(pid)
+                    if taken is not None:
+                        taken.append(sandbox_dir)
+                        if len(taken) >= k:
+                            del self._hosts[pid]
+                return int(reply["pid"])
+            with self._lock:
+                self._hosts.pop(pid, None)
+        return 0
+
+    def _fork(self, sandbox_dir: Path, k: int) -> int:
+        req = {"op": "spawn", "dir": str(sandbox_dir), "pods_per_monitor": k}
         proc = self._current()
         try:
-            reply = self._request(proc, {"op": "spawn", "dir": str(sandbox_dir)},
-                                  what=f"monitor for {sandbox_dir.name}")
+            reply = self._request(proc, req, what=f"monitor for {sandbox_dir.name}")
         except _ZygoteGone as first:
             proc = self._current(failed=proc)
             try:
-                reply = self._request(proc, {"op": "spawn", "dir": str(sandbox_dir)},
-                                      what=f"monitor for {sandbox_dir.name}")
+                reply = self._request(proc, req, what=f"monitor for {sandbox_dir.name}")
             except _ZygoteGone as second:
                 raise errors.Unavailable(
                     f"the monitor zygote died ({first}) and its restart failed too "

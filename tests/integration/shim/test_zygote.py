@@ -103,7 +103,7 @@ def test_spawns_a_listening_detached_monitor_quickly(run_root: Path,
     ppid, sid = int(fields[1]), int(fields[3])
     assert ppid != spawner.pid and ppid != os.getpid()  # re-parented: outlives the zygote
     assert sid not in (os.getsid(0), os.getsid(spawner.pid))  # a session of its own
-    assert Path(os.readlink(f"/proc/{pid}/cwd")) == d
+    assert os.readlink(f"/proc/{pid}/cwd") == "/"  # pins no sandbox dir (it may host many)
 
 
 @pytest.mark.parametrize(("line", "kind", "message"), [
@@ -256,7 +256,8 @@ def test_no_fd_of_the_zygote_reaches_a_monitor(run_root: Path,
     with contextlib.suppress(FileNotFoundError):
         listening = Path("/proc/net/unix").read_text()
         inode = next(t for t in fds.values() if t.startswith("socket:"))[8:-1]
-        assert any(line.split()[-2:] == [inode, P.SOCKET] for line in listening.splitlines())
+        assert any(line.split()[-2] == inode and line.split()[-1].endswith("/" + P.SOCKET)
+                   for line in listening.splitlines())
 
 
 def test_a_monitor_answers_a_garbage_line_precisely(run_root: Path,

@@ -3,6 +3,7 @@ attach, logs), the modules a monitor uses, the fds a monitor and a container hol
 zygote found by RunPodSandbox, engined's death."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -100,7 +101,11 @@ def test_no_fd_of_the_zygote_reaches_a_monitor_or_a_container(
     assert all(t.startswith(("pipe:", "/dev/null")) for t in container.values()), container
 
 
-def test_run_sandbox_restarts_a_dead_zygote(runtime: Runtime, rootfs: Path) -> None:
+def test_run_sandbox_restarts_a_dead_zygote(
+        runtime_env: tuple[RuntimeOptions, list[Runtime]], rootfs: Path) -> None:
+    # one pod per monitor: the second sandbox needs the zygote (no process to adopt it)
+    runtime = Runtime(dataclasses.replace(runtime_env[0], pods_per_monitor=1))
+    runtime_env[1].append(runtime)
     first = runtime.run_sandbox(sandbox_config())
     cid = sleeper(runtime, first, rootfs)
     spawner = spawner_for(runtime.ctx.options.run_root, owner=runtime.ctx)
