@@ -63,7 +63,8 @@ def container_status(info: ContainerInfo, *, image_id: str) -> pb.ContainerStatu
         image=pb.ImageSpec(image=c.image), image_ref=image_id, image_id=image_id,
         reason=state.reason, message=state.message, labels=c.labels,
         annotations=c.annotations, mounts=[tr.mount_to_pb(m) for m in c.mounts],
-        log_path=rec.log_path, user=user_of(rec.spec.user))
+        log_path=rec.log_path, user=user_of(rec.spec.user),
+        stop_signal=tr.stop_signal_enum(c.stop_signal or rec.image.stop_signal))  # type: ignore[arg-type]
 
 
 def user_of(user: User) -> pb.ContainerUser:

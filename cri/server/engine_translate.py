@@ -5,6 +5,7 @@ silently: a pod that asked for a device or an AppArmor profile must not run with
 """
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterable
 
 from cri.api import runtime_pb2 as pb
@@ -13,7 +14,7 @@ from engine.cgroups.base import Resources
 from engine.errors import InvalidArgument
 from engine.execdriver.spec import IDMapping
 from engine.networkdriver.base import PortMapping
-from engine.runtime import spec
+from engine.runtime import spec, stopsignal
 from engine.runtime.state import ContainerState
 from engine.runtime.status import SandboxStatus, Status
 
@@ -184,6 +185,24 @@ def stop_signal_name(value: int) -> str:
         return ""
     name = pb.Signal.Name(value).removeprefix("SIGNAL_")
     return name.replace("PLUS", "+").replace("MAXMINUS", "MAX-")
+
+
+def stop_signal_enum(name: str) -> int:
+    """The engine's stop signal name -> CRI's Signal enum ("" -> RUNTIME_DEFAULT)."""
+    if not name:
+        return pb.SIGNAL_RUNTIME_DEFAULT
+    number = stopsignal.parse(name)
+    if number == signal.SIGRTMIN:
+        canonical = "SIGRTMIN"
+    elif signal.SIGRTMIN < number <= signal.SIGRTMIN + 15:
+        canonical = f"SIGRTMINPLUS{number - signal.SIGRTMIN}"
+    elif signal.SIGRTMIN < number < signal.SIGRTMAX:
+        canonical = f"SIGRTMAXMINUS{signal.SIGRTMAX - number}"
+    elif number == signal.SIGRTMAX:
+        canonical = "SIGRTMAX"
+    else:
+        canonical = signal.Signals(number).name
+    return pb.Signal.Value(f"SIGNAL_{canonical}")
 
 
 def sandbox_state(status: SandboxStatus) -> int:

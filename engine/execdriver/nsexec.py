@@ -78,14 +78,24 @@ def init(spec: InitSpec, sync: socket.socket) -> int:
             if not n.path:
                 new |= L.NAMESPACE_FLAGS[n.type]
         SYS.unshare(new)
+        # both processes write to `sync`: the init waits until {"pid"} is sent, so the
+        # monitor always reads {"pid"} first (and {"console"}/{"ready"} after it)
+        gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
     except Exception as e:
         _send(sync, error=f"{type(e).__name__}: {e}")
         return 1
     if pid:
-        _send(sync, pid=pid)
+        os.close(gate_r)
+        try:
+            _send(sync, pid=pid)
+        finally:
+            os.close(gate_w)
         return 0
     try:
+        os.close(gate_w)
+        os.read(gate_r, 1)  # EOF once the setup process has reported the pid (or died)
+        os.close(gate_r)
         _container_init(spec, sync)
     except BaseException as e:
         try:

@@ -171,6 +171,9 @@ def stop(ctx: Ctx, sid: str) -> None:
     rec = ctx.store.load_sandbox(sid)
     d = ctx.store.sandbox_dir(sid)
     shutdown_monitor(d)
+    # its monitor process may live on for other pods (engine.shim.monitor): no pidfd exit
+    # will say this pod's monitor is gone, so drop the kept answer (read again: gone)
+    ctx.store.live.forget_sandbox(sid)
     if ctx.cgroups.exists(rec.cgroup_path):
         for pid in ctx.cgroups.procs(rec.cgroup_path):
             with contextlib.suppress(ProcessLookupError):
