@@ -45,8 +45,15 @@ def _vlan() -> ModuleType:
     return bridge_vlan
 
 
-def _masq() -> ModuleType:
-    from engine.networkdriver.plugins import masq  # lazy: subprocess is only needed with ipMasq
+def masq_backend(conf: BridgeConfig) -> ModuleType:
+    """The masquerade backend of ``conf`` (lazy imports: only ipMasq needs one); not set:
+    nftables when the kernel has it, else iptables."""
+    if conf.ip_masq_backend != "iptables":
+        from engine.networkdriver.plugins import masq_nft
+
+        if conf.ip_masq_backend == "nftables" or masq_nft.available():
+            return masq_nft
+    from engine.networkdriver.plugins import masq
 
     return masq
 
@@ -140,8 +147,9 @@ class Bridge:
                     self._configure_container(ns, req.ifname, index=peer_index, addrs=addrs,
                                               routes=routes, gateways=gateways)
                 if conf.ip_masq:
-                    undo.append(lambda: _masq().teardown(conf.name, req.container_id))
-                    _masq().setup(conf.name, req.container_id, addrs)
+                    masq = masq_backend(conf)
+                    undo.append(lambda: masq.teardown(conf.name, req.container_id, addrs))
+                    masq.setup(conf.name, req.container_id, addrs)
                 result: dict[str, Any] = {
                     "cniVersion": spec.SPEC_VERSION,
                     "interfaces": [
@@ -228,7 +236,7 @@ class Bridge:
     def _unmasquerade(req: spec.Request, conf: BridgeConfig, addrs: list[Iface]) -> None:
         """Remove the attachment's masquerade chain (also in-process: firewall state is what
         callers look at after DEL, unlike a detached veth waiting for the kernel)."""
-        _masq().teardown(conf.name, req.container_id, addrs)
+        masq_backend(conf).teardown(conf.name, req.container_id, addrs)
 
     def _unlink(self, nl: Rtnl, index: int, name: str, *, key: str) -> None:
         """Delete the pair by its host end, or with a reaper: take the host end off the
@@ -293,7 +301,7 @@ class Bridge:
         if conf.ip_masq:
             from engine.networkdriver.plugins.hostlocal import valid_attachments
 
-            _masq().gc(conf.name, {cid for cid, _ in valid_attachments(req.config)})
+            masq_backend(conf).gc(conf.name, {cid for cid, _ in valid_attachments(req.config)})
 
     def status(self, req: spec.Request) -> None:
         conf = bridge_config.load(req.config)

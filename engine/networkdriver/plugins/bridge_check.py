@@ -54,3 +54,7 @@ def check(conf: BridgeConfig, req: spec.Request, prev: Mapping[str, Any], nsfd: 
                 raise _fail(f"host veth {name} is not a port of {conf.bridge}")
         if not bridge_link.bridge_ports(conf.bridge):
             raise _fail(f"bridge {conf.bridge} has no ports")
+    if conf.ip_masq:
+        from engine.networkdriver.plugins.bridge import masq_backend
+
+        masq_backend(conf).check(conf.name, req.container_id, want_addrs)

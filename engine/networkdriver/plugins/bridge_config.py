@@ -13,6 +13,7 @@ else:  # dataclasses imports inspect: see plugins/value.py
 
 DEFAULT_BRIDGE = "kpy0"
 MAX_VLAN = 4094
+MASQ_BACKENDS = ("", "iptables", "nftables")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class BridgeConfig:
     vlan: int = 0  # the port's PVID, untagged; 0: none
     vlan_trunk: tuple[int, ...] = ()  # tagged VLANs of the port, sorted
     preserve_default_vlan: bool = False  # keep the bridge's default PVID on the port
+    # "iptables", "nftables", or "" (not set: nftables when the kernel has it)
+    ip_masq_backend: str = ""
 
     @property
     def vlan_filtering(self) -> bool:
@@ -57,10 +60,10 @@ def load(conf: Mapping[str, Any]) -> BridgeConfig:
     mtu = conf.get("mtu", 0)
     if not isinstance(mtu, int) or isinstance(mtu, bool) or mtu < 0 or mtu > 65535:
         raise spec.CNIError(spec.ERR_INVALID_CONFIG, "mtu must be an integer 0..65535", repr(mtu))
-    backend = conf.get("ipMasqBackend", "iptables")
-    if backend != "iptables":
+    backend = conf.get("ipMasqBackend") or ""
+    if backend not in MASQ_BACKENDS:
         raise spec.CNIError(spec.ERR_UNSUPPORTED_FIELD, "unsupported ipMasqBackend",
-                            f"{backend!r}: kpy-bridge masquerades with iptables only")
+                            f"{backend!r}: use \"iptables\" or \"nftables\"")
     prev = conf.get("prevResult")
     if prev is not None and not isinstance(prev, dict):
         raise spec.CNIError(spec.ERR_DECODE, "prevResult must be an object")
@@ -78,7 +81,7 @@ def load(conf: Mapping[str, Any]) -> BridgeConfig:
         force_address=_bool(conf, "forceAddress"), ip_masq=_bool(conf, "ipMasq"), mtu=mtu,
         hairpin=_bool(conf, "hairpinMode"), promisc=_bool(conf, "promiscMode"),
         dns=dns, prev_result=prev, vlan=vlan, vlan_trunk=vlan_trunk(conf.get("vlanTrunk")),
-        preserve_default_vlan=_bool(conf, "preserveDefaultVlan"))
+        preserve_default_vlan=_bool(conf, "preserveDefaultVlan"), ip_masq_backend=backend)
 
 
 def _vlan_id(item: Mapping[str, Any], key: str) -> int | None:

@@ -116,3 +116,20 @@ def gc(network: str, valid_ids: set[str], families: Iterable[int] = (4, 6)) -> N
                     stale.add(chain)
         if stale:
             _remove(family, stale, saved)
+
+
+def check(network: str, container_id: str, addresses: Iterable[ipnet.Interface]) -> None:
+    """CNIError ERR_CHECK_FAILED unless ADD's chain and jumps are all there."""
+    chain, comment = chain_name(network, container_id), _comment(network, container_id)
+    addrs = list(addresses)
+    for family in sorted({a.version for a in addrs}):
+        saved = _save(family).replace('"', "")
+        tag = comment.replace('"', "")
+        jumps = sum(1 for line in saved.splitlines()
+                    if line.startswith("-A POSTROUTING") and line.endswith(f"-j {chain}"))
+        body = sum(1 for line in saved.splitlines()
+                   if line.startswith(f"-A {chain} ") and tag in line)
+        want = sum(1 for a in addrs if a.version == family)
+        if jumps < want or body < want + 1:
+            raise spec.CNIError(spec.ERR_CHECK_FAILED, "masquerade rules are missing",
+                                f"{_TOOLS[family][0]} nat {chain}")

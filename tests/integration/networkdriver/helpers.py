@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.networkdriver.plugins import masq, netlink
+from engine.networkdriver.plugins import masq, masq_nft, netlink
 
 
 def suffix() -> str:
@@ -111,11 +111,28 @@ def masq_chains(network: str) -> list[str]:
         saved = subprocess.run([tool, "-t", "nat"], capture_output=True, text=True,
                                check=False).stdout
         out += [line for line in saved.splitlines() if f"kpy name={network} " in line]
-    return out
+    return out + nft_masq_rules(network)
+
+
+def nft_rules(family: str) -> list[dict[str, Any]]:
+    """The rules of ``<family> kpy-nat`` as ``nft -j`` lists them ([] without the table)."""
+    proc = subprocess.run(["nft", "-j", "list", "table", family, masq_nft.TABLE],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return []
+    return [item["rule"] for item in json.loads(proc.stdout)["nftables"] if "rule" in item]
+
+
+def nft_masq_rules(network: str) -> list[str]:
+    """The masquerade rules of ``network`` in our nftables tables, one text line each."""
+    return [f"{family} {rule['chain']} {rule['comment']} {json.dumps(rule['expr'])}"
+            for family in ("ip", "ip6") for rule in nft_rules(family)
+            if str(rule.get("comment", "")).startswith(f"kpy name={network} ")]
 
 
 def cleanup_network(network: str, bridges: list[str]) -> None:
     masq.gc(network, set())
+    masq_nft.gc(network, set())
     with netlink.session() as nl:
         for b in bridges:
             index = netlink.lookup(nl, b)

@@ -91,11 +91,16 @@ def test_host(net: Net) -> Iterator[tuple[str, str]]:
     yield outside, host_ip
 
 
-def test_masquerade_only_with_ip_masq(net: Net, test_host: tuple[str, str]) -> None:
+@pytest.mark.parametrize("backend", ["nftables", "iptables"])
+def test_masquerade_only_with_ip_masq(net: Net, test_host: tuple[str, str],
+                                      backend: str) -> None:
     outside, host_ip = test_host
-    ns_masq, _ = attach(net, "masq")
+    ns_masq, _ = attach(net, "masq", ipMasqBackend=backend)
     assert helpers.ping(ns_masq, host_ip)
-    assert len(helpers.masq_chains(net.name)) >= 4
+    nft = helpers.nft_masq_rules(net.name)
+    assert len(nft) == (6 if backend == "nftables" else 0)  # 3 rules per family
+    iptables = len(helpers.masq_chains(net.name)) - len(nft)
+    assert iptables == 0 if backend == "nftables" else iptables >= 4
     # a pod of the same bridge without ipMasq: the test host cannot answer its address
     ns_plain, _ = attach(net, "plain", ipMasq=False)
     assert not helpers.ping(ns_plain, host_ip)

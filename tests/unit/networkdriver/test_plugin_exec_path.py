@@ -54,6 +54,11 @@ def test_masquerade_imports_no_subprocess() -> None:
     assert "subprocess" not in loaded and "re" not in loaded
 
 
+def test_nftables_masquerade_imports_nothing_heavy() -> None:
+    loaded = imported_by("engine.networkdriver.plugins.masq_nft")
+    assert sorted(m for m in HEAVY if m in loaded) == []
+
+
 def test_the_installed_wrapper_runs_without_site(tmp_path: Path) -> None:
     [path, *_] = install.install(tmp_path)
     first = path.read_text().splitlines()[0]
