@@ -9,14 +9,14 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from cri.api import runtime_pb2 as pb
 from cri.server import engine_translate as tr
 from cri.server.container_view import ContainerView
 from cri.server.ports import ExecResult, StatusWithInfo
 from engine.errors import NotFound
-from engine.execdriver.spec import User
+from engine.execdriver.spec import IDMapping, User
 from engine.images import ImageService
 from engine.runtime.api import ContainerInfo, Runtime, SandboxInfo
 from engine.runtime.spec import ImageConfig, Rootfs
@@ -36,12 +36,21 @@ def _metadata(info: SandboxInfo) -> pb.PodSandboxMetadata:
                                  attempt=c.attempt)
 
 
+def _pb_mappings(maps: Iterable[IDMapping]) -> list[pb.IDMapping]:
+    return [pb.IDMapping(host_id=m.host_id, container_id=m.container_id, length=m.size)
+            for m in maps]
+
+
 def sandbox_status(info: SandboxInfo) -> pb.PodSandboxStatus:
     rec, c = info.record, info.record.config
     ns = pb.NamespaceOption(network=pb.NODE if c.host_network else pb.POD,
                             pid=pb.NODE if c.host_pid else (pb.POD if c.share_pid
                                                             else pb.CONTAINER),
-                            ipc=pb.NODE if c.host_ipc else pb.POD)
+                            ipc=pb.NODE if c.host_ipc else pb.POD,
+                            userns_options=pb.UserNamespace(
+                                mode=pb.POD if c.user_namespace else pb.NODE,
+                                uids=_pb_mappings(c.uid_mappings),
+                                gids=_pb_mappings(c.gid_mappings)))
     status = pb.PodSandboxStatus(
         id=rec.id, metadata=_metadata(info), state=tr.sandbox_state(info.status),  # type: ignore[arg-type]
         created_at=rec.created_at, labels=c.labels, annotations=c.annotations,

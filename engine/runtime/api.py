@@ -26,7 +26,7 @@ from engine.cgroups.detect import manager
 from engine.errors import InvalidArgument, Unavailable
 from engine.execdriver import mountattr, userns_probe
 from engine.networkdriver.base import NetworkDriver
-from engine.runtime import attach, container, exec, portforward, sandbox, stats
+from engine.runtime import attach, container, exec, idmapped, portforward, sandbox, stats
 from engine.runtime.attach import AttachSession
 from engine.runtime.context import Ctx, RuntimeOptions
 from engine.runtime.spec import ContainerConfig, ImageConfig, Rootfs, SandboxConfig
@@ -247,7 +247,10 @@ class Runtime:
             return False  # a handler this runtime does not have supports nothing
         if binary and shutil.which(binary) is None:
             return False
-        ok, why = userns_probe.supported((str(self.ctx.options.run_root), *storage))
+        why = idmapped.unsearchable_parent(self.ctx.options.run_root)
+        ok = not why
+        if ok:
+            ok, why = userns_probe.supported((str(self.ctx.options.run_root), *storage))
         if not ok:
             log.info("no pod user namespaces: %s", why)
         return ok

@@ -146,6 +146,20 @@ def map_mounts(spec: InitSpec, cdir: Path, *, userns_path: str) -> InitSpec:
     return dataclasses.replace(spec, mounts=tuple(out))
 
 
+def unsearchable_parent(path: Path) -> str:
+    """The first directory above `path` that an unprivileged uid cannot walk through (no
+    o+x), as a reason; "" when there is none. Directories below `path` are ours to fix."""
+    for d in path.parents:
+        try:
+            mode = d.stat().st_mode
+        except OSError as e:
+            return f"{d}: {e.strerror}"
+        if not mode & stat.S_IXOTH:
+            return (f"{d} (mode {stat.S_IMODE(mode):o}) is not searchable by the root of a pod "
+                    f"user namespace, an unprivileged host uid")
+    return ""
+
+
 def check_searchable(path: Path, *, stop: Path) -> None:
     """The pod's root (an unprivileged host uid) must be able to walk to `path` to mount
     what lies there inside the container: every directory from `/` to it needs o+x. Ours

@@ -155,7 +155,8 @@ def _teardown(ctx: Ctx, rec: SandboxRecord) -> None:
     d = ctx.store.sandbox_dir(rec.id)
     with contextlib.suppress(EngineError):
         shutdown_monitor(d)
-    if ctx.network is not None and not rec.config.host_network and (d / "ns" / "net").exists():
+    if ctx.network is not None and not rec.config.host_network and \
+            not rec.network_released and (d / "ns" / "net").exists():
         try:
             ctx.network.teardown(network_request(rec, d))
         except EngineError:
@@ -181,6 +182,7 @@ def stop(ctx: Ctx, sid: str) -> None:
     if ctx.network is not None and not rec.config.host_network and rec.network_attached:
         ctx.network.teardown(network_request(rec, d))
     ctx.store.save_sandbox(SandboxRecord(**{**rec.__dict__, "network_attached": False,
+                                            "network_released": True,
                                             "state": SandboxStatus.NOTREADY.value}))
 
 
@@ -188,5 +190,6 @@ def remove(ctx: Ctx, sid: str) -> None:
     rec = ctx.store.load_sandbox(sid)
     if rec.state == SandboxStatus.READY.value:
         stop(ctx, sid)
+        rec = ctx.store.load_sandbox(sid)  # what stop() released is not released twice
     _teardown(ctx, rec)
 

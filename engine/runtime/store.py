@@ -39,6 +39,9 @@ class SandboxRecord:
     ips: tuple[str, ...] = ()
     network_attached: bool = False
     state: str = SandboxStatus.READY.value
+    network_released: bool = False
+    """StopPodSandbox detached the network (CNI DEL done): RemovePodSandbox must not call
+    DEL again. False after a run() that failed half-way, whose teardown must try DEL."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,10 +6,14 @@ import pytest
 
 from cri.api import runtime_pb2 as pb
 from cri.server import engine_translate as tr
+from cri.server.engine_runtime import sandbox_status
 from cri.server.ports import Ports
 from cri.server.runtime_info import RuntimeInfo
 from engine.errors import InvalidArgument
 from engine.execdriver.spec import IDMapping
+from engine.runtime.api import SandboxInfo
+from engine.runtime.status import SandboxStatus
+from engine.runtime.store import SandboxRecord
 
 MAP = pb.IDMapping(container_id=0, host_id=1000, length=100000)
 
@@ -89,3 +93,16 @@ def test_status_reports_user_namespaces_per_handler() -> None:
     assert {h.name: h.features.user_namespaces for h in response.runtime_handlers} == {
         "": False, "runc": True, "crun": False}
     assert all(h.features.recursive_read_only_mounts for h in response.runtime_handlers)
+
+
+@pytest.mark.parametrize("userns", [None, pb.UserNamespace(mode=pb.POD, uids=[MAP], gids=[MAP])])
+def test_sandbox_status_reports_the_pods_user_namespace(userns: pb.UserNamespace | None) -> None:
+    cfg = tr.sandbox_config(_pod(userns), runtime_handler="")
+    rec = SandboxRecord(id="s" * 64, config=cfg, created_at=1, cgroup_path="", driver="native")
+    status = sandbox_status(SandboxInfo(record=rec, status=SandboxStatus.READY, netns_path="",
+                                        monitor_alive=True))
+    got = status.linux.namespaces.options.userns_options
+    if userns is None:
+        assert got == pb.UserNamespace(mode=pb.NODE)
+    else:
+        assert got == userns

@@ -9,6 +9,7 @@ import pytest
 from engine.errors import InvalidArgument
 from engine.execdriver.spec import IDMapping, InitSpec
 from engine.runtime import build
+from engine.runtime.idmapped import unsearchable_parent
 from engine.runtime.sandbox import check_user_namespace
 from engine.runtime.spec import ContainerConfig, ImageConfig, SandboxConfig, SecurityConfig
 
@@ -74,3 +75,17 @@ def test_sandbox_checks(kw: dict[str, object], needle: str) -> None:
     config = SandboxConfig(name="p", namespace="n", uid="u", **base)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match=needle):
         check_user_namespace(config)
+
+
+
+def test_unsearchable_parent_names_the_first_closed_directory(tmp_path: Path) -> None:
+    closed = tmp_path / "closed"
+    (closed / "run").mkdir(parents=True)
+    closed.chmod(0o700)
+    assert unsearchable_parent(closed / "run") == \
+        f"{closed} (mode 700) is not searchable by the root of a pod user namespace, " \
+        "an unprivileged host uid"
+    closed.chmod(0o711)
+    above = unsearchable_parent(closed / "run")  # pytest's own 0700 dirs may remain above
+    assert str(closed) not in above
+    assert above == unsearchable_parent(tmp_path / "x")
