@@ -39,6 +39,8 @@ from kubelet_py.pods.manager import PodManager
 from kubelet_py.pods.pull_auth import SecretPullAuth
 from kubelet_py.pods.runtime_view import pod_runtime
 from kubelet_py.pods.service_env import ServiceLinks
+from kubelet_py.pods.userns import UserNamespaces
+from kubelet_py.pods.userns_range import kubelet_range
 from kubelet_py.pods.volumes import Volumes
 from kubelet_py.server.auth import WebhookAuth
 from kubelet_py.server.healthz import HealthzServer
@@ -88,10 +90,18 @@ def pod_manager(options: KubeletOptions, ident: Identity, *, rest: RestClient | 
     ctx = NodeContext(node_name=ident.node_name, host_ips=host_ips,
                       cluster_dns=options.cluster_dns, cluster_domain=options.cluster_domain,
                       log_root=options.pod_logs_dir, allocatable=allocatable)
+    userns = UserNamespaces(id_range=kubelet_range(), pods_dir=options.root_dir / "pods",
+                            max_pods=options.max_pods, status=cri.info.status)
     executor = Executor(cri, ctx=ctx, volumes=volumes, auth=SecretPullAuth(rest),
-                        objects=rest, services=services)
+                        objects=rest, services=services, userns=userns)
+
+    def cleanup(uid: str) -> None:
+        """The pod's sandboxes are removed: free its user namespace block, its volumes."""
+        userns.release(uid)
+        volumes.cleanup(uid)
+
     return PodManager(rest, cri, node_name=ident.node_name, executor=executor, clock=clock,
-                      host_ips=host_ips, cleanup=volumes.cleanup,
+                      host_ips=host_ips, cleanup=cleanup, userns=userns,
                       manifest_path=options.pod_manifest_path, allocatable=allocatable,
                       node_labels=labels)
 

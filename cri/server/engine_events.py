@@ -46,6 +46,8 @@ class EnginePublisher:
                 self._exited.add(container_id)
             elif kind == pb.CONTAINER_DELETED_EVENT:
                 self._exited.discard(container_id)
+        if not self._bus.subscriber_count():
+            return  # nobody listens: no statuses to read for an event nobody gets
         event = pb.ContainerEventResponse(container_id=container_id,
                                           container_event_type=kind,  # type: ignore[arg-type]
                                           created_at=self._clock_ns())

@@ -78,7 +78,10 @@ def _dns(ctx: NodeContext, pod: Pod) -> pb.DNSConfig | None:
     return pb.DNSConfig(servers=servers, searches=searches, options=options)
 
 
-def sandbox_config(ctx: NodeContext, pod: Pod, *, attempt: int) -> pb.PodSandboxConfig:
+def sandbox_config(ctx: NodeContext, pod: Pod, *, attempt: int,
+                   userns: pb.UserNamespace | None = None) -> pb.PodSandboxConfig:
+    """`userns`: the pod's user namespace options (kubelet_py.pods.userns); the same ones
+    go on every container."""
     meta, spec = pod["metadata"], pod["spec"]
     host_network = bool(spec.get("hostNetwork"))
     ports = []
@@ -94,7 +97,7 @@ def sandbox_config(ctx: NodeContext, pod: Pod, *, attempt: int) -> pb.PodSandbox
         network=pb.NODE if host_network else pb.POD,
         pid=pb.NODE if spec.get("hostPID") else
         (pb.POD if spec.get("shareProcessNamespace") else pb.CONTAINER),
-        ipc=pb.NODE if spec.get("hostIPC") else pb.POD)
+        ipc=pb.NODE if spec.get("hostIPC") else pb.POD, userns_options=userns)
     linux = pb.LinuxPodSandboxConfig(
         security_context=pb.LinuxSandboxSecurityContext(
             namespace_options=ns_options,
@@ -129,7 +132,8 @@ def _resources(spec: Obj) -> pb.LinuxContainerResources:
                                       cpu_quota=quota, memory_limit_in_bytes=memory)
 
 
-def _security(pod: Pod, spec: Obj) -> pb.LinuxContainerSecurityContext:
+def _security(pod: Pod, spec: Obj,
+              userns: pb.UserNamespace | None) -> pb.LinuxContainerSecurityContext:
     pod_sc = pod["spec"].get("securityContext") or {}
     sc = spec.get("securityContext") or {}
     caps = sc.get("capabilities") or {}
@@ -144,7 +148,8 @@ def _security(pod: Pod, spec: Obj) -> pb.LinuxContainerSecurityContext:
             network=pb.NODE if host_network else pb.POD,
             pid=pb.NODE if pod["spec"].get("hostPID") else
             (pb.POD if pod["spec"].get("shareProcessNamespace") else pb.CONTAINER),
-            ipc=pb.NODE if pod["spec"].get("hostIPC") else pb.POD),
+            ipc=pb.NODE if pod["spec"].get("hostIPC") else pb.POD,
+            userns_options=userns),
         run_as_user=_int64(user), run_as_group=_int64(group),
         readonly_rootfs=bool(sc.get("readOnlyRootFilesystem")),
         supplemental_groups=pod_sc.get("supplementalGroups") or [],
@@ -153,7 +158,8 @@ def _security(pod: Pod, spec: Obj) -> pb.LinuxContainerSecurityContext:
 
 def container_config(ctx: NodeContext, pod: Pod, spec: Obj, *, attempt: int,
                      volumes: dict[str, PreparedVolume], image_ref: str,
-                     environment: Environment) -> pb.ContainerConfig:
+                     environment: Environment,
+                     userns: pb.UserNamespace | None = None) -> pb.ContainerConfig:
     """The CRI config of one container; `$(VAR)` in command and args expanded from its
     environment."""
     lookup = lookup_in(environment.as_dict())
@@ -187,4 +193,4 @@ def container_config(ctx: NodeContext, pod: Pod, spec: Obj, *, attempt: int,
         log_path=f"{name}/{attempt}.log", stdin=bool(spec.get("stdin")),
         stdin_once=bool(spec.get("stdinOnce")), tty=bool(spec.get("tty")),
         linux=pb.LinuxContainerConfig(resources=_resources(spec),
-                                      security_context=_security(pod, spec)))
+                                      security_context=_security(pod, spec, userns)))

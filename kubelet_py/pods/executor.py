@@ -20,6 +20,8 @@ from kubelet_py.pods.envvars import EnvError, ObjectGetter, build_environment
 from kubelet_py.pods.model import Pod, PodRuntime, State
 from kubelet_py.pods.runtime_view import sandbox_from_status
 from kubelet_py.pods.service_env import ServiceLinks, ServicesNotSynced
+from kubelet_py.pods.userns import UserNamespaces
+from kubelet_py.pods.userns_range import UsernsError
 from kubelet_py.pods.volumes import PreparedVolume, VolumeError
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,9 @@ class Started:
 class Executor:
     def __init__(self, cri: CRIClient, *, ctx: NodeContext, volumes: VolumePreparer,
                  auth: PullAuth, objects: ObjectGetter | None,
-                 services: ServiceLinks) -> None:
+                 services: ServiceLinks, userns: UserNamespaces) -> None:
         self._cri = cri
+        self._userns = userns
         self._ctx = ctx
         self._volumes = volumes
         self._auth = auth
@@ -67,13 +70,14 @@ class Executor:
         """Where ConfigMaps and Secrets for the environment come from (None: standalone)."""
         self._services = services
 
-    def sandbox_config(self, pod: Pod, attempt: int) -> pb.PodSandboxConfig:
-        return sandbox_config(self._ctx, pod, attempt=attempt)
-
     async def create_sandbox(self, pod: Pod, attempt: int, *, runtime_handler: str = "") -> str:
         try:
-            return await self._cri.sandboxes.run(self.sandbox_config(pod, attempt),
-                                                 runtime_handler=runtime_handler)
+            userns = await self._userns.for_sandbox(pod, runtime_handler)
+        except UsernsError as exc:
+            raise SandboxError(f"Failed to create pod sandbox: {exc}") from exc
+        config = sandbox_config(self._ctx, pod, attempt=attempt, userns=userns)
+        try:
+            return await self._cri.sandboxes.run(config, runtime_handler=runtime_handler)
         except CRIError as exc:
             raise SandboxError(f"Failed to create pod sandbox: {exc.details}") from exc
 
@@ -111,7 +115,11 @@ class Executor:
     async def start_container(self, pod: Pod, spec: Obj, *, sandbox_id: str,
                               sandbox_attempt: int, attempt: int,
                               pod_ips: tuple[str, ...]) -> Started:
-        sandbox = self.sandbox_config(pod, sandbox_attempt)
+        try:
+            userns = self._userns.for_container(pod)
+        except UsernsError as exc:
+            raise StartError("CreateContainerConfigError", str(exc)) from exc
+        sandbox = sandbox_config(self._ctx, pod, attempt=sandbox_attempt, userns=userns)
         image_ref = await self.ensure_image(pod, spec, sandbox)
         where = PodPlacement(node_name=self._ctx.node_name, host_ips=self._ctx.host_ips,
                              pod_ips=pod_ips)
@@ -122,7 +130,8 @@ class Executor:
                 pod, spec, api=self._objects, where=where, allocatable=self._ctx.allocatable,
                 services=self._services.env_for(pod["metadata"]["namespace"], links=links))
             config = container_config(self._ctx, pod, spec, attempt=attempt, volumes=volumes,
-                                      image_ref=image_ref, environment=environment)
+                                      image_ref=image_ref, environment=environment,
+                                      userns=userns)
         except (VolumeError, ConfigProblem, EnvError, ServicesNotSynced) as exc:
             raise StartError("CreateContainerConfigError", str(exc)) from exc
         try:

@@ -21,6 +21,7 @@ from kubelet_py.pods.pleg import Pleg
 from kubelet_py.pods.reporting import ApiReporter, LocalReporter, MirrorReporter
 from kubelet_py.pods.runtime_view import pod_runtime
 from kubelet_py.pods.static import SOURCE, StaticPodSource, is_mirror
+from kubelet_py.pods.userns import UserNamespaces
 from kubelet_py.pods.worker import PodWorker, Reporter
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,10 @@ class PodManager:
                  executor: Executor, clock: Clock, host_ips: tuple[str, ...],
                  cleanup: Callable[[str], None], allocatable: Allocatable,
                  node_labels: Callable[[], Mapping[str, str]] | None = None,
-                 manifest_path: Path | None = None) -> None:
+                 manifest_path: Path | None = None,
+                 userns: UserNamespaces | None = None) -> None:
         self._rest = rest
+        self._userns = userns
         self._allocatable = allocatable
         self._node_name = node_name
         self._node_labels = node_labels
@@ -197,6 +200,12 @@ class PodManager:
             await self._exec.kill_pod(runtime, grace=ORPHAN_GRACE)
             await self._exec.remove_pod(runtime)
             self._cleanup(uid)
+        if self._userns is not None:
+            # Blocks of pods neither known nor in the runtime (their sandboxes went while the
+            # kubelet was down) are free again.
+            in_runtime = {s.labels.get(LABEL_POD_UID, "") for s in sandboxes} - orphans
+            for uid in self._userns.prune((known - self.rejected) | in_runtime):
+                log.info("released the user namespace block of pod %s (gone)", uid)
         return len(orphans)
 
     async def _await_runtime(self) -> None:

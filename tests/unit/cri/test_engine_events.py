@@ -48,3 +48,18 @@ def test_an_exit_is_published_once_and_idle_scans_read_nothing() -> None:
     finally:
         publisher.stop()
         sub.close()
+
+
+def test_without_subscribers_no_statuses_are_read() -> None:
+    rt = Runtime()
+    rt.items = {"a": info("a")}
+    bus = EventBus()
+    publisher = EnginePublisher(bus, cast(Any, rt), view=view_of(rt), poll_s=3600)
+    lists = rt.lists
+    publisher.publish("a", "sa", pb.CONTAINER_STARTED_EVENT)
+    assert rt.lists == lists
+    sub = bus.subscribe()
+    publisher.publish("a", "sa", pb.CONTAINER_STARTED_EVENT)
+    event = sub.get(0)
+    assert event is not None and [s.id for s in event.containers_statuses] == ["a"]
+    sub.close()
