@@ -85,7 +85,8 @@ def _wire(engine: Engine, options: DaemonOptions) -> None:
     engine.extensions.append(enginesvc.handler(images, spool_dir=root / "enginectl-spool"))
     network = CNIDriver(conf_dir=options.cni_conf_dir, bin_dirs=options.cni_bin_dirs,
                         cache_dir=root / "cni")
-    runtime = Runtime(RuntimeOptions(run_root=run_root, default_handler=options.exec_driver),
+    runtime = Runtime(RuntimeOptions(run_root=run_root, default_handler=options.exec_driver,
+                                     pods_per_monitor=options.pods_per_monitor),
                       network=network)
     engine.closers.append(runtime.close)
     bus = EventBus()

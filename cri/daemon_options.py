@@ -18,7 +18,7 @@ import yaml
 from engine import __version__
 from engine.config import DEFAULT_LISTEN, DEFAULT_ROOT, DEFAULT_RUN_ROOT, EngineConfig
 from engine.networkdriver.cni import DEFAULT_BIN_DIRS, DEFAULT_CONF_DIR
-from engine.runtime.context import HANDLERS
+from engine.runtime.context import HANDLERS, PODS_PER_MONITOR
 
 EXEC_DRIVERS = tuple(sorted(HANDLERS))  # native, and runc/crun through an OCI bundle
 GRAPH_DRIVERS = ("overlay", "vfs")
@@ -35,6 +35,7 @@ class DaemonOptions:
     log_level: str = "info"
     shutdown_grace_s: float = 5.0
     registry_hosts: Path | None = None
+    pods_per_monitor: int = PODS_PER_MONITOR
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
@@ -65,6 +66,12 @@ def _number(value: Any) -> float:
     return float(value)
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return value
+
+
 def _listen(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("unix://"):
         raise ValueError(f"must be unix:///path, not {value!r}")
@@ -83,6 +90,7 @@ SETTINGS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "registry_hosts": (_path, None),
     "log_level": (_choice(LOG_LEVELS), "info"),
     "shutdown_grace": (_number, 5.0),
+    "pods_per_monitor": (_count, PODS_PER_MONITOR),
 }
 
 
@@ -112,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--log-level", choices=LOG_LEVELS, help="default info")
     add("--shutdown-grace", type=float, metavar="SECONDS",
         help="time running RPCs get to finish on SIGTERM (default 5)")
+    add("--pods-per-monitor", type=int, metavar="N",
+        help="pods one monitor process serves at most: fewer processes and less memory per "
+             f"pod, but a monitor crash takes up to N pods (default {PODS_PER_MONITOR})")
     return parser
 
 
@@ -155,6 +166,8 @@ def options_from_args(ns: argparse.Namespace) -> DaemonOptions:
                          f"not {settings['listen']!r}") from None
     if settings["shutdown_grace"] < 0:
         raise SystemExit("engined: --shutdown-grace must not be negative")
+    if settings["pods_per_monitor"] < 1:
+        raise SystemExit("engined: --pods-per-monitor must be at least 1")
     engine = EngineConfig(root=settings["root"], run_root=settings["run_root"],
                           listen=settings["listen"], config_file=ns.config)
     return DaemonOptions(engine=engine, cni_conf_dir=settings["cni_conf_dir"],
@@ -163,4 +176,5 @@ def options_from_args(ns: argparse.Namespace) -> DaemonOptions:
                          graph_driver=settings["graph_driver"],
                          log_level=settings["log_level"],
                          shutdown_grace_s=float(settings["shutdown_grace"]),
-                         registry_hosts=settings["registry_hosts"])
+                         registry_hosts=settings["registry_hosts"],
+                         pods_per_monitor=int(settings["pods_per_monitor"]))

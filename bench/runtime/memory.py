@@ -1,14 +1,16 @@
 """Memory (PSS) per running pod of the per-pod runtime processes, ours beside containerd's.
 
-Ours: the monitor zygote plus every pod's monitor (forks of it). containerd's: its runc v2
-shims. Both sums come from /proc/<pid>/smaps_rollup; the containers themselves (our sleep,
-containerd's pause and sleep) and the daemons are left out. Each contender runs N
-one-container pods (`sleep`) at each count in `--pods`, added up one count after the other;
-a pod's sample is its monitor's (shim's) PSS plus the zygote's PSS shared out over N.
-containerd's pods are made through its own CRI with host networking (bench.cri.peer).
+Ours: the monitor zygote plus every monitor process (forks of it, each hosting up to K pods:
+--pods-per-monitor, RuntimeOptions.pods_per_monitor). containerd's: its runc v2 shims. Both
+sums come from /proc/<pid>/smaps_rollup; the containers themselves (our sleep, containerd's
+pause and sleep) and the daemons are left out. Each contender runs N one-container pods
+(`sleep`) at each count in `--pods`, added up one count after the other; a pod's sample is
+its monitor process's (shim's) PSS divided among the pods that process hosts, plus the
+zygote's PSS shared out over N. containerd's pods are made through its own CRI with host
+networking (bench.cri.peer).
 
     .venv/bin/python -m bench.runtime.memory [--pods 20,110] [--peer containerd|none]
-                                            [--no-record]
+                                            [--pods-per-monitor K] [--no-record]
 """
 from __future__ import annotations
 
@@ -44,18 +46,21 @@ def pss_kib(pid: int) -> int:
 
 
 def per_pod(pods: list[int], shared: list[int]) -> tuple[float, ...]:
-    """Each pod's process PSS plus the shared processes' PSS divided among the pods (MiB)."""
+    """Per pod (MiB): its process's PSS divided among the pods that process serves, plus the
+    shared processes' PSS divided among all the pods. `pods`: each pod's process pid."""
     extra = sum(pss_kib(p) for p in shared) / max(len(pods), 1)
-    return tuple((pss_kib(p) + extra) / 1024 for p in pods)
+    pss = {p: pss_kib(p) for p in set(pods)}
+    return tuple((pss[p] / pods.count(p) + extra) / 1024 for p in pods)
 
 
-def measure_ours(counts: list[int]) -> Samples:
+def measure_ours(counts: list[int], *, pods_per_monitor: int) -> Samples:
     out: Samples = {}
     with tempfile.TemporaryDirectory(prefix="kpy-bench-", dir="/run") as tmp:
         rootfs = make_rootfs(Path(tmp) / "rootfs")
         (rootfs / "bin" / "sleep").symlink_to("busybox")
         cgroup_root = f"kubelet-py-bench-{int(time.time())}"
-        rt = Runtime(RuntimeOptions(run_root=Path(tmp) / "run", cgroup_root=cgroup_root))
+        rt = Runtime(RuntimeOptions(run_root=Path(tmp) / "run", cgroup_root=cgroup_root,
+                                    pods_per_monitor=pods_per_monitor))
         made = 0
         try:
             for count in counts:
@@ -124,10 +129,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pods", default="20,110", help="pod counts, ascending")
     parser.add_argument("--peer", choices=("containerd", "none"), default="containerd")
+    parser.add_argument("--pods-per-monitor", type=int,
+                        default=RuntimeOptions(run_root=Path("/")).pods_per_monitor)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     counts = sorted({int(c) for c in args.pods.split(",")})
-    runs: dict[str, Callable[[list[int]], Samples]] = {"engined": measure_ours}
+    ppm = args.pods_per_monitor
+    runs: dict[str, Callable[[list[int]], Samples]] = {
+        "engined": lambda c: measure_ours(c, pods_per_monitor=ppm)}
     if args.peer == "containerd":
         runs["containerd"] = measure_containerd
     results = {who: run(counts) for who, run in runs.items()}
@@ -146,12 +155,14 @@ def main() -> None:
     if not args.no_record:
         record(name="runtime-memory", title=f"PSS per running pod ({args.pods} pods)",
                command=f".venv/bin/python -m bench.runtime.memory --pods {args.pods} "
-               f"--peer {args.peer}", series=series, ratios=ratios,
-               notes="engined: the monitor zygote plus one monitor (a fork of it) per pod; "
-               "a pod's sample is its monitor's PSS plus the zygote's shared out over the "
-               "pods. containerd: its containerd-shim-runc-v2 processes (one per pod). "
-               "Containers and daemons excluded. Goal: at most 2 MiB per pod at 110 pods "
-               "(before the zygote, one interpreter per pod: 9.43 MiB at 20 pods). "
+               f"--peer {args.peer} --pods-per-monitor {ppm}", series=series, ratios=ratios,
+               notes=f"engined: the monitor zygote plus its forked monitor processes, each "
+               f"hosting up to {ppm} pods (pods per monitor = {ppm}); a pod's sample is its "
+               "monitor process's PSS divided among the pods it hosts plus the zygote's "
+               "shared out over the pods. containerd: its containerd-shim-runc-v2 "
+               "processes (one per pod). Containers and daemons excluded. Goal: at most "
+               "2 MiB per pod at 110 pods (one interpreter per pod: 9.43 MiB at 20 pods; "
+               "one zygote fork per pod: 3.41 MiB at 110). "
                f"1-minute load average at each measurement: {'; '.join(LOADS)}.")
 
 

@@ -13,6 +13,7 @@ from engine.runtime.store import Store
 
 # runtime handler name -> (exec driver, binary)
 HANDLERS = {"native": ("native", ""), "runc": ("runc", "runc"), "crun": ("runc", "crun")}
+PODS_PER_MONITOR = 8  # 0.6 MiB PSS per pod at 110 pods (docs/benchmarks.md); see monitor.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +24,7 @@ class RuntimeOptions:
     create_timeout: float = 60.0
     # pods whose monitors share one process (engine.shim.monitor: memory against blast
     # radius); 1 = a monitor process per pod
-    pods_per_monitor: int = 8
+    pods_per_monitor: int = PODS_PER_MONITOR
 
 
 @dataclasses.dataclass

@@ -10,22 +10,26 @@ one shim; we go one step further, for memory: a process costs ~0.8 MiB private a
 (CPython 3.11 writes the reference count of every object it touches, so each page a
 process touches is copied) and ~2.1 MiB once it serves, while one more pod in an existing
 process costs only that pod's own objects. A process per pod cannot meet the issue's 2 MiB
-per pod; K pods per process divide the fixed part by K (docs/benchmarks.md,
-runtime-memory).
+per pod; K pods per process divide the fixed part by K. PSS per pod at 110 one-container
+pods, zygote included (bench.runtime.memory, 2 cores, load ~5): K=1 3.48 MiB, 2 1.83,
+4 1.04, 8 0.60, 16 0.37; containerd's shims 4.35 (docs/benchmarks.md, runtime-memory).
 
 The price is the blast radius, bounded by K: a monitor process that crashes or is killed
 takes all its pods with it. Its native containers die with it (PDEATHSIG, as with one pod
 per process); runc/crun containers are killed through their cgroups when the runtime
 notices (status, recover), and every container of every hosted pod is reported exited with
 reason MonitorDied. A pod's hung operation (a slow container start) also delays the other
-pods of its process. K=1 is one process per pod (the smallest blast radius); the default
-(8) keeps a crash to 8 pods while most of the per-process cost is shared.
+pods of its process. K=1 is one process per pod (the smallest blast radius); the default,
+8, keeps a crash to 8 pods with most of the per-process cost shared (4 would still meet
+the goal; 16 saves only 0.23 MiB more per pod for twice the blast radius).
 
 Who joins whom: engine.shim.spawner asks a process it started (or adopted into) and that
 still has room to adopt a new sandbox dir ({"op": "adopt"} on any of its pods' sockets);
 the process itself enforces K. Processes from before an engined restart are never joined:
 they may run older code (an upgrade), and new pods must run the current one; they end as
-their pods go. A process exits when its last pod is gone.
+their pods go. A process exits when its last pod is gone; it takes no new pod once it has
+hosted K (see op_adopt), so under pod churn processes drain and end instead of living for
+ever, at the price of some partly used processes.
 
 Being small and single-threaded, a monitor also forks the work that must not come from
 the big daemon: the pod's namespaces, native container setup, exec sessions. It never
@@ -34,6 +38,7 @@ restarts.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import selectors
 import signal
@@ -46,6 +51,7 @@ from typing import Any
 from engine.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from engine.shim.pod import Pod
 
+log = logging.getLogger("engine.shim.monitor")
 Op = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -122,6 +128,10 @@ class MonitorProcess:
             raise FailedPrecondition(f"this monitor has hosted {self.opened} of "
                                      f"{k} pods: no room")
         self.adopt(d)
+        log.info("monitor %d adopted %s (%d pods)", os.getpid(), d, len(self.pods))
+        with contextlib.suppress(OSError), open(d / "monitor.log", "a") as f:
+            f.write(f"served by monitor process {os.getpid()}, which logs to "
+                    f"{os.readlink('/proc/self/fd/2')}\n")
         return {"pid": os.getpid(), "pods": len(self.pods)}
 
     # -- the loop -------------------------------------------------------------------------

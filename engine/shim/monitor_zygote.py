@@ -11,8 +11,9 @@ monitor never walks (and so never writes to) the objects it shares with the zygo
 the pages stay shared copy-on-write between the zygote and every monitor.
 
 Measured (bench/runtime/memory.py and run.py, docs/benchmarks.md, 2 cores, load ~6):
-3.4 MiB PSS per pod at 110 pods for the zygote and all monitors together, where
-containerd's runc shims take 4.5 MiB; RunPodSandbox without network 31 ms p50 instead of
+with one monitor process per pod, 3.4 MiB PSS per pod at 110 pods for the zygote and all
+monitors together, where containerd's runc shims take 4.5 MiB (0.6 MiB with 8 pods per
+monitor process, engine.shim.monitor); RunPodSandbox without network 31 ms p50 instead of
 248 ms. What is left is mostly pages a monitor writes once and so copies: CPython 3.11
 writes the reference count of every object it touches (functions, code, dicts), and the
 fork itself dirties ~0.8 MiB; disabling the monitor's collector changed nothing

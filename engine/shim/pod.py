@@ -302,6 +302,13 @@ class Pod:
         for fd, _ in proc.fds.outputs():
             self._drain(proc, fd, final=True)
         proc.driver.delete(proc.spec, bundle=proc.bundle)
+        for fd, _ in proc.fds.outputs():  # still open (a grandchild holds the other end):
+            with contextlib.suppress(KeyError, ValueError):  # never close a registered fd,
+                self.host.sel.unregister(fd)  # its number is reused by the next pod's fds
+        for conn in list(proc.attached):
+            with contextlib.suppress(KeyError, ValueError):
+                self.host.sel.unregister(conn)
+            proc.detach(conn)
         proc.fds.close_all()
         if proc.log is not None:
             proc.log.close()

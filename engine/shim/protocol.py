@@ -4,9 +4,9 @@ Requests: {"op": "ping"}, {"op": "modules"} (the loaded module names, for tests)
 {"op": "create", "container": MonitorContainer, "spec": InitSpec},
 {"op": "start"|"delete"|"reopen_log", "id"}, {"op": "kill", "id", "signal"},
 {"op": "shutdown"} (this pod only), {"op": "adopt", "dir", "pods_per_monitor"} (the process
-serves one more sandbox dir: engine.shim.monitor), {"op": "attach", "id"} (the connection then carries
-engine.shim.attach frames). Replies: {"ok": true, ...} or {"ok": false, "kind": <EngineError
-subclass name>, "error": <message>}.
+serves one more sandbox dir: engine.shim.monitor), {"op": "attach", "id"} (the connection
+then carries engine.shim.attach frames). Replies: {"ok": true, ...} or {"ok": false,
+"kind": <EngineError subclass name>, "error": <message>}.
 """
 from __future__ import annotations
 

@@ -98,3 +98,21 @@ def test_sandbox_files_are_readable_by_a_non_root_container_user(tmp_path: Path)
         os.umask(old)
     for name in ("hostname", "hosts", "resolv.conf"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_stuck_shared_monitor_is_not_killed_for_one_pod(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared: bool) -> None:
+    from engine.runtime import sandbox
+    from engine.shim import protocol as P
+
+    mine, other = tmp_path / "a", tmp_path / "b"
+    for d, pid in ((mine, 4242), (other, 4242 if shared else 4343)):
+        d.mkdir()
+        (d / P.PIDFILE).write_text(str(pid))
+    killed: list[int] = []
+    monkeypatch.setattr(sandbox, "monitor_alive", lambda d: True)  # it never lets go
+    monkeypatch.setattr(sandbox.MonitorClient, "call", lambda self, op, **kw: {})
+    monkeypatch.setattr(sandbox.os, "kill", lambda pid, sig: killed.append(pid))
+    sandbox.shutdown_monitor(mine, timeout=0.05)
+    assert killed == ([] if shared else [4242])

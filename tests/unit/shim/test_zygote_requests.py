@@ -12,6 +12,7 @@ import pytest
 
 from engine import errors
 from engine.shim import monitor_zygote as Z
+from engine.shim.monitor import sandbox_dir
 from engine.shim.spawner import _check
 
 
@@ -67,8 +68,8 @@ def test_bad_requests(zygote: Z.Zygote, data: bytes, kind: str, message: str) ->
 def test_a_file_is_not_a_sandbox_dir(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     with pytest.raises(errors.NotFound):
-        Z.sandbox_dir({"dir": str(tmp_path / "f")})
-    assert Z.sandbox_dir({"dir": str(tmp_path)}) == tmp_path
+        sandbox_dir({"dir": str(tmp_path / "f")})
+    assert sandbox_dir({"dir": str(tmp_path)}) == tmp_path
 
 
 def test_error_replies_become_engine_errors() -> None:
