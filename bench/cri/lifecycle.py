@@ -1,6 +1,7 @@
 """A pod's life through the CRI, engined against containerd (runc), side by side.
 
-Each sample: RunPodSandbox (bridge networking through the reference CNI plugins) +
+Each sample: RunPodSandbox (bridge networking through the reference CNI plugins; and, as a
+third contender, engined with our own plugins run in-process) +
 CreateContainer + StartContainer of a pulled busybox image (`start`), then StopContainer +
 RemoveContainer + StopPodSandbox + RemovePodSandbox (`teardown`), as crictl's gRPC calls.
 Both runtimes are private instances with their own registry mirror, root and bridge.
@@ -89,7 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             # engined on the graph driver it defaults to (overlay), as a user runs it
             ours = functools.partial(private_engined, graph_driver="overlay")
-            for name, starter in (("engined", ours), ("containerd", private_containerd)):
+            ours_kpy = functools.partial(private_engined, graph_driver="overlay", cni="kpy")
+            for name, starter in (("engined", ours), ("containerd", private_containerd),
+                                  ("engined+kpy-cni", ours_kpy)):
                 with starter(root / name, reg, tools=tools) as endpoint:
                     samples = run(endpoint, args.n, logs=root / f"{name}-logs")
                 starts = [sum(s[:3]) for s in samples]
@@ -111,13 +114,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         record(name="cri-pod-lifecycle",
                title="Pod lifecycle through the CRI (bridge network, pulled image)",
                command="make bench-cri-lifecycle", series=series,
-               ratios={f"{phase} p50, engined / containerd":
-                       p50[f"engined {phase}"] / p50[f"containerd {phase}"]
+               ratios={f"{phase} p50, {ours} / containerd":
+                       p50[f"{ours} {phase}"] / p50[f"containerd {phase}"]
+                       for ours in ("engined", "engined+kpy-cni")
                        for phase in ("start", "teardown")},
                notes=(f"{args.n} samples each after one warm-up. start = RunPodSandbox + "
                       "CreateContainer + StartContainer; teardown = StopContainer(0) + "
                       "RemoveContainer + StopPodSandbox + RemovePodSandbox. engined: default "
-                      "exec driver (native) and graph driver (overlay); "
+                      "exec driver (native) and graph driver (overlay); engined and "
+                      "containerd both call the reference bridge/host-local/portmap "
+                      "executables; engined+kpy-cni: the same engined with our kpy-bridge/"
+                      "kpy-host-local (run in-process, the engine's default setup) and the "
+                      "reference portmap; "
                       "containerd v2.2.9 with runc. Goal (issue 5): start p50 at most half "
                       "of containerd's. Load average at the end: "
                       + " ".join(Path("/proc/loadavg").read_text().split()[:3])

@@ -79,7 +79,11 @@ def loads(cls: type[T], text: str) -> T:
 
 
 def write_atomic(path: Path, text: str, *, mode: int = 0o600) -> None:
-    """Write-to-temp, fsync, rename: readers see the old or the new file, never half of one."""
+    """Write-to-temp and rename: readers see the old or the new file, never half of one.
+
+    No fsync: every user writes runtime state under the run root (container state, sandbox
+    files, OCI bundles), which describes processes that do not survive the machine; a daemon
+    or monitor that dies loses nothing the kernel already has (as engine.runtime.store)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
     try:
@@ -87,8 +91,6 @@ def write_atomic(path: Path, text: str, *, mode: int = 0o600) -> None:
         os.fchmod(fd, mode)  # the umask must not narrow it
         with os.fdopen(fd, "w") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
