@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import threading
 from pathlib import Path
 
 from engine.errors import InvalidArgument, NotFound
-from engine.execdriver.codec import dumps, loads
+from engine.execdriver.codec import dumps, loads, write_atomic
 from engine.execdriver.spec import InitSpec
 from engine.graphdriver.base import Mount
 from engine.runtime.live import LiveState
@@ -26,6 +25,8 @@ from engine.runtime.status import SandboxStatus
 from engine.runtime.trash import Trash
 from engine.runtime.watch import ChangeWatch
 from engine.shim import protocol as P
+
+RECORD_MODE = 0o644  # as the records have always been written (umask 022)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +111,7 @@ class Store:
         return self.root / sid
 
     def save_sandbox(self, rec: SandboxRecord) -> None:
-        _write_record(self.sandbox_dir(rec.id) / "sandbox.json", dumps(rec))
+        write_atomic(self.sandbox_dir(rec.id) / "sandbox.json", dumps(rec), mode=RECORD_MODE)
         with self._lock:
             if rec.state == SandboxStatus.READY.value:
                 self._settling.discard(rec.id)
@@ -150,8 +151,8 @@ class Store:
         with self._lock:
             if rec.sandbox_id not in self._sandboxes:
                 raise NotFound(f"sandbox {rec.sandbox_id} not found")
-        _write_record(self.container_dir(rec.sandbox_id, rec.id) / "container.json",
-                      dumps(rec))
+        write_atomic(self.container_dir(rec.sandbox_id, rec.id) / "container.json",
+                     dumps(rec), mode=RECORD_MODE)
         with self._lock:
             self._index_container(rec)
         self.live.bump()
@@ -244,18 +245,3 @@ class Store:
             self._members.get(sid, set()).discard(cid)
         self.live.forget(cid)
         self.trash.discard(d)
-
-
-def _write_record(path: Path, text: str) -> None:
-    """Write-to-temp and rename: a reader sees the old record or the new one, never half.
-    No fsync: the run root is runtime state (tmpfs in /run) that does not outlive the
-    machine, and a daemon that dies loses nothing the kernel already has."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

@@ -76,7 +76,7 @@ class MonitorClient:
         except OSError as e:  # reset or broken pipe: the monitor went away mid-call
             raise errors.Unavailable(f"the pod monitor dropped the connection ({op}): "
                                      f"{e}") from e
-        return self._check(json.loads(buf))
+        return check_reply(json.loads(buf), who="the pod monitor")
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
         """One request on a fresh connection, closed after the reply."""
@@ -93,14 +93,15 @@ class MonitorClient:
         finally:
             sock.close()
 
-    @staticmethod
-    def _check(reply: Any) -> dict[str, Any]:
-        assert isinstance(reply, dict)
-        if not reply.get("ok"):
-            kind = getattr(errors, str(reply.get("kind")), errors.EngineError)
-            if not (isinstance(kind, type) and issubclass(kind, errors.EngineError)):
-                kind = errors.EngineError
-            raise kind(str(reply.get("error")))
-        return reply
 
-
+def check_reply(reply: Any, *, who: str) -> dict[str, Any]:
+    """A reply line of the monitor protocol (engine.shim.protocol): the reply when "ok",
+    else the EngineError subclass it names (EngineError for a name that is not one)."""
+    if not isinstance(reply, dict):
+        raise errors.EngineError(f"{who} answered {reply!r}")
+    if not reply.get("ok"):
+        kind = getattr(errors, str(reply.get("kind")), errors.EngineError)
+        if not (isinstance(kind, type) and issubclass(kind, errors.EngineError)):
+            kind = errors.EngineError
+        raise kind(str(reply.get("error")))
+    return reply

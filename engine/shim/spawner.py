@@ -29,7 +29,7 @@ from typing import Any
 from engine import errors
 from engine.execdriver.helper import helper_env, python_argv
 from engine.shim import protocol as P
-from engine.shim.client import MonitorClient
+from engine.shim.client import MonitorClient, check_reply
 
 log = logging.getLogger(__name__)
 SOCKET = "zygote.sock"
@@ -237,21 +237,10 @@ class MonitorSpawner:
                 if proc.poll() is not None:
                     raise _ZygoteGone(f"exit status {proc.returncode}")
                 raise errors.Unavailable(f"the {what} exited before it was ready")
-            return _check(json.loads(buf))
+            return check_reply(json.loads(buf), who="the monitor zygote")
         finally:
             sock.close()
             os.close(dirfd)
-
-
-def _check(reply: Any) -> dict[str, Any]:
-    if not isinstance(reply, dict):
-        raise errors.EngineError(f"the monitor zygote answered {reply!r}")
-    if not reply.get("ok"):
-        kind = getattr(errors, str(reply.get("kind")), errors.EngineError)
-        if not (isinstance(kind, type) and issubclass(kind, errors.EngineError)):
-            kind = errors.EngineError
-        raise kind(str(reply.get("error")))
-    return reply
 
 
 # -- one spawner per run root, alive while a runtime context uses it ---------------------------

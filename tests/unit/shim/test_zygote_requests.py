@@ -12,8 +12,8 @@ import pytest
 
 from engine import errors
 from engine.shim import monitor_zygote as Z
+from engine.shim.client import check_reply
 from engine.shim.monitor import sandbox_dir
-from engine.shim.spawner import _check
 
 
 @pytest.fixture
@@ -73,13 +73,16 @@ def test_a_file_is_not_a_sandbox_dir(tmp_path: Path) -> None:
 
 
 def test_error_replies_become_engine_errors() -> None:
+    def check(reply: object) -> dict[str, object]:
+        return check_reply(reply, who="the monitor zygote")
+
     with pytest.raises(errors.NotFound, match="gone"):
-        _check({"ok": False, "kind": "NotFound", "error": "gone"})
+        check({"ok": False, "kind": "NotFound", "error": "gone"})
     with pytest.raises(errors.EngineError, match="odd"):
-        _check({"ok": False, "kind": "ValueError", "error": "odd"})  # not an engine error
-    with pytest.raises(errors.EngineError, match="answered"):
-        _check([1])
-    assert _check({"ok": True, "pid": 5}) == {"ok": True, "pid": 5}
+        check({"ok": False, "kind": "ValueError", "error": "odd"})  # not an engine error
+    with pytest.raises(errors.EngineError, match="the monitor zygote answered"):
+        check([1])
+    assert check({"ok": True, "pid": 5}) == {"ok": True, "pid": 5}
 
 
 def test_usage(capsys: pytest.CaptureFixture[str]) -> None:
