@@ -14,13 +14,15 @@ import pytest
 
 from cri.api import runtime_pb2 as pb
 from cri.server import engine_translate as tr
-from engine.cgroups.detect import manager
 from engine.errors import InvalidArgument
 from engine.runtime.api import Runtime
-from engine.runtime.context import RuntimeOptions
-from engine.runtime.sandbox import mounts_under
-from tests.harness.prereq import need_root
-from tests.integration.runtime.fixtures import DRIVERS, busybox_rootfs, need_driver, run_to_exit
+from tests.integration.runtime.fixtures import (
+    DRIVERS,
+    busybox_rootfs,
+    need_driver,
+    run_to_exit,
+    searchable_runtime,
+)
 
 pytestmark = pytest.mark.integration
 CRITEST_MAP = pb.IDMapping(container_id=0, host_id=1000, length=100000)
@@ -28,22 +30,8 @@ CRITEST_MAP = pb.IDMapping(container_id=0, host_id=1000, length=100000)
 
 @pytest.fixture
 def rt() -> Iterator[Runtime]:
-    need_root()
-    base = Path(f"/run/kubelet-py-test-{secrets.token_hex(4)}")
-    base.mkdir(mode=0o711)
-    base.chmod(0o711)
-    cgroup_root = f"kubelet-py-test-{secrets.token_hex(4)}"
-    runtime = Runtime(RuntimeOptions(run_root=base / "run", cgroup_root=cgroup_root))
-    try:
+    with searchable_runtime() as runtime:
         yield runtime
-    finally:
-        for info in runtime.list_sandboxes():
-            runtime.remove_sandbox(info.record.id)
-        leaked = mounts_under(base)
-        if manager().exists(cgroup_root):
-            manager().destroy(cgroup_root)
-        shutil.rmtree(base, ignore_errors=True)
-        assert leaked == []
 
 
 def _pod(userns: pb.UserNamespace) -> pb.PodSandboxConfig:

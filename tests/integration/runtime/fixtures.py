@@ -2,6 +2,7 @@
 Debian's busybox-static, and a Runtime on a private run dir and cgroup root."""
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -18,7 +19,7 @@ from engine.runtime.sandbox import mounts_under
 from engine.runtime.spec import ContainerConfig, ImageConfig, Rootfs, SandboxConfig
 from engine.runtime.state import ContainerState
 from engine.shim.spawner import stop_zygote
-from tests.harness.prereq import need, need_binary
+from tests.harness.prereq import need, need_binary, need_root
 
 APPLETS = ("sh", "ls", "cat", "echo", "id", "sleep", "true", "false", "hostname", "grep",
            "head", "tail", "mkdir", "touch", "stat", "readlink", "printf", "nc", "dd", "stty",
@@ -85,6 +86,29 @@ def processes_using(root: Path) -> list[str]:
             continue
         found += [f"{proc.name}: {t}" for t in targets if (t + "/").startswith(prefix)]
     return found
+
+
+@contextlib.contextmanager
+def searchable_runtime() -> Iterator[Runtime]:
+    """A Runtime whose run root an unprivileged uid can reach (o+x up to it, as pods with
+    their own user namespace need: not below pytest's 0700 tmp dirs); every sandbox, cgroup
+    and mount it made is removed, and a leaked mount fails the test."""
+    need_root()
+    base = Path(f"/run/kubelet-py-test-{secrets.token_hex(4)}")
+    base.mkdir(mode=0o711)
+    base.chmod(0o711)
+    cgroup_root = f"kubelet-py-test-{secrets.token_hex(4)}"
+    rt = Runtime(RuntimeOptions(run_root=base / "run", cgroup_root=cgroup_root))
+    try:
+        yield rt
+    finally:
+        for info in rt.list_sandboxes():
+            rt.remove_sandbox(info.record.id)
+        leaked = mounts_under(base)
+        if manager().exists(cgroup_root):
+            manager().destroy(cgroup_root)
+        shutil.rmtree(base, ignore_errors=True)
+        assert leaked == []  # no ns, rootfs, layer or volume mount left
 
 
 @pytest.fixture

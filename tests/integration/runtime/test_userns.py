@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from engine.cgroups.detect import manager
 from engine.errors import FailedPrecondition, InvalidArgument
 from engine.execdriver.spec import IDMapping
 from engine.graphdriver.base import Mount
 from engine.runtime.api import Runtime
-from engine.runtime.context import RuntimeOptions
 from engine.runtime.sandbox import mounts_under
 from engine.runtime.spec import (
     ContainerConfig,
@@ -32,38 +29,25 @@ from engine.runtime.spec import (
     VolumeMount,
 )
 from engine.runtime.status import Status
-from tests.harness.prereq import need, need_root
+from tests.harness.prereq import need
 from tests.integration.runtime.fixtures import (
     DRIVERS,
     busybox_rootfs,
     log_text,
     run_to_exit,
     sandbox_config,
+    searchable_runtime,
 )
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def rt(tmp_path: Path) -> Iterator[Runtime]:
-    need_root()
-    base = Path(f"/run/kubelet-py-test-{secrets.token_hex(4)}")
-    base.mkdir(mode=0o711)
-    base.chmod(0o711)
-    cgroup_root = f"kubelet-py-test-{secrets.token_hex(4)}"
-    runtime = Runtime(RuntimeOptions(run_root=base / "run", cgroup_root=cgroup_root))
-    need(runtime.user_namespaces("native"), "ID-mapped mounts on the run root",
-         "Linux 5.19+ on ext4/xfs/btrfs/tmpfs")
-    try:
+def rt() -> Iterator[Runtime]:
+    with searchable_runtime() as runtime:
+        need(runtime.user_namespaces("native"), "ID-mapped mounts on the run root",
+             "Linux 5.19+ on ext4/xfs/btrfs/tmpfs")
         yield runtime
-    finally:
-        for info in runtime.list_sandboxes():
-            runtime.remove_sandbox(info.record.id)
-        leaked = mounts_under(base)
-        if manager().exists(cgroup_root):
-            manager().destroy(cgroup_root)
-        shutil.rmtree(base, ignore_errors=True)
-        assert leaked == []  # no ns, rootfs, layer or volume mount left
 
 
 def _maps() -> tuple[int, tuple[IDMapping, ...]]:
