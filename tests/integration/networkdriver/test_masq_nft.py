@@ -2,6 +2,7 @@
 one socket in-process; and the iptables backend when asked for."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -27,10 +28,11 @@ def _match(field: str, op: str, right: object, proto: str) -> dict[str, Any]:
 
 
 def _expected(family: str, pod_ip: str, subnet: str, chain: str) -> list[tuple[str, list[Any]]]:
-    addr, length = subnet.split("/")
+    network = ipaddress.ip_network(subnet)  # nft prints addresses canonically: fd12:e85::
+    addr, length = str(network.network_address), network.prefixlen
     group = {"addr": "224.0.0.0", "len": 4} if family == "ip" else {"addr": "ff00::", "len": 8}
     return [("postrouting", [_match("saddr", "==", pod_ip, family), {"jump": {"target": chain}}]),
-            (chain, [_match("daddr", "==", {"prefix": {"addr": addr, "len": int(length)}},
+            (chain, [_match("daddr", "==", {"prefix": {"addr": addr, "len": length}},
                             family), {"accept": None}]),
             (chain, [_match("daddr", "!=", {"prefix": group}, family), {"masquerade": None}])]
 
