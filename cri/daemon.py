@@ -114,7 +114,7 @@ def serve(options: DaemonOptions, *, stop: threading.Event) -> int:
         log.error("cannot start: %s", status_for(exc).message)
         return 1
     server = CriServer(listen=options.engine.listen, ports=engine.ports,
-                       extra_handlers=engine.extensions)
+                       extra_handlers=engine.extensions, grpc_server=options.grpc_server)
     try:
         server.start()
     except EngineError as exc:

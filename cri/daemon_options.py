@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from cri.server.serve import DEFAULT_GRPC_SERVER, GRPC_SERVERS
 from engine import __version__
 from engine.config import DEFAULT_LISTEN, DEFAULT_ROOT, DEFAULT_RUN_ROOT, EngineConfig
 from engine.networkdriver.cni import DEFAULT_BIN_DIRS, DEFAULT_CONF_DIR
@@ -36,6 +37,7 @@ class DaemonOptions:
     shutdown_grace_s: float = 5.0
     registry_hosts: Path | None = None
     pods_per_monitor: int = PODS_PER_MONITOR
+    grpc_server: str = DEFAULT_GRPC_SERVER
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
@@ -91,6 +93,7 @@ SETTINGS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "log_level": (_choice(LOG_LEVELS), "info"),
     "shutdown_grace": (_number, 5.0),
     "pods_per_monitor": (_count, PODS_PER_MONITOR),
+    "grpc_server": (_choice(GRPC_SERVERS), DEFAULT_GRPC_SERVER),
 }
 
 
@@ -123,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--pods-per-monitor", type=int, metavar="N",
         help="pods one monitor process serves at most: fewer processes and less memory per "
              f"pod, but a monitor crash takes up to N pods (default {PODS_PER_MONITOR})")
+    add("--grpc-server", choices=GRPC_SERVERS,
+        help="which gRPC server serves the CRI socket: kpy (ours, cri.h2: one event loop, "
+             f"hot reads inline) or grpcio's (default {DEFAULT_GRPC_SERVER})")
     return parser
 
 
@@ -177,4 +183,5 @@ def options_from_args(ns: argparse.Namespace) -> DaemonOptions:
                          log_level=settings["log_level"],
                          shutdown_grace_s=float(settings["shutdown_grace"]),
                          registry_hosts=settings["registry_hosts"],
-                         pods_per_monitor=int(settings["pods_per_monitor"]))
+                         pods_per_monitor=int(settings["pods_per_monitor"]),
+                         grpc_server=settings["grpc_server"])

@@ -10,6 +10,7 @@ import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from kubelet_py.bootstrap.certstore import SERVER_PREFIX, CertPair, CertStore
 from kubelet_py.bootstrap.credentials import (
@@ -22,7 +23,7 @@ from kubelet_py.bootstrap.credentials import (
 )
 from kubelet_py.bootstrap.rotation import Rotator
 from kubelet_py.bootstrap.serving import ensure_self_signed, serving_rotator
-from kubelet_py.client.informer import Informer
+from kubelet_py.client.informer import Informer, Store
 from kubelet_py.client.kubeconfig import Credentials, load_kubeconfig
 from kubelet_py.client.rest import RestClient
 from kubelet_py.clock import Clock, RealClock
@@ -85,13 +86,14 @@ async def credentials(options: KubeletOptions, ns: argparse.Namespace, ident: Id
 
 def pod_manager(options: KubeletOptions, ident: Identity, *, rest: RestClient | None,
                 cri: CRIClient, clock: Clock, volumes: Volumes, allocatable: Allocatable,
-                services: ServiceLinks, labels: NodeLabels) -> PodManager:
+                services: ServiceLinks, node: NodeView) -> PodManager:
     host_ips = (ident.node_ip,) if ident.node_ip else ()
     ctx = NodeContext(node_name=ident.node_name, host_ips=host_ips,
                       cluster_dns=options.cluster_dns, cluster_domain=options.cluster_domain,
                       log_root=options.pod_logs_dir, allocatable=allocatable)
-    userns = UserNamespaces(id_range=kubelet_range(), pods_dir=options.root_dir / "pods",
-                            max_pods=options.max_pods, status=cri.info.status)
+    userns = UserNamespaces(id_range=kubelet_range(ids_per_pod=options.ids_per_pod),
+                            pods_dir=options.root_dir / "pods", max_pods=options.max_pods,
+                            status=cri.info.status, ids_per_pod=options.ids_per_pod)
     executor = Executor(cri, ctx=ctx, volumes=volumes, auth=SecretPullAuth(rest),
                         objects=rest, services=services, userns=userns)
 
@@ -103,22 +105,38 @@ def pod_manager(options: KubeletOptions, ident: Identity, *, rest: RestClient | 
     return PodManager(rest, cri, node_name=ident.node_name, executor=executor, clock=clock,
                       host_ips=host_ips, cleanup=cleanup, userns=userns,
                       manifest_path=options.pod_manifest_path, allocatable=allocatable,
-                      node_labels=labels)
+                      node=node)
 
 
-class NodeLabels:
-    """The Node's labels for node affinity at admission: the registered Node's once the
-    status loop has read it (they may have been changed with kubectl label), else the ones
-    this kubelet registers it with."""
+class NodeView:
+    """The Node as admission sees it: the registered Node's labels and taints (kubectl
+    label/taint may have changed them), else the labels this kubelet registers it with and
+    no taints."""
 
-    def __init__(self, defaults: dict[str, str]) -> None:
+    def __init__(self, defaults: dict[str, str], *, name: str = "",
+                 store: Store | None = None) -> None:
         self.defaults = defaults
+        self.name = name
+        self.store = store
+        """The watched Node (a one-object informer): fresh within the watch's latency."""
         self.agent: NodeAgent | None = None
+        """Its status loop: the Node as last read (every 10 s), until the watch has it."""
 
-    def __call__(self) -> Mapping[str, str]:
-        node = self.agent.status.node if self.agent is not None else None
-        labels = ((node or {}).get("metadata") or {}).get("labels")
+    def _node(self) -> dict[str, Any]:
+        node = self.store.get(self.name) if self.store is not None else None
+        if node is None and self.agent is not None:
+            node = self.agent.status.node
+        return node if isinstance(node, dict) else {}
+
+    def labels(self) -> Mapping[str, str]:
+        labels = (self._node().get("metadata") or {}).get("labels")
         return dict(labels) if isinstance(labels, dict) else self.defaults
+
+    def taints(self) -> tuple[Mapping[str, Any], ...]:
+        taints = (self._node().get("spec") or {}).get("taints")
+        if not isinstance(taints, list):
+            return ()
+        return tuple(t for t in taints if isinstance(t, dict))
 
 
 def client_rotator(rest: RestClient, ident: Identity, clock: Clock) -> Rotator | None:
@@ -155,9 +173,13 @@ async def serve(options: KubeletOptions, ns: argparse.Namespace, clock: Clock) -
     service_informer = Informer(rest, "/api/v1/services", clock=clock) if rest else None
     services = ServiceLinks(service_informer.store.items, service_informer.synced.is_set) \
         if service_informer is not None else ServiceLinks(None, lambda: True)
-    labels = NodeLabels(node_labels(machine, options.node_labels))
+    node_informer = Informer(rest, "/api/v1/nodes", clock=clock,
+                             field_selector=f"metadata.name={ident.node_name}") \
+        if rest else None
+    node = NodeView(node_labels(machine, options.node_labels), name=ident.node_name,
+                    store=node_informer.store if node_informer is not None else None)
     pods = pod_manager(options, ident, rest=rest, cri=cri, clock=clock, volumes=volumes,
-                       allocatable=allocatable, services=services, labels=labels)
+                       allocatable=allocatable, services=services, node=node)
     server = KubeletServer(pods=pods, runtime=lambda uid: pod_runtime(cri, uid),
                            auth=WebhookAuth(rest, node_name=ident.node_name, clock=clock)
                            if rest is not None else None, log_root=options.pod_logs_dir,
@@ -176,10 +198,12 @@ async def serve(options: KubeletOptions, ns: argparse.Namespace, clock: Clock) -
             tg.create_task(pods.run(), name="pods")
             if service_informer is not None:
                 tg.create_task(service_informer.run(), name="service-informer")
+            if node_informer is not None:
+                tg.create_task(node_informer.run(), name="node-informer")
             if rest is not None:
                 tg.create_task(volumes.run_token_refresh(), name="token-refresh")
-                labels.agent = start_node_tasks(tg, options, ident, rest=rest, cri=cri,
-                                                clock=clock, server=server, machine=machine)
+                node.agent = start_node_tasks(tg, options, ident, rest=rest, cri=cri,
+                                              clock=clock, server=server, machine=machine)
                 cert, key = serving_pair(ident, clock)
                 await server.start(host=options.address, port=options.port, cert=cert,
                                    key=key, client_ca=rest.credentials.ca_pem)

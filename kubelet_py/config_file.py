@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from kubelet_py.errors import ConfigError
+from kubelet_py.pods.userns_range import IDS_PER_POD, validate_ids_per_pod
 
 log = logging.getLogger(__name__)
 API_VERSION = "kubelet.config.k8s.io/v1beta1"
@@ -30,6 +31,23 @@ def _dns(value: Any) -> str:
     if not isinstance(value, list):
         raise ValueError("clusterDNS must be a list of IPs")
     return ",".join(map(str, value))
+
+
+def _user_namespaces(value: Any) -> int:
+    """`userNamespaces: {idsPerPod: N}` -> N (validated as upstream; absent: the default)."""
+    if value is None:
+        return IDS_PER_POD
+    if not isinstance(value, dict):
+        raise ValueError("must be an object like {idsPerPod: 65536}")
+    unknown = sorted(set(value) - {"idsPerPod"})
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(unknown)} (known: idsPerPod)")
+    ids = value.get("idsPerPod")
+    if ids is None:
+        return IDS_PER_POD
+    if not isinstance(ids, int) or isinstance(ids, bool):
+        raise ValueError(f"idsPerPod must be an integer, not {ids!r}")
+    return validate_ids_per_pod(ids)
 
 
 FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
@@ -48,6 +66,7 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "podLogsDir": ("pod_logs_dir", Path),
     "podCIDR": ("pod_cidr", str),
     "registerNode": ("register_node", bool),
+    "userNamespaces": ("ids_per_pod", _user_namespaces),
 }
 IGNORED_QUIETLY = {"apiVersion", "kind"}
 

@@ -6,6 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from kubelet_py.pods.userns_range import IDS_PER_POD
+
 DEFAULT_ROOT_DIR = "/var/lib/kubelet-py"
 DEFAULT_RUNTIME_ENDPOINT = "unix:///run/kubelet-py/engine.sock"
 
@@ -36,6 +38,8 @@ class KubeletOptions:
     runtime_request_timeout: float
     pod_logs_dir: Path
     verbosity: int
+    ids_per_pod: int = IDS_PER_POD
+    """KubeletConfiguration `userNamespaces.idsPerPod` (no flag upstream either)."""
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -102,6 +106,8 @@ def add_kubelet_flags(parser: argparse.ArgumentParser, *, keep_parent: bool = Fa
     add("--pod-logs-dir", type=Path, default=Path("/var/log/pods"),
         help="where container logs go (podLogsDir; default /var/log/pods)")
     add("-v", "--v", dest="verbosity", type=int, default=0, help="log verbosity")
+    if not keep_parent:
+        parser.set_defaults(ids_per_pod=None)  # only from the --config file
 
 
 def _flag_default(attr: str) -> object:
@@ -140,4 +146,5 @@ def options_from_args(ns: argparse.Namespace) -> KubeletOptions:
         runtime_request_timeout=ns.runtime_request_timeout,
         pod_logs_dir=ns.pod_logs_dir,
         verbosity=ns.verbosity,
+        ids_per_pod=IDS_PER_POD if ns.ids_per_pod is None else ns.ids_per_pod,
     )

@@ -3,6 +3,11 @@ reference bridge/host-local (as executables), plus our in-process path; with ipM
 without. DEL gets the ADD result as prevResult, as libcni (containerd, cnitool) and our
 engine pass it.
 
+Our executables run two ways: as thin shims of the resident CNI agent (plugins/agent.py,
+started here as its own process, as a shim would start it), and with no agent (each exec
+runs the plugin itself). The agent's CPU (its getrusage, asked over its socket) is added
+to the CPU of every sample and run it serves.
+
 Run as root: `make bench-cni` (BENCH_ARGS="--pods 40 --concurrent 200 --workers 200").
 Creates only its own netns, bridges and data dirs, and removes them.
 """
@@ -14,8 +19,10 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import RESULTS, Series, record
-from engine.networkdriver.plugins import bridge, install, masq, masq_nft, netlink
+from engine.networkdriver.plugins import agent, bridge, install, masq, masq_nft, netlink
 from engine.networkdriver.plugins.reaper import Reaper
 from tests.harness.prereq import tools_bin
 
 COMMAND = "make bench-cni"
+AGENT, NO_AGENT, REF = "kpy exec (agent)", "kpy exec (no agent)", "reference exec"
 
 
 def conf(kind: str, ipam: str, name: str, bridge_name: str, data_dir: Path,
@@ -37,11 +45,47 @@ def conf(kind: str, ipam: str, name: str, bridge_name: str, data_dir: Path,
             "ipam": {"type": ipam, "dataDir": str(data_dir), "subnet": subnet}}
 
 
+class AgentProcess:
+    """The CNI agent as its own process on ``python`` (the executables' interpreter)."""
+
+    def __init__(self, sock: Path, python: str) -> None:
+        agent.prepare_dir(sock.parent)
+        self.sock = str(sock)
+        code = (f"import sys; sys.path[:0] = [{str(install.SOURCE_ROOT)!r}]\n"
+                "from engine.networkdriver.plugins.agent import main\nmain()")
+        self.proc = subprocess.Popen([python, "-IS", "-c", code, "--socket", self.sock,
+                                      "--idle-timeout", "86400"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the CNI agent did not start (exit {self.proc.poll()})")
+            time.sleep(0.01)
+
+    def status(self, *, settle: bool = False) -> dict[str, Any]:
+        return agent.query_status(self.sock, settle=settle)
+
+    def cpu_ms(self) -> float:
+        """The agent's CPU so far, once its reaper is idle (its deferred deletions done)."""
+        return float(self.status(settle=True)["cpu_s"]) * 1000
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 class Contender:
     def __init__(self, label: str, kind: str, ipam: str, *, tag: str, bin_dir: Path,
                  root: Path, subnet: str, masq: bool, in_process: bool = False,
-                 deferred: bool = True, backend: str = "") -> None:
+                 deferred: bool = True, backend: str = "",
+                 agent: AgentProcess | None = None) -> None:
         self.label, self.kind, self.bin_dir, self.in_process = label, kind, bin_dir, in_process
+        self.agent = agent
         # in-process as the engine runs it: DEL leaves the veth deletion to a reaper thread
         # (deferred=False: DEL deletes it before returning, as an exec does)
         self.reaper = Reaper() if in_process and deferred else None
@@ -66,9 +110,16 @@ class Contender:
             raise RuntimeError(f"{self.label} {command} {cid}: {out.decode(errors='replace')}")
         return json.loads(out) if out.strip() else None
 
+    def cpu_ms(self) -> float:
+        """CPU of this process and its children, plus the agent's when this one uses it
+        (after its deferred deletions: a contender's CPU includes them)."""
+        return cpu_ms() + (self.agent.cpu_ms() if self.agent is not None else 0.0)
+
     def settle(self) -> float:
         """Wait for the reaper's deferred deletions; the milliseconds waited."""
         start = time.perf_counter()
+        if self.agent is not None:
+            self.agent.status(settle=True)
         if self.reaper is not None and not self.reaper.wait(timeout=120):
             raise RuntimeError(f"{self.label}: deferred deletions still pending after 120 s")
         return (time.perf_counter() - start) * 1000
@@ -130,10 +181,13 @@ def latency(contenders: list[Contender], pods: int,
     cpu: dict[str, list[float]] = {c.label: [] for c in contenders}
     adds: dict[str, list[float]] = {c.label: [] for c in contenders}
     dels: dict[str, list[float]] = {c.label: [] for c in contenders}
-    for i in range(pods):  # interleaved, so load changes hit every contender alike
-        for c in contenders:
-            path = f"/run/netns/{netns[i]}"
-            cpu0 = cpu_ms()
+    n = len(contenders)
+    for i in range(pods):  # interleaved, so load changes hit every contender alike (the
+        # order rotates); each ADD into a fresh netns of its own, as a pod's is: the first
+        # interface moved into a netns costs the kernel more than later ones
+        for j, c in enumerate(contenders[i % n:] + contenders[:i % n]):
+            path = f"/run/netns/{netns[i * n + j]}"
+            cpu0 = c.cpu_ms()
             t0 = time.perf_counter()
             result = c.call("ADD", path, f"lat{i}")
             t1 = time.perf_counter()
@@ -142,7 +196,7 @@ def latency(contenders: list[Contender], pods: int,
             # the deferred veth deletion: untimed, but its CPU counted, and over before the
             # next contender starts (it would slow whoever comes next)
             c.settle()
-            cpu[c.label].append(cpu_ms() - cpu0)
+            cpu[c.label].append(c.cpu_ms() - cpu0)
             wall[c.label].append((t2 - t0) * 1000)
             adds[c.label].append((t1 - t0) * 1000)
             dels[c.label].append((t2 - t1) * 1000)
@@ -165,6 +219,7 @@ def concurrent_run(c: Contender, netns: list[str], workers: int) -> dict[str, An
     def delete(i: int) -> float:
         return timed(lambda: c.call("DEL", f"/run/netns/{netns[i]}", f"conc{i}", results[i]))
 
+    cpu0 = c.cpu_ms()
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         adds = list(pool.map(add, range(len(netns))))
@@ -172,24 +227,27 @@ def concurrent_run(c: Contender, netns: list[str], workers: int) -> dict[str, An
         dels = list(pool.map(delete, range(len(netns))))
     total = time.perf_counter() - start
     addrs = [a for _, a in adds]
+    leaks = c.leaks()
     return {"pods": len(netns), "workers": workers, "add_total_s": add_total,
-            "total_s": total, "duplicates": len(addrs) - len(set(addrs)), "leaks": c.leaks(),
+            "total_s": total, "cpu_s": (c.cpu_ms() - cpu0) / 1000,
+            "duplicates": len(addrs) - len(set(addrs)), "leaks": leaks,
             "op_ms": [t for t, _ in adds] + dels}
 
 
-def concurrent_abba(first: Contender, second: Contender, netns: list[str],
+def concurrent_abba(contenders: list[Contender], netns: list[str],
                     workers: int) -> dict[str, dict[str, Any]]:
-    """Each contender twice, in the order A B B A: what one run leaves the kernel doing
+    """Each contender twice, in the order A B C C B A: what one run leaves the kernel doing
     (deferred frees after 200 deletions) slows the next, and the order must not decide.
     Totals are the mean of the two runs."""
-    runs: dict[str, list[dict[str, Any]]] = {first.label: [], second.label: []}
-    for c in (first, second, second, first):
+    runs: dict[str, list[dict[str, Any]]] = {c.label: [] for c in contenders}
+    for c in [*contenders, *reversed(contenders)]:
         runs[c.label].append(concurrent_run(c, netns, workers))
     out = {}
     for label, (a, b) in runs.items():
         out[label] = {"pods": a["pods"], "workers": workers,
                       "total_s": (a["total_s"] + b["total_s"]) / 2,
                       "add_total_s": (a["add_total_s"] + b["add_total_s"]) / 2,
+                      "cpu_s": (a["cpu_s"] + b["cpu_s"]) / 2,
                       "runs_s": [a["total_s"], b["total_s"]],
                       "duplicates": a["duplicates"] + b["duplicates"],
                       "leaks": {k: a["leaks"][k] + b["leaks"][k] for k in a["leaks"]},
@@ -197,7 +255,8 @@ def concurrent_abba(first: Contender, second: Contender, netns: list[str],
     return out
 
 
-def contenders_for(bin_dir: Path, root: Path, *, masq: bool) -> list[Contender]:
+def contenders_for(bin_dir: Path, root: Path, *, masq: bool, agent_bin: Path,
+                   served_by: AgentProcess) -> list[Contender]:
     m = "M" if masq else "N"
     third = 1 if masq else 2
     # with ipMasq, kpy's default backend is nftables over nfnetlink; its iptables backend
@@ -210,12 +269,14 @@ def contenders_for(bin_dir: Path, root: Path, *, masq: bool) -> list[Contender]:
                   bin_dir=bin_dir, root=root, subnet="10.218.0.0/16", masq=masq,
                   in_process=True, backend="iptables")] if masq else []
     return [
-        Contender("kpy exec", "kpy-bridge", "kpy-host-local", tag=f"kpy{m}", bin_dir=bin_dir,
+        Contender(AGENT, "kpy-bridge", "kpy-host-local", tag=f"kag{m}", bin_dir=agent_bin,
+                  root=root, subnet=f"10.21{third}.0.0/16", masq=masq, agent=served_by),
+        Contender(NO_AGENT, "kpy-bridge", "kpy-host-local", tag=f"kpy{m}", bin_dir=bin_dir,
                   root=root, subnet=f"10.25{third}.0.0/16", masq=masq),
-        Contender("reference exec", "bridge", "host-local", tag=f"ref{m}", bin_dir=bin_dir,
+        Contender(REF, "bridge", "host-local", tag=f"ref{m}", bin_dir=bin_dir,
                   root=root, subnet=f"10.24{third}.0.0/16", masq=masq),
-        # before the deferred one: a pod's contenders share its netns, and eth0 of the
-        # deferred one is still being deleted when its DEL returns
+        # a pod's contenders share its netns: latency() settles each one's deferred veth
+        # deletion before the next one starts
         Contender("kpy in-process, sync veth delete", "kpy-bridge", "kpy-host-local",
                   tag=f"kis{m}", bin_dir=bin_dir, root=root, subnet=f"10.22{third}.0.0/16",
                   masq=masq, in_process=True, deferred=False),
@@ -224,25 +285,43 @@ def contenders_for(bin_dir: Path, root: Path, *, masq: bool) -> list[Contender]:
                   in_process=True), *iptables]
 
 
+def exec_ratios(by: dict[str, Series]) -> dict[str, float]:
+    out = {}
+    for ours in (AGENT, NO_AGENT):
+        out[f"{ours} p50 / reference p50"] = by[ours].p50 / by[REF].p50
+        out[f"{ours} p99 / reference p99"] = by[ours].p99 / by[REF].p99
+        out[f"{ours} CPU p50 / reference CPU p50"] = (by[f"{ours} (CPU)"].p50
+                                                      / by[f"{REF} (CPU)"].p50)
+    return out
+
+
 def record_latency(contenders: list[Contender], pods: int, pool: list[str], *,
-                   masq: bool, python: str) -> list[Series]:
+                   masq: bool, python: str, served_by: AgentProcess) -> list[Series]:
     load0 = os.getloadavg()[0]
     lat, cpu, split = latency(contenders, pods, pool)
     by = {s.label: s for s in lat + cpu}
     mode = "ipMasq" if masq else "no ipMasq"
+    rss = served_by.status()
     record(name="cni-add-del" if masq else "cni-add-del-nomasq",
            title=f"CNI ADD+DEL per pod (bridge + host-local IPAM, {mode})",
            command=COMMAND, series=lat + cpu,
-           ratios={"kpy exec p50 / reference p50": by["kpy exec"].p50 / by["reference exec"].p50,
-                   "kpy exec p99 / reference p99": by["kpy exec"].p99 / by["reference exec"].p99,
-                   "kpy exec CPU p50 / reference CPU p50":
-                       by["kpy exec (CPU)"].p50 / by["reference exec (CPU)"].p50,
+           ratios={**exec_ratios(by),
                    "kpy in-process p50 (ms)": by["kpy in-process"].p50,
-                   "kpy in-process CPU p50 (ms)": by["kpy in-process (CPU)"].p50},
+                   "kpy in-process CPU p50 (ms)": by["kpy in-process (CPU)"].p50,
+                   "agent RSS (MiB)": rss["rss_kib"] / 1024},
            notes=f"One pod at a time; ADD then DEL (with prevResult), both timed, isGateway+"
-                 f"hairpin, {mode}. "
+                 f"hairpin, {mode}; each contender's ADD into a netns of its own (fresh in the"
+                 " run without ipMasq; the ipMasq run reuses them), contenders interleaved in"
+                 " a rotating order. "
                  + "; ".join(f"{label}: {text}" for label, text in split.items())
-                 + f". kpy executables run on {python} (install --python auto). In-process"
+                 + f". '{AGENT}': our executables as thin shims (python -IS, no import beyond"
+                 " built-in modules) handing each invocation to the resident CNI agent over"
+                 " its unix socket (with an fd of the netns); the agent's CPU (getrusage,"
+                 " all its threads, its deferred veth deletions included) is added to each"
+                 f" sample; its RSS {rss['rss_kib'] / 1024:.1f} MiB (max"
+                 f" {rss['max_rss_kib'] / 1024:.1f} MiB). '{NO_AGENT}': each exec runs the"
+                 " plugin itself (what a shim does when no agent can serve it)."
+                 f" kpy executables run on {python} (install --python auto). In-process"
                  " DEL (as the engine runs it) leaves the veth deletion (the kernel's RCU"
                  " barrier, 15-25 ms of sleep) to a reaper thread once the pod is off the"
                  " bridge and its address and masquerade rules are released; 'sync veth"
@@ -273,18 +352,21 @@ def record_concurrent(runs: dict[str, dict[str, Any]], *, pods: int, masq: bool)
         title=f"{pods} concurrent ADDs then DELs ({mode})", command=COMMAND,
         series=[Series(f"{label} ({v['workers']} in flight)", tuple(v["op_ms"]), "ms")
                 for label, v in runs.items()],
-        ratios={"kpy total / reference total": runs["kpy exec"]["total_s"]
-                / runs["reference exec"]["total_s"]},
-        notes="Two runs per contender in the order A B B A; totals are their mean.\n\n"
+        ratios={**{f"{ours} total / reference total": runs[ours]["total_s"]
+                   / runs[REF]["total_s"] for ours in (AGENT, NO_AGENT)},
+                **{f"{ours} CPU / reference CPU": runs[ours]["cpu_s"] / runs[REF]["cpu_s"]
+                   for ours in (AGENT, NO_AGENT)}},
+        notes="Two runs per contender in the order A B C C B A; totals are their mean. CPU:"
+        " this process, its children and (for the agent) the agent's, per run.\n\n"
         + "\n".join(
             f"- {label}: total {v['total_s']:.1f} s (runs {v['runs_s'][0]:.1f} s and "
-            f"{v['runs_s'][1]:.1f} s; ADDs {v['add_total_s']:.1f} s), "
+            f"{v['runs_s'][1]:.1f} s; ADDs {v['add_total_s']:.1f} s), CPU {v['cpu_s']:.1f} s, "
             f"duplicates {v['duplicates']}, leaks after DEL {v['leaks']}"
             for label, v in runs.items())
         + f"\n\nLoad average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
     for label, v in runs.items():
-        print(f"{mode:9s} {label:16s} {v['pods']} pods: total {v['total_s']:.1f} s "
-              f"(runs {v['runs_s'][0]:.1f} s, {v['runs_s'][1]:.1f} s), "
+        print(f"{mode:9s} {label:20s} {v['pods']} pods: total {v['total_s']:.1f} s "
+              f"(runs {v['runs_s'][0]:.1f} s, {v['runs_s'][1]:.1f} s), CPU {v['cpu_s']:.1f} s, "
               f"duplicates {v['duplicates']}, leaks {v['leaks']}")
 
 
@@ -293,6 +375,8 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=40, help="sequential ADD+DEL samples")
     parser.add_argument("--concurrent", type=int, default=200, help="0: skip that part")
     parser.add_argument("--workers", type=int, default=200, help="ADDs in flight at once")
+    parser.add_argument("--only-nomasq", action="store_true",
+                        help="only the runs without ipMasq (quicker)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench-cni needs root (netns, bridges, iptables)")
@@ -301,25 +385,43 @@ def main() -> None:
     bin_dir = root / "bin"
     python = install.fastest_python()
     install.install(bin_dir, python=python)
+    sock = root / "agent" / "agent.sock"
+    agent_bin = root / "bin-agent"
+    install.install(agent_bin, python=python, agent_socket=str(sock))
     for name in ("bridge", "host-local"):
         if not (ref_bin / name).exists():
             raise SystemExit(f"reference plugin {name} missing from {ref_bin}: run `make tools`")
         os.symlink(ref_bin / name, bin_dir / name)
-    masq_on = contenders_for(bin_dir, root, masq=True)
-    masq_off = contenders_for(bin_dir, root, masq=False)
-    pool = netns_pool(max(args.pods, args.concurrent), f"kpyb{os.getpid() % 10000}-")
+    served_by = AgentProcess(sock, python)
+    masq_on = contenders_for(bin_dir, root, masq=True, agent_bin=agent_bin,
+                             served_by=served_by)
+    masq_off = contenders_for(bin_dir, root, masq=False, agent_bin=agent_bin,
+                              served_by=served_by)
+    pool: list[str] = []
     conc: dict[bool, dict[str, dict[str, Any]]] = {}
     try:
-        record_latency(masq_off, args.pods, pool, masq=False, python=python)
-        record_latency(masq_on, args.pods, pool, masq=True, python=python)
+        most = max(len(masq_on), len(masq_off))
+        pool = netns_pool(max(args.pods * most, args.concurrent), f"kpyb{os.getpid() % 10000}-")
+        record_latency(masq_off, args.pods, pool, masq=False, python=python,
+                       served_by=served_by)
+        if not args.only_nomasq:
+            record_latency(masq_on, args.pods, pool, masq=True, python=python,
+                           served_by=served_by)
         if args.concurrent:
             for with_masq, contenders in ((True, masq_on), (False, masq_off)):
-                conc[with_masq] = concurrent_abba(contenders[0], contenders[1],
-                                                  pool[:args.concurrent], args.workers)
+                if with_masq and args.only_nomasq:
+                    continue
+                conc[with_masq] = concurrent_abba(contenders[:3], pool[:args.concurrent],
+                                                  args.workers)
+        final = served_by.status()
+        print(f"agent: pid {final['pid']}, {final['served']} requests, CPU "
+              f"{final['cpu_s']:.1f} s, RSS {final['rss_kib'] / 1024:.1f} MiB (max "
+              f"{final['max_rss_kib'] / 1024:.1f} MiB)", file=sys.stderr)
     finally:
         drop_netns(pool)
         for c in masq_on + masq_off:
             c.cleanup()
+        served_by.stop()
         shutil.rmtree(root, ignore_errors=True)
     for with_masq, runs in conc.items():
         record_concurrent(runs, pods=args.concurrent, masq=with_masq)

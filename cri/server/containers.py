@@ -18,6 +18,14 @@ MAX_STOP_TIMEOUT_S = 24 * 3600
 MAX_KEPT_RESPONSES = 4096  # ContainerStatus answers kept for reuse (then start over)
 
 
+def check_resources(linux: pb.LinuxContainerResources, field: str) -> None:
+    for name in ("cpu_period", "cpu_shares", "memory_limit_in_bytes"):  # cpu_quota: -1 is
+        v.non_negative(getattr(linux, name), f"{field}.{name}")  # "no quota" in v1 terms
+    if not -1000 <= linux.oom_score_adj <= 1000:
+        raise InvalidArgument(f"{field}.oom_score_adj {linux.oom_score_adj} is outside "
+                              "[-1000, 1000]")
+
+
 def check_container_config(config: pb.ContainerConfig) -> None:
     v.require(config.metadata.name, "config.metadata.name")
     v.require(config.image.image, "config.image.image")
@@ -48,13 +56,17 @@ def check_container_config(config: pb.ContainerConfig) -> None:
         if not env.key or "=" in env.key or "\x00" in env.key:
             raise InvalidArgument(f"config.envs[{i}].key {env.key!r} is not a variable name")
     v.known_enum(config.stop_signal, pb.Signal.DESCRIPTOR, "config.stop_signal")
+    check_resources(config.linux.resources, "config.linux.resources")
     sc = config.linux.security_context
     if sc.HasField("run_as_group") and not (sc.HasField("run_as_user") or sc.run_as_username):
         raise InvalidArgument("run_as_group needs run_as_user or run_as_username")
+    for field in ("seccomp", "apparmor"):
+        v.known_enum(getattr(sc, field).profile_type, pb.SecurityProfile.ProfileType.DESCRIPTOR,
+                     f"security_context.{field}.profile_type")
+    v.known_enum(sc.supplemental_groups_policy, pb.SupplementalGroupsPolicy.DESCRIPTOR,
+                 "security_context.supplemental_groups_policy")
     ns = sc.namespace_options
-    for field in ("network", "pid", "ipc"):
-        v.known_enum(getattr(ns, field), pb.NamespaceMode.DESCRIPTOR,
-                     f"namespace_options.{field}")
+    v.namespace_modes(ns)
     if ns.pid == pb.TARGET and not ns.target_id:
         raise InvalidArgument("namespace_options.pid is TARGET but target_id is empty")
 
@@ -85,8 +97,10 @@ def selector(flt: pb.ContainerFilter) -> Selector | None:
     """None when the filter selects everything."""
     if not flt.ByteSize():
         return None
-    return Selector(id=flt.id, pod_sandbox_id=flt.pod_sandbox_id,
-                    state=flt.state.state if flt.HasField("state") else None,
+    state = None
+    if flt.HasField("state"):
+        state = v.known_enum(flt.state.state, pb.ContainerState.DESCRIPTOR, "filter.state")
+    return Selector(id=flt.id, pod_sandbox_id=flt.pod_sandbox_id, state=state,
                     labels=tuple(flt.label_selector.items()))
 
 
@@ -192,11 +206,8 @@ class Containers:
             if request.HasField("windows"):
                 raise Unimplemented("Windows container resources are not supported")
             raise InvalidArgument("linux resources are required")
-        linux = request.linux
-        for field in ("cpu_period", "cpu_quota", "cpu_shares", "memory_limit_in_bytes"):
-            if field != "cpu_quota":  # -1 is "no quota" in cgroup v1 terms
-                v.non_negative(getattr(linux, field), f"linux.{field}")
-        self._port.update_resources(container_id, linux)
+        check_resources(request.linux, "linux")
+        self._port.update_resources(container_id, request.linux)
         return pb.UpdateContainerResourcesResponse()
 
     def ReopenContainerLog(self, request: pb.ReopenContainerLogRequest,

@@ -182,8 +182,7 @@ class EngineContainers:
                          sandbox_config: pb.PodSandboxConfig) -> str:
         engine_config = tr.container_config(config)
         sandbox_id = self._rt.resolve_sandbox(sandbox_id)
-        tr.check_container_user_namespace(
-            config, self._rt.sandbox_status(sandbox_id).record.config)
+        tr.check_container_user_namespace(config, self._rt.sandbox_record(sandbox_id).config)
         image = self._images.get(config.image.image)  # NotFound when not pulled
         key = rootfs_key(sandbox_id, engine_config.name, engine_config.attempt)
         mounts = self._images.create_rootfs(key, image.id)
@@ -202,12 +201,12 @@ class EngineContainers:
         return cid
 
     def start_container(self, container_id: str) -> None:
-        rec = self._rt.container_status(container_id).record
+        rec = self._rt.container_record(container_id)
         self._rt.start_container(rec.id)
         self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_STARTED_EVENT)
 
     def stop_container(self, container_id: str, *, timeout_s: int) -> None:
-        rec = self._rt.container_status(container_id).record
+        rec = self._rt.container_record(container_id)
         self._rt.stop_container(rec.id, timeout=float(timeout_s))
         self._publish(rec.id, rec.sandbox_id, pb.CONTAINER_STOPPED_EVENT)
 

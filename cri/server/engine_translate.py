@@ -77,7 +77,9 @@ def user_namespace(ns: pb.NamespaceOption) -> tuple[tuple[IDMapping, ...],
         if not (u.uids and u.gids):
             raise InvalidArgument("user namespace mode POD needs uid and gid mappings")
         return _id_mappings(u.uids), _id_mappings(u.gids)
-    raise InvalidArgument(f"user namespace mode {pb.NamespaceMode.Name(u.mode)} is not "
+    known = pb.NamespaceMode.DESCRIPTOR.values_by_number.get(u.mode)
+    name = known.name if known is not None else str(u.mode)
+    raise InvalidArgument(f"user namespace mode {name} is not "
                           "supported: only POD and NODE are")
 
 
@@ -108,6 +110,9 @@ def resources(linux: pb.LinuxContainerResources) -> Resources:
 
 def _seccomp(ctx: pb.LinuxContainerSecurityContext) -> spec.SeccompChoice:
     if ctx.HasField("seccomp"):
+        if ctx.seccomp.profile_type not in SECCOMP:
+            raise InvalidArgument(f"seccomp.profile_type {ctx.seccomp.profile_type} is not a "
+                                  "known profile type")
         return spec.SeccompChoice(type=SECCOMP[ctx.seccomp.profile_type],
                                   localhost_path=ctx.seccomp.localhost_ref)
     path = ctx.seccomp_profile_path  # the deprecated string form

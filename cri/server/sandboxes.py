@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from collections.abc import Callable, Iterator, Sequence
 
 import grpc
@@ -12,6 +13,8 @@ from cri.server.dispatch import Impl
 from cri.server.ports import SandboxPort
 from engine.errors import InvalidArgument, NotFound
 
+HOST_NAME_MAX = 64  # Linux: what sethostname(2) takes
+
 
 def check_sandbox_config(config: pb.PodSandboxConfig) -> None:
     meta = config.metadata
@@ -20,6 +23,21 @@ def check_sandbox_config(config: pb.PodSandboxConfig) -> None:
     v.require(meta.uid, "config.metadata.uid")
     if config.log_directory:
         v.absolute(config.log_directory, "config.log_directory")
+    v.no_dotdot(config.linux.cgroup_parent, "config.linux.cgroup_parent")
+    if config.hostname:
+        v.token(config.hostname, "config.hostname")
+        if len(config.hostname.encode()) > HOST_NAME_MAX:
+            raise InvalidArgument(f"config.hostname is longer than {HOST_NAME_MAX} bytes")
+    dns = config.dns_config
+    for i, server in enumerate(dns.servers):
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise InvalidArgument(
+                f"config.dns_config.servers[{i}] {server!r} is not an IP address") from None
+    for field in ("searches", "options"):
+        for i, item in enumerate(getattr(dns, field)):
+            v.token(item, f"config.dns_config.{field}[{i}]")
     for i, mapping in enumerate(config.port_mappings):
         v.known_enum(mapping.protocol, pb.Protocol.DESCRIPTOR, f"port_mappings[{i}].protocol")
         if not 0 < mapping.container_port < 65536:
@@ -28,10 +46,7 @@ def check_sandbox_config(config: pb.PodSandboxConfig) -> None:
         if not 0 <= mapping.host_port < 65536:
             raise InvalidArgument(
                 f"port_mappings[{i}].host_port {mapping.host_port} is not a port")
-    ns = config.linux.security_context.namespace_options
-    for field in ("network", "pid", "ipc"):
-        v.known_enum(getattr(ns, field), pb.NamespaceMode.DESCRIPTOR,
-                     f"namespace_options.{field}")
+    v.namespace_modes(config.linux.security_context.namespace_options)
 
 
 def matches(item: pb.PodSandbox, flt: pb.PodSandboxFilter) -> bool:
@@ -89,6 +104,8 @@ class Sandboxes:
         listed = self._port.list_sandboxes()
         if not flt.ByteSize():
             return listed
+        if flt.HasField("state"):
+            v.known_enum(flt.state.state, pb.PodSandboxState.DESCRIPTOR, "filter.state")
         return [s for s in listed if matches(s, flt)]
 
     def ListPodSandbox(self, request: pb.ListPodSandboxRequest,

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from google.protobuf import descriptor as pb_descriptor
 
+from cri.api import runtime_pb2 as pb
 from engine.errors import InvalidArgument
 
 T = TypeVar("T")
@@ -61,6 +62,23 @@ def known_enum(value: int, enum: pb_descriptor.EnumDescriptor, field: str) -> in
     if value not in enum.values_by_number:
         raise InvalidArgument(f"{field}: {value} is not a known {enum.name} value")
     return value
+
+
+def token(value: str, field: str) -> str:
+    """One word of a file line the engine writes (resolv.conf, hosts): no whitespace, no
+    control character (a newline would add a line of the client's choosing)."""
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        raise InvalidArgument(f"{field} {value!r} must be one non-empty word of printable "
+                              "characters")
+    return value
+
+
+def namespace_modes(ns: pb.NamespaceOption) -> None:
+    """Every NamespaceMode of a NamespaceOption, the user namespace's included."""
+    mode = pb.NamespaceMode.DESCRIPTOR
+    for field in ("network", "pid", "ipc"):
+        known_enum(getattr(ns, field), mode, f"namespace_options.{field}")
+    known_enum(ns.userns_options.mode, mode, "namespace_options.userns_options.mode")
 
 
 def command_size(argv: Sequence[str], field: str) -> None:

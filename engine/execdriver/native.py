@@ -106,7 +106,8 @@ class NativeDriver:
         try:
             cgroup_setup.prepare(spec)
             prepared = True
-            first = _read_message(ours, buf, deadline=deadline)
+            # the console (with its fd) may come in the same read as the pid: keep it
+            first = _read_message(ours, buf, deadline=deadline, fds=console)
             if "pid" not in first:
                 reason = first.get("error") or _ended(helper)
                 helper = 0

@@ -21,7 +21,7 @@ import signal
 import socket
 import struct
 import termios
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from engine.cgroups.detect import manager
 from engine.errors import InvalidArgument
@@ -192,29 +192,41 @@ def exec_in(spec: InitSpec, *, pid: int, process: ExecProcess) -> int:
 
 def sandbox(ns_dir: str, *, hostname: str, sysctls: dict[str, str], share_pid: bool = False,
             cgroup_path: str = "", uid_mappings: Sequence[IDMapping] = (),
-            gid_mappings: Sequence[IDMapping] = ()) -> None:
+            gid_mappings: Sequence[IDMapping] = (), net_made: bool = False) -> None:
     """In a fork of the monitor: new net/ipc/uts namespaces, hostname, sysctls, lo up, then
     bind-mount the namespaces at <ns_dir>/{net,ipc,uts} so they outlive this process.
+
+    With `net_made`, the network namespace is already pinned at <ns_dir>/net (the daemon
+    made it, engine.runtime.netns, with the `net.*` sysctls): it is joined, not made.
 
     With share_pid, also a PID namespace whose init is a tiny holder process (a PID
     namespace dies with its init; bind-mounting it is not enough), placed in the pod cgroup
     so that removing the pod's cgroup ends it; its namespace is bind-mounted at <ns_dir>/pid.
+    Only a process that outlives this one joins the pod cgroup: on cgroup v1 the first
+    migration in a while waits for an RCU grace period (~10 ms), for nothing otherwise.
 
     With mappings, all of them are owned by a new user namespace with those maps, pinned
     at <ns_dir>/user (engine.execdriver.userns).
     """
-    if cgroup_path:
-        manager().join(cgroup_path, os.getpid())
     if uid_mappings or gid_mappings:
+        if cgroup_path:
+            manager().join(cgroup_path, os.getpid())
         userns.make_pod_namespaces(
             ns_dir, uids=uid_mappings, gids=gid_mappings, share_pid=share_pid,
             configure=lambda: _pod_settings(hostname=hostname, sysctls=sysctls),
             pid_holder=_pid_holder)
         return
-    SYS.unshare(L.CLONE_NEWNET | L.CLONE_NEWIPC | L.CLONE_NEWUTS
+    if net_made:
+        _join_namespaces({"net": os.path.join(ns_dir, "net")})
+    SYS.unshare((0 if net_made else L.CLONE_NEWNET) | L.CLONE_NEWIPC | L.CLONE_NEWUTS
                 | (L.CLONE_NEWPID if share_pid else 0))
-    _pod_settings(hostname=hostname, sysctls=sysctls)
-    for t in ("net", "ipc", "uts"):
+    if net_made:
+        if hostname:
+            SYS.sethostname(hostname)
+        write_sysctls(sysctls)  # the daemon set the net.* ones
+    else:
+        _pod_settings(hostname=hostname, sysctls=sysctls)
+    for t in ("ipc", "uts") if net_made else ("net", "ipc", "uts"):
         target = os.path.join(ns_dir, t)
         with open(target, "a"):
             pass
@@ -223,6 +235,12 @@ def sandbox(ns_dir: str, *, hostname: str, sysctls: dict[str, str], share_pid: b
         holder = os.fork()
         if holder == 0:
             _pid_holder()
+        if cgroup_path:
+            try:
+                manager().join(cgroup_path, holder)
+            except BaseException:
+                os.kill(holder, signal.SIGKILL)  # the monitor (a subreaper) reaps it
+                raise
         target = os.path.join(ns_dir, "pid")
         with open(target, "a"):
             pass
@@ -233,13 +251,18 @@ def _pod_settings(*, hostname: str, sysctls: dict[str, str]) -> None:
     """Inside the pod's new UTS, IPC and network namespaces: hostname, sysctls, lo up."""
     if hostname:
         SYS.sethostname(hostname)
+    write_sysctls(sysctls)
+    loopback_up()
+
+
+def write_sysctls(sysctls: Mapping[str, str]) -> None:
+    """Write each `key` (dotted) under /proc/sys, as the calling thread's namespaces see it."""
     for key, value in sysctls.items():
         rel = key.replace(".", "/")
         if ".." in rel.split("/"):
             raise ValueError(f"invalid sysctl {key}")
         with open(f"/proc/sys/{rel}", "w") as f:
             f.write(str(value))
-    _loopback_up()
 
 
 def _pid_holder() -> None:
@@ -260,7 +283,8 @@ def _pid_holder() -> None:
         os._exit(0)
 
 
-def _loopback_up() -> None:
+def loopback_up() -> None:
+    """Bring `lo` up in the calling thread's network namespace."""
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         req = struct.pack("16sH14x", b"lo", 0)

@@ -163,6 +163,11 @@ class Runtime:
     def resolve_sandbox(self, prefix: str) -> str:
         return self.ctx.store.resolve_sandbox(prefix)
 
+    def sandbox_record(self, sid: str) -> SandboxRecord:
+        """The sandbox's record (config, cgroup, IPs) without asking after its monitor: for
+        callers that need what was asked for, not how the pod is doing."""
+        return self.ctx.store.load_sandbox(self.resolve_sandbox(sid))
+
     # -- containers -----------------------------------------------------------------------
     def create_container(self, sid: str, config: ContainerConfig, *, rootfs: Rootfs,
                          image: ImageConfig) -> str:
@@ -213,6 +218,10 @@ class Runtime:
 
     def resolve_container(self, prefix: str) -> str:
         return self.ctx.store.resolve_container(prefix)
+
+    def container_record(self, cid: str) -> ContainerRecord:
+        """The container's record (config, spec, sandbox) without reading its state."""
+        return self.ctx.store.load_container(self.resolve_container(cid))
 
     # -- exec, port-forward, stats ---------------------------------------------------------
     def exec_sync(self, cid: str, args: tuple[str, ...], *, timeout: float) -> exec.ExecResult:

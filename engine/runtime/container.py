@@ -18,7 +18,7 @@ from engine.errors import (
     Unavailable,
 )
 from engine.execdriver.codec import to_jsonable
-from engine.runtime import build, idmapped, stopsignal
+from engine.runtime import build, idmapped, migration, stopsignal
 from engine.runtime.context import Ctx
 from engine.runtime.spec import ContainerConfig, ImageConfig, Rootfs
 from engine.runtime.state import REASON_MONITOR_DIED, ContainerState, write_state
@@ -72,6 +72,12 @@ def _image_volumes(image: ImageConfig, cdir: Path) -> dict[str, str]:
 
 def create(ctx: Ctx, sid: str, config: ContainerConfig, *, rootfs: Rootfs,
            image: ImageConfig) -> str:
+    with migration.primed():  # its init joins its cgroup (engine.runtime.migration)
+        return _create(ctx, sid, config, rootfs=rootfs, image=image)
+
+
+def _create(ctx: Ctx, sid: str, config: ContainerConfig, *, rootfs: Rootfs,
+            image: ImageConfig) -> str:
     sandbox = ctx.store.load_sandbox(sid)
     if sandbox.state != SandboxStatus.READY.value:
         raise FailedPrecondition(f"sandbox {sid} is not ready")

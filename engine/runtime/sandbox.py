@@ -15,7 +15,8 @@ from engine.errors import EngineError, FailedPrecondition, InvalidArgument, Unav
 from engine.execdriver import userns
 from engine.execdriver.codec import to_jsonable
 from engine.networkdriver.base import PodNetworkRequest
-from engine.runtime import files
+from engine.runtime import files, migration, netns
+from engine.runtime.background import Background
 from engine.runtime.context import Ctx
 from engine.runtime.spec import SandboxConfig
 from engine.runtime.status import SandboxStatus
@@ -63,12 +64,18 @@ def check_user_namespace(config: SandboxConfig) -> None:
         raise InvalidArgument("a pod in a user namespace cannot be privileged")
 
 
+def _net_made_here(config: SandboxConfig) -> bool:
+    """Whether the daemon makes the pod's network namespace (engine.runtime.netns): every
+    pod with one, except those in their own user namespace (which must own it)."""
+    return not config.host_network and not config.user_namespace
+
+
 def _make_namespaces(d: Path, config: SandboxConfig, cgroup: str) -> None:
-    if config.share_pid and config.host_pid:
-        raise InvalidArgument("a pod cannot both share a PID namespace and use the host's")
-    (d / "ns").mkdir(parents=True, exist_ok=True)
+    net_made = _net_made_here(config)
     MonitorClient(d).call("namespaces", hostname="" if config.host_network else config.hostname,
-                          sysctls=dict(config.sysctls), share_pid=config.share_pid,
+                          sysctls={k: v for k, v in config.sysctls.items()
+                                   if not (net_made and k.startswith("net."))},
+                          share_pid=config.share_pid, net_made=net_made,
                           cgroup_path=cgroup, uid_mappings=to_jsonable(config.uid_mappings),
                           gid_mappings=to_jsonable(config.gid_mappings))
 
@@ -124,6 +131,8 @@ def _release(d: Path) -> None:
 def run(ctx: Ctx, config: SandboxConfig) -> str:
     if not (config.name and config.namespace and config.uid):
         raise InvalidArgument("sandbox metadata needs name, namespace and uid")
+    if config.share_pid and config.host_pid:
+        raise InvalidArgument("a pod cannot both share a PID namespace and use the host's")
     driver, binary = ctx.handler(config.runtime_handler)
     check_sysctls(config)
     if config.user_namespace:
@@ -141,29 +150,63 @@ def run(ctx: Ctx, config: SandboxConfig) -> str:
     rec = SandboxRecord(id=sid, config=config, created_at=ctx.clock(), cgroup_path=cgroup,
                         driver=driver, runtime_binary=binary,
                         state=SandboxStatus.NOTREADY.value)
+    # a process of the pod (the shared PID namespace's holder, the user namespace's) will
+    # join the pod cgroup: engine.runtime.migration
+    joins = config.share_pid or config.user_namespace
+    with migration.primed() if joins else contextlib.nullcontext():
+        _build(ctx, rec, d)
+    return sid
+
+
+def _build(ctx: Ctx, rec: SandboxRecord, d: Path) -> None:
+    """Make everything of the new sandbox `rec`; on failure, undo it all."""
+    config = rec.config
+    spawn: Background[int] | None = None
+    network: Background[tuple[str, ...]] | None = None
     try:
         ctx.store.save_sandbox(rec)
-        (d / "shm").mkdir()
-        linux.mount("shm", str(d / "shm"), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV
-                    | linux.MS_NOEXEC, "mode=1777,size=65536k")
-        ctx.cgroups.create(cgroup, Resources())
-        spawner_for(ctx.options.run_root, owner=ctx).spawn(  # engine.shim.monitor
-            d, pods_per_monitor=ctx.options.pods_per_monitor)
-        _make_namespaces(d, config, cgroup)
-        ips: tuple[str, ...] = ()
-        if ctx.network is not None and not config.host_network:
+        (d / "ns").mkdir()
+        attach = ctx.network is not None and not config.host_network
+        if attach and ctx.network is not None:
             ready, reason = ctx.network.ready()
             if not ready:
                 raise Unavailable(f"pod network is not ready: {reason}")
-            ips = ctx.network.setup(network_request(rec, d)).ips
+        # the monitor (engine.shim.monitor) is spawned while the rest is made here
+        spawner = spawner_for(ctx.options.run_root, owner=ctx)
+        spawn = Background(lambda: spawner.spawn(
+            d, pods_per_monitor=ctx.options.pods_per_monitor), name=f"spawn-{rec.id[:12]}")
+        if _net_made_here(config):
+            netns.make(d / "ns" / "net", sysctls={k: v for k, v in config.sysctls.items()
+                                                  if k.startswith("net.")})
+            if attach:  # CNI ADD meanwhile the monitor makes the other namespaces
+                network = Background(lambda: _attach(ctx, rec, d),
+                                     name=f"cni-{rec.id[:12]}")
+        (d / "shm").mkdir()
+        linux.mount("shm", str(d / "shm"), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV
+                    | linux.MS_NOEXEC, "mode=1777,size=65536k")
+        ctx.cgroups.create(rec.cgroup_path, Resources())
+        spawn.result()
+        _make_namespaces(d, config, rec.cgroup_path)
+        ips: tuple[str, ...] = ()
+        if network is not None:
+            ips = network.result()
+        elif attach:
+            ips = _attach(ctx, rec, d)
         files.write_sandbox_files(d, hostname=config.hostname, ips=ips, dns=config.dns)
-        rec = SandboxRecord(**{**rec.__dict__, "ips": ips, "state": SandboxStatus.READY.value,
-                               "network_attached": bool(ips)})
-        ctx.store.save_sandbox(rec)
+        ctx.store.save_sandbox(SandboxRecord(**{
+            **rec.__dict__, "ips": ips, "state": SandboxStatus.READY.value,
+            "network_attached": bool(ips)}))
     except BaseException:
+        for job in (spawn, network):  # a monitor that is up, an ADD that has ended,
+            if job is not None:       # before the teardown shuts down and DELs
+                job.wait()
         _teardown(ctx, rec)
         raise
-    return sid
+
+
+def _attach(ctx: Ctx, rec: SandboxRecord, d: Path) -> tuple[str, ...]:
+    assert ctx.network is not None
+    return ctx.network.setup(network_request(rec, d)).ips
 
 
 def _teardown(ctx: Ctx, rec: SandboxRecord) -> None:

@@ -34,6 +34,12 @@ PR_SET_PDEATHSIG: that signal fires when the *thread* that forked the child exit
 CRI server runs RunPodSandbox on pool threads. engined binds the socket and hands over the
 listening fd, so requests queue in the backlog while the zygote still imports.
 
+A spare monitor: when idle, the zygote forks the next monitor ahead of need (double fork
+and process set-up done), which waits for its first sandbox on a socket pair with the
+zygote; a spawn hands it the sandbox dir and the client's connection, so a RunPodSandbox
+that needs a new monitor process does not wait for the forks. A spare that is gone is
+replaced by a fork on the spot; a spare exits when the zygote does (EOF on the pair).
+
 Protocol: one request per connection, one JSON object per line.
   {"op": "spawn", "dir": <absolute sandbox dir>, "pods_per_monitor": K}: the *monitor*
       answers {"ok": true, "pid"} once it listens (the zygote never waits on a monitor:
@@ -52,6 +58,7 @@ import re
 import select
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,15 +107,19 @@ def _set_name(name: str) -> None:
 
 
 class Zygote:
-    def __init__(self, listener: socket.socket, alive: int) -> None:
+    def __init__(self, listener: socket.socket, alive: int, *, spare: bool = True) -> None:
         self.listener = listener
         self.alive = alive  # read end of a pipe from engined: EOF = engined is gone
         self.pending: dict[int, tuple[socket.socket, bytearray]] = {}  # by fd
+        self.keep_spare = spare
+        self.spare: socket.socket | None = None  # our end of the pair to the spare monitor
 
     def serve(self) -> None:
         self.listener.setblocking(False)
         listen = self.listener.fileno()
         while True:
+            if self.keep_spare and self.spare is None and not self.pending:
+                self._make_spare()  # when idle: a request never waits for it
             ready, _, _ = select.select([listen, self.alive, *self.pending], [], [])
             for fd in ready:
                 if fd == self.alive:
@@ -166,7 +177,16 @@ class Zygote:
             raise InvalidArgument(f"unknown zygote op {op!r}")
 
     def _spawn(self, conn: socket.socket, d: Path) -> None:
-        """Double fork; the grandchild becomes the monitor and answers on `conn`."""
+        """The spare monitor takes the sandbox, else a double fork; either answers on
+        `conn`."""
+        if self._hand_to_spare(conn, d):
+            return
+        self._detached(lambda: self._become_monitor(conn, d), on_error=conn)
+
+    def _detached(self, become: Callable[[], None], *,
+                  on_error: socket.socket | None = None) -> None:
+        """Double fork: the grandchild runs `become` (which never returns), re-parented
+        away from us in a session of its own."""
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
@@ -174,46 +194,110 @@ class Zygote:
             try:
                 os.setsid()
                 if os.fork() == 0:
-                    self._become_monitor(conn, d)  # never returns
+                    become()
                 code = 0
             except BaseException as e:
-                _send(conn, _error(e))
+                if on_error is not None:
+                    _send(on_error, _error(e))
             finally:
                 os._exit(code)
         os.waitpid(pid, 0)
 
-    def _become_monitor(self, conn: socket.socket, d: Path) -> None:
-        code = 1
-        answered = False
+    # -- the spare monitor -----------------------------------------------------------------
+    # A monitor forked ahead of need, its process set up, waiting for its first sandbox
+    # (a fork and a process set-up less on the RunPodSandbox that takes it). It waits on a
+    # socket pair with us: one line {"dir"} with the client's connection passed along (it
+    # answers there, as any new monitor does), or EOF when we exit, and it exits too.
+    def _make_spare(self) -> None:
+        ours, theirs = socket.socketpair()
         try:
-            self.listener.close()
-            os.close(self.alive)
-            for other, _ in self.pending.values():
-                other.close()
-            self.pending.clear()
-            conn.setblocking(True)
-            log_fd = os.open(d / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND
-                             | os.O_CLOEXEC, 0o640)
-            os.dup2(log_fd, 2)
-            os.close(log_fd)
-            linux.set_child_subreaper()
-            _set_name("kpy-monitor")
+            self._detached(lambda: self._become_spare(theirs, ours))
+        finally:
+            theirs.close()
+        self.spare = ours
+
+    def _hand_to_spare(self, conn: socket.socket, d: Path) -> bool:
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return False
+        try:
+            socket.send_fds(spare, [json.dumps({"dir": str(d)}).encode() + b"\n"],
+                            [conn.fileno()], socket.MSG_NOSIGNAL)
+            return True
+        except OSError as e:  # it died: fork one for this sandbox
+            log.warning("the spare monitor is gone (%s); forking one", e)
+            return False
+        finally:
+            spare.close()
+
+    def _leave_zygote(self) -> None:
+        """In a new monitor: drop every fd of the zygote, become a subreaper."""
+        self.listener.close()
+        os.close(self.alive)
+        for other, _ in self.pending.values():
+            other.close()
+        self.pending.clear()
+        if self.spare is not None:
+            self.spare.close()
+            self.spare = None
+        linux.set_child_subreaper()
+        _set_name("kpy-monitor")
+
+    def _become_spare(self, handoff: socket.socket, zygote_end: socket.socket) -> None:
+        code = 1
+        conn: socket.socket | None = None
+        try:
+            zygote_end.close()  # else we would never see the zygote's EOF
+            self._leave_zygote()
             monitor = MonitorProcess()
             monitor.setup()
-            monitor.adopt(d)  # listens on <d>/monitor.sock, writes <d>/monitor.pid
-            _send(conn, {"ok": True, "pid": os.getpid()})
-            answered = True
-            conn.close()
-            monitor.serve()
+            msg, fds, _, _ = socket.recv_fds(handoff, MAX_REQUEST, 1)
+            handoff.close()
+            for fd in fds:
+                os.set_inheritable(fd, False)
+            if not fds:  # EOF: the zygote is gone, and no sandbox came
+                os._exit(0)
+            conn = socket.socket(fileno=fds[0])
+            self._serve_first_pod(monitor, conn, Path(json.loads(msg)["dir"]))
             code = 0
         except BaseException as e:
-            log.exception("monitor for %s failed", d)
-            if not answered:
+            log.exception("the spare monitor failed")
+            if conn is not None:
                 _send(conn, _error(e))
         finally:
             with contextlib.suppress(BaseException):
                 sys.stderr.flush()
             os._exit(code)
+
+    def _become_monitor(self, conn: socket.socket, d: Path) -> None:
+        code = 1
+        try:
+            self._leave_zygote()
+            monitor = MonitorProcess()
+            monitor.setup()
+            self._serve_first_pod(monitor, conn, d)
+            code = 0
+        except BaseException as e:
+            log.exception("monitor for %s failed", d)
+            _send(conn, _error(e))
+        finally:
+            with contextlib.suppress(BaseException):
+                sys.stderr.flush()
+            os._exit(code)
+
+    @staticmethod
+    def _serve_first_pod(monitor: MonitorProcess, conn: socket.socket, d: Path) -> None:
+        """Log to <d>/monitor.log, serve <d>, answer on `conn`, serve until the last pod is
+        gone. An error before the answer propagates (the caller sends it)."""
+        conn.setblocking(True)
+        log_fd = os.open(d / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                         | os.O_CLOEXEC, 0o640)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        monitor.adopt(d)  # listens on <d>/monitor.sock, writes <d>/monitor.pid
+        _send(conn, {"ok": True, "pid": os.getpid()})
+        conn.close()  # an error from here on goes to the log only (a send on it fails)
+        monitor.serve()
 
 
 def preload() -> None:

@@ -154,6 +154,7 @@ class Pod:
                                sysctls={str(k): str(v)
                                         for k, v in dict(req.get("sysctls", {})).items()},
                                share_pid=bool(req.get("share_pid")),
+                               net_made=bool(req.get("net_made")),
                                cgroup_path=str(req.get("cgroup_path", "")),
                                uid_mappings=userns.mappings(req.get("uid_mappings")),
                                gid_mappings=userns.mappings(req.get("gid_mappings")))

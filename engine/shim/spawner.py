@@ -135,7 +135,7 @@ class MonitorSpawner:
     def spawn(self, sandbox_dir: Path, *, pods_per_monitor: int = 1) -> int:
         """A monitor for `sandbox_dir`, listening once this returns; its process's pid.
         With `pods_per_monitor` > 1 a monitor process of ours with room adopts the sandbox;
-        otherwise the zygote forks a new one (engine.shim.monitor says why)."""
+        otherwise the zygote makes a new one: its spare, or a fork (engine.shim.monitor_zygote)."""
         if pods_per_monitor < 1:
             raise errors.InvalidArgument(f"pods per monitor must be at least 1, got "
                                          f"{pods_per_monitor}")

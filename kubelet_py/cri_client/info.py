@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from cri.api import runtime_pb2 as pb
 from kubelet_py.cri_client.connection import Connection
-from kubelet_py.node.setters import RuntimeCondition, RuntimeState
+from kubelet_py.node.setters import RuntimeCondition, RuntimeHandler, RuntimeState
 
 CRI_VERSION = "v1"
 PROBE_TIMEOUT = 10.0
@@ -27,7 +27,8 @@ class RuntimeInfo:
         await self._c.call("UpdateRuntimeConfig", self._c.runtime.UpdateRuntimeConfig, request)
 
     async def state(self) -> RuntimeState:
-        """Version and Status folded into what the Node's Ready condition needs."""
+        """Version and Status folded into what the Node's Ready condition and
+        runtimeHandlers need."""
         version = await self.version(timeout=PROBE_TIMEOUT)
         status = await self.status(timeout=PROBE_TIMEOUT)
         conditions = {c.type: c for c in status.status.conditions}
@@ -39,6 +40,12 @@ class RuntimeInfo:
                                         message=f"runtime did not report {kind}")
             return RuntimeCondition(ready=c.status, reason=c.reason, message=c.message)
 
+        handlers = tuple(
+            RuntimeHandler(name=h.name,
+                           recursive_read_only_mounts=h.features.recursive_read_only_mounts,
+                           user_namespaces=h.features.user_namespaces)
+            for h in status.runtime_handlers)
         return RuntimeState(name=version.runtime_name, version=version.runtime_version,
-                            runtime=cond("RuntimeReady"), network=cond("NetworkReady"))
+                            runtime=cond("RuntimeReady"), network=cond("NetworkReady"),
+                            handlers=handlers)
 

@@ -29,6 +29,16 @@ class RuntimeCondition:
 
 
 @dataclasses.dataclass(frozen=True)
+class RuntimeHandler:
+    """One entry of the CRI Status' `runtime_handlers`: a handler and what it supports."""
+
+    name: str
+    """Empty for the runtime's default handler."""
+    recursive_read_only_mounts: bool = False
+    user_namespaces: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class RuntimeState:
     """What the CRI's Version and Status calls report (None fields: runtime unreachable)."""
 
@@ -36,6 +46,8 @@ class RuntimeState:
     version: str | None
     runtime: RuntimeCondition
     network: RuntimeCondition
+    handlers: tuple[RuntimeHandler, ...] | None = None
+    """The runtime's handlers; None when unknown (Status failed): the last ones stay."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,9 +177,26 @@ def set_ready(node: Obj, facts: NodeFacts, now: dt.datetime) -> None:
                   else "kubelet is posting ready status")
 
 
+def set_runtime_handlers(node: Obj, facts: NodeFacts, now: dt.datetime) -> None:
+    """`status.runtimeHandlers` from the CRI Status; none reported removes the field (the
+    API server omits an empty list), unknown (runtime unreachable) keeps what is there."""
+    handlers = facts.runtime.handlers
+    if handlers is None:
+        return
+    status = node.setdefault("status", {})
+    if not handlers:
+        status.pop("runtimeHandlers", None)
+        return
+    status["runtimeHandlers"] = [
+        {"name": h.name, "features": {"recursiveReadOnlyMounts": h.recursive_read_only_mounts,
+                                      "userNamespaces": h.user_namespaces}}
+        for h in handlers]
+
+
 DEFAULT_SETTERS: tuple[Setter, ...] = (
     set_addresses, set_capacity, set_node_info, set_daemon_endpoints,
-    set_memory_pressure, set_disk_pressure, set_pid_pressure, set_ready)
+    set_memory_pressure, set_disk_pressure, set_pid_pressure, set_ready,
+    set_runtime_handlers)
 
 
 def build_status(node: Obj, facts: NodeFacts, now: dt.datetime,

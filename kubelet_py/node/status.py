@@ -17,8 +17,16 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 STATUS_FIELDS = ("conditions", "addresses", "capacity", "allocatable", "nodeInfo",
-                 "daemonEndpoints")
+                 "daemonEndpoints", "runtimeHandlers")
 OWN_LABELS = ("kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch")
+
+
+def status_patch(current: Obj, fresh: Obj) -> Obj:
+    """The fields this kubelet owns, as the setters left them; one a setter removed is
+    sent as null (a strategic merge patch deletes it)."""
+    patch: Obj = {k: fresh[k] for k in STATUS_FIELDS if k in fresh}
+    patch.update({k: None for k in STATUS_FIELDS if k in current and k not in fresh})
+    return patch
 
 
 class PodCIDRSink(Protocol):
@@ -101,8 +109,7 @@ class NodeStatusController:
             self._clock.monotonic() - self._last_report >= self._freq.report
         if not (changed or due):
             return False
-        patch = {"status": {k: fresh["status"][k] for k in STATUS_FIELDS
-                            if k in fresh["status"]}}
+        patch = {"status": status_patch(current.get("status") or {}, fresh["status"])}
         try:
             self.node = await self._client.patch(f"{path}/status", patch,
                                                  content_type=STRATEGIC_MERGE_PATCH)

@@ -2,23 +2,25 @@
 
 The checks of the upstream kubelet's predicate admit handler that apply here, in its order:
 the pod count (max-pods), then CPU, memory and ephemeral-storage requests against the node's
-allocatable, then node affinity, then host ports. A rejected pod fails for good: phase
-Failed, the reason (`OutOfpods`, `OutOfcpu`, `OutOfmemory`, `OutOfephemeral-storage`,
-`NodeAffinity`, `NodePorts`) and
+allocatable, then node affinity, then host ports, then the node's NoExecute taints (not for
+static pods). A rejected pod fails for good: phase Failed, the reason (`OutOfpods`,
+`OutOfcpu`, `OutOfmemory`, `OutOfephemeral-storage`, `NodeAffinity`, `NodePorts`,
+`TaintToleration`) and
 "Pod was rejected: <message>" in its status, the same reason and message as an event.
 """
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from kubelet_py.node.allocatable import Allocatable
-from kubelet_py.pods import node_affinity
+from kubelet_py.pods import node_affinity, taints
 from kubelet_py.pods.model import Pod, restartable
 from kubelet_py.pods.node_affinity import node_matches
 from kubelet_py.pods.qos import qos_class
 from kubelet_py.pods.quantity import QuantityError, bytes_of, millicores
+from kubelet_py.pods.static import is_static
 
 Obj = dict[str, Any]
 RESOURCES = ("cpu", "memory", "ephemeral-storage")
@@ -100,10 +102,20 @@ def _insufficient(resource: str, requested: int, used: int, capacity: int) -> Re
 
 @dataclasses.dataclass(frozen=True)
 class NodeIdentity:
-    """What node affinity is matched against: the Node's name and current labels."""
+    """What node affinity and tolerations are matched against: the Node's name, current
+    labels and taints."""
 
     name: str
     labels: Mapping[str, str]
+    taints: tuple[Mapping[str, Any], ...] = ()
+
+
+class NodeView(Protocol):
+    """The registered Node as admission needs it (it may change: kubectl label/taint)."""
+
+    def labels(self) -> Mapping[str, str]: ...
+
+    def taints(self) -> tuple[Mapping[str, Any], ...]: ...
 
 
 def admit(pod: Pod, others: Iterable[Pod], allocatable: Allocatable,
@@ -138,4 +150,9 @@ def admit(pod: Pod, others: Iterable[Pod], allocatable: Allocatable,
         if _ports_conflict(ports, taken):
             return Rejection(PORTS_PREDICATE,
                              f"Predicate {PORTS_PREDICATE} failed: {PORTS_DESCRIPTION}")
+    if node is not None and node.taints and not is_static(pod):
+        tolerations = (pod.get("spec") or {}).get("tolerations") or []
+        if taints.untolerated_no_execute(node.taints, tolerations) is not None:
+            return Rejection(taints.PREDICATE,
+                             f"Predicate {taints.PREDICATE} failed: {taints.DESCRIPTION}")
     return None

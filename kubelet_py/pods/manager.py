@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +13,11 @@ from kubelet_py.client.rest import RestClient
 from kubelet_py.clock import Clock
 from kubelet_py.cri_client import CRIClient, CRIError
 from kubelet_py.node.allocatable import Allocatable
-from kubelet_py.pods.admission import NodeIdentity, Rejection, admit
+from kubelet_py.pods.admission import NodeIdentity, NodeView, Rejection, admit
 from kubelet_py.pods.executor import Executor, SandboxError
 from kubelet_py.pods.logrotate import LogRotator
 from kubelet_py.pods.model import LABEL_POD_UID, Pod, pod_uid
-from kubelet_py.pods.pleg import Pleg
+from kubelet_py.pods.pleg import CRIPlegRuntime, Pleg
 from kubelet_py.pods.reporting import ApiReporter, LocalReporter, MirrorReporter
 from kubelet_py.pods.runtime_view import pod_runtime
 from kubelet_py.pods.static import SOURCE, StaticPodSource, is_mirror
@@ -35,17 +35,19 @@ class PodManager:
     def __init__(self, rest: RestClient | None, cri: CRIClient, *, node_name: str,
                  executor: Executor, clock: Clock, host_ips: tuple[str, ...],
                  cleanup: Callable[[str], None], allocatable: Allocatable,
-                 node_labels: Callable[[], Mapping[str, str]] | None = None,
+                 node: NodeView | None = None,
                  manifest_path: Path | None = None,
                  userns: UserNamespaces | None = None) -> None:
         self._rest = rest
         self._userns = userns
         self._allocatable = allocatable
         self._node_name = node_name
-        self._node_labels = node_labels
-        """The Node's current labels, for node affinity at admission (None: not checked)."""
+        self._node = node
+        """The Node's current labels and taints, for admission (None: not checked)."""
         self.rejected: set[str] = set()
         """UIDs refused at admission: they failed for good and get no worker."""
+        self._rejections: dict[str, Rejection] = {}
+        self._finalizing: set[str] = set()
         self._cri = cri
         self._exec = executor
         self._clock = clock
@@ -68,7 +70,7 @@ class PodManager:
         self.static = StaticPodSource(manifest_path, node_name=node_name,
                                       handler=self._on_event, clock=clock) \
             if manifest_path is not None else None
-        self.pleg = Pleg(cri, self._on_runtime_change, clock=clock)
+        self.pleg = Pleg(CRIPlegRuntime(cri), self._on_runtime_change, clock=clock)
         self.workers: dict[str, PodWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._runtime_name = "cri"
@@ -109,8 +111,8 @@ class PodManager:
                 pod["metadata"].get("deletionTimestamp"):
             return None
         try:
-            node = NodeIdentity(self._node_name, self._node_labels()) \
-                if self._node_labels is not None else None
+            node = NodeIdentity(self._node_name, self._node.labels(), self._node.taints()) \
+                if self._node is not None else None
             return admit(pod, self.active_pods(), self._allocatable, node)
         except (KeyError, TypeError, ValueError) as exc:  # a spec shape we did not foresee
             log.exception("admitting pod %s failed", pod_uid(pod))
@@ -129,6 +131,33 @@ class PodManager:
                 return
             except (ApiError, ApiUnavailable) as exc:
                 log.warning("pod %s: rejection status not written: %s", pod_uid(pod), exc)
+                await self._clock.sleep(delay)
+                delay = min(30.0, delay * 2)
+
+    def _rejected_changed(self, uid: str, pod: Pod) -> None:
+        """A rejected pod being deleted (by a user, or by the taint-eviction controller
+        before its Failed status landed): it never ran, so the kubelet writes that status
+        and removes the object at once, as upstream's status manager does for terminal
+        pods. Without this, the object would wait for a kubelet forever."""
+        rejection = self._rejections.get(uid)
+        if rejection is None or uid in self._finalizing or \
+                not pod["metadata"].get("deletionTimestamp"):
+            return
+        self._finalizing.add(uid)
+        assert self._group is not None
+        self._group.create_task(self._finalize_rejected(pod, rejection),
+                                name=f"finalize-{uid}")
+
+    async def _finalize_rejected(self, pod: Pod, rejection: Rejection) -> None:
+        reporter = self._reporter_for(pod)
+        delay = 0.5
+        while pod_uid(pod) in self.rejected:
+            try:
+                await reporter.report(pod, rejection.status(pod))
+                await reporter.finalize(pod)
+                return
+            except (ApiError, ApiUnavailable) as exc:
+                log.warning("pod %s: rejected pod not removed yet: %s", pod_uid(pod), exc)
                 await self._clock.sleep(delay)
                 delay = min(30.0, delay * 2)
 
@@ -162,17 +191,23 @@ class PodManager:
         uid = pod_uid(pod)
         if kind == "DELETED":
             self.rejected.discard(uid)
+            self._rejections.pop(uid, None)
+            self._finalizing.discard(uid)
             worker = self.workers.get(uid)
             if worker is not None:
                 worker.update(pod)
                 worker.remove()
             return
-        if self._group is None or uid in self.rejected:
+        if self._group is None:
+            return
+        if uid in self.rejected:
+            self._rejected_changed(uid, pod)
             return
         if uid not in self.workers:
             rejection = self._admit(pod)
             if rejection is not None:
                 self.rejected.add(uid)
+                self._rejections[uid] = rejection
                 self._group.create_task(self._reject(pod, rejection), name=f"reject-{uid}")
                 return
         self._worker(uid, pod).update(pod)

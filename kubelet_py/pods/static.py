@@ -26,6 +26,10 @@ HASH = "kubernetes.io/config.hash"
 SEEN = "kubernetes.io/config.seen"
 MIRROR = "kubernetes.io/config.mirror"
 CHECK_PERIOD = 20.0
+WATCH_PERIOD = 1.0
+"""Between the full re-reads every CHECK_PERIOD (upstream's fileCheckFrequency) the directory
+is only stat'ed, this often, and re-read at once when a file was added, changed or removed:
+upstream watches it with inotify for the same promptness."""
 Handler = Callable[[str, Pod], None]
 
 
@@ -68,6 +72,13 @@ def static_pod(doc: Any, *, node_name: str, source: str) -> Pod:
     return pod
 
 
+def is_static(pod: Pod) -> bool:
+    """A pod from a manifest (file or URL), not from the API server (upstream: its config
+    source is not "api")."""
+    source = ((pod.get("metadata") or {}).get("annotations") or {}).get(SOURCE)
+    return source is not None and source != "api"
+
+
 def is_mirror(pod: Pod) -> bool:
     return MIRROR in ((pod.get("metadata") or {}).get("annotations") or {})
 
@@ -86,12 +97,13 @@ def mirror_of(pod: Pod) -> Pod:
 
 class StaticPodSource:
     def __init__(self, path: Path, *, node_name: str, handler: Handler, clock: Clock,
-                 period: float = CHECK_PERIOD) -> None:
+                 period: float = CHECK_PERIOD, watch: float = WATCH_PERIOD) -> None:
         self._path = path
         self._node = node_name
         self._handler = handler
         self._clock = clock
         self._period = period
+        self._watch = min(watch, period)
         self.pods: dict[str, Pod] = {}
         self._bad: set[str] = set()
 
@@ -128,7 +140,28 @@ class StaticPodSource:
                 self._handler("ADDED", pod)
         self.pods = {uid: self.pods.get(uid, pod) for uid, pod in fresh.items()}
 
+    def signature(self) -> tuple[tuple[str, int, int], ...]:
+        """What a stat of the directory shows: (name, mtime, size) of each entry."""
+        try:
+            entries = sorted(self._path.iterdir())
+        except OSError:
+            return ()
+        found = []
+        for entry in entries:
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            found.append((entry.name, st.st_mtime_ns, st.st_size))
+        return tuple(found)
+
     async def run(self) -> None:
         while True:
+            before = self.signature()  # taken first: a change during the read shows next
             self.sync_once()
-            await self._clock.sleep(self._period)
+            waited = 0.0
+            while waited < self._period:
+                await self._clock.sleep(self._watch)
+                waited += self._watch
+                if self.signature() != before:
+                    break

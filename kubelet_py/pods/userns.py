@@ -1,8 +1,9 @@
 """User namespaces for pods (`spec.hostUsers: false`): one block of host IDs per pod.
 
-Each pod that asks for its own user namespace gets a block of `IDS_PER_POD` (65536) host
-IDs from the kubelet's range (`userns_range`), the same block for UIDs and GIDs, container
-ID 0 mapped to the block's first ID. Blocks never overlap and a block is never handed out
+Each pod that asks for its own user namespace gets a block of `ids_per_pod` host IDs
+(KubeletConfiguration `userNamespaces.idsPerPod`, default 65536) from the kubelet's range
+(`userns_range`), the same block for UIDs and GIDs, container ID 0 mapped to the block's
+first ID. Blocks never overlap and a block is never handed out
 twice while a pod holds it; the lowest free block is taken (upstream's bitmap takes a
 random free one: either way no overlap, ours is predictable). One lock covers the choice
 and the state file, so pod workers and threads can ask at once. The sandbox and every
@@ -32,11 +33,9 @@ from typing import Any
 from cri.api import runtime_pb2 as pb
 from kubelet_py.errors import KubeletError
 from kubelet_py.pods.model import Pod, pod_uid
-from kubelet_py.pods.userns_range import IdRange, UsernsError
+from kubelet_py.pods.userns_range import IDS_PER_POD, UNIT, IdRange, UsernsError
 
 log = logging.getLogger(__name__)
-IDS_PER_POD = 65536
-UNIT = 65536
 MAPPINGS_FILE = "userns"
 HOST_NAMESPACES = (("hostNetwork", "hostNetwork"), ("hostPID", "HostPID"),
                    ("hostIPC", "HostIPC"))

@@ -1,7 +1,9 @@
 """The host ID range the kubelet hands out to pods with `spec.hostUsers: false`.
 
 As upstream: the subordinate IDs of the `kubelet` user. When no such user exists, the whole
-ID space above the first 65536 IDs is the kubelet's (first ID 65536, length 2^32 - 65536).
+ID space above the first block is the kubelet's (with the default `idsPerPod` of 65536:
+first ID 65536, length 2^32 - 65536; with a larger `idsPerPod`, the first block is that
+large, so that blocks stay aligned).
 When it exists, it must have exactly one range in /etc/subuid and the same one in
 /etc/subgid (upstream asks `getsubids`, which reads these files; we read them directly, so
 a missing `getsubids` binary changes nothing here).
@@ -16,7 +18,12 @@ from pathlib import Path
 from kubelet_py.errors import KubeletError
 
 KUBELET_USER = "kubelet"
-DEFAULT_FIRST_ID = 1 << 16
+UNIT = 1 << 16
+"""User namespaces are handed out in multiples of this many IDs."""
+IDS_PER_POD = UNIT
+"""Default of KubeletConfiguration `userNamespaces.idsPerPod`."""
+MAX_IDS_PER_POD = (1 << 32) - 1
+DEFAULT_FIRST_ID = IDS_PER_POD
 DEFAULT_LENGTH = (1 << 32) - DEFAULT_FIRST_ID
 SUBUID = Path("/etc/subuid")
 SUBGID = Path("/etc/subgid")
@@ -30,6 +37,20 @@ class UsernsError(KubeletError):
 class IdRange:
     first: int
     length: int
+
+
+def validate_ids_per_pod(value: int) -> int:
+    """`userNamespaces.idsPerPod` as upstream validates it; ValueError with its message."""
+    if value < UNIT:
+        raise ValueError(f"invalid configuration: userNamespaces.idsPerPod must not be less "
+                         f"than {UNIT}")
+    if value % UNIT:
+        raise ValueError(f"invalid configuration: userNamespaces.idsPerPod must be a multiple "
+                         f"of {UNIT}")
+    if value > MAX_IDS_PER_POD:
+        raise ValueError(f"invalid configuration: userNamespaces.idsPerPod must not be more "
+                         f"than {MAX_IDS_PER_POD}")
+    return value
 
 
 def lookup_uid(name: str) -> int | None:
@@ -65,10 +86,13 @@ def _ranges(path: Path, name: str, uid: int) -> list[IdRange]:
 
 
 def kubelet_range(*, user: str = KUBELET_USER, subuid: Path = SUBUID, subgid: Path = SUBGID,
-                  lookup: Callable[[str], int | None] = lookup_uid) -> IdRange:
+                  lookup: Callable[[str], int | None] = lookup_uid,
+                  ids_per_pod: int = IDS_PER_POD) -> IdRange:
+    """The kubelet user's subordinate IDs; without that user, every ID from the first
+    `ids_per_pod` block on (block 0, which holds the host's root, is never handed out)."""
     uid = lookup(user)
     if uid is None:
-        return IdRange(DEFAULT_FIRST_ID, DEFAULT_LENGTH)
+        return IdRange(ids_per_pod, (1 << 32) - ids_per_pod)
     uids, gids = _ranges(subuid, user, uid), _ranges(subgid, user, uid)
     if len(uids) != 1:
         raise UsernsError(f"kubelet mappings: user {user!r} needs exactly one range in "

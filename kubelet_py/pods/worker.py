@@ -27,6 +27,11 @@ CONFIG_RETRY = INITIAL
 """A container whose config cannot be built (a ConfigMap or Secret missing) is retried this
 often, without doubling, so it starts soon after the object appears."""
 CONFIG_ERROR = "CreateContainerConfigError"
+PULL_ERROR = "ErrImagePull"
+BACKOFF_REPORT = 1.0
+"""A failed pull is reported as ErrImagePull, then the pod is synced again this soon so that
+its status says ImagePullBackOff while the back-off holds (as upstream shows it); without
+this the next sync came only when the back-off ended, retried, and failed again."""
 
 
 class Reporter(Protocol):
@@ -218,6 +223,7 @@ class PodWorker:
             changed = True
         specs = {c["name"]: (c, True) for c in pod["spec"].get("initContainers") or []}
         specs.update({c["name"]: (c, False) for c in pod["spec"].get("containers") or []})
+        retry: float | None = None
         for name in actions.start:
             spec, is_init = specs[name]
             try:
@@ -228,6 +234,8 @@ class PodWorker:
                 log.info("pod %s: container %s: %s", pod_key(pod), name, exc)
                 self._start_failed(pod, name, exc)
                 waiting[name] = Waiting(exc.reason, exc.message)
+                if exc.reason == PULL_ERROR:
+                    retry = BACKOFF_REPORT
                 if is_init:
                     break
                 continue
@@ -236,7 +244,7 @@ class PodWorker:
                                      reason="InvalidEnvironmentVariableNames", message=warning)
             self.failures.pop(name, None)
             changed = True
-        return changed, None
+        return changed, retry
 
     def _start_failed(self, pod: Pod, name: str, exc: StartError) -> None:
         now = self._clock.now()

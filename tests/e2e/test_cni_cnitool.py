@@ -15,7 +15,7 @@ import pytest
 
 from engine.networkdriver.plugins import install
 from tests.harness.prereq import need_binary, need_tool
-from tests.integration.networkdriver import helpers
+from tests.integration.networkdriver import agent_harness, helpers
 
 pytestmark = pytest.mark.e2e
 
@@ -97,6 +97,27 @@ FLAVOURS = {"ours": ("kpy-bridge", "kpy-host-local", "kpy-loopback"),
 
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))
 def test_add_check_del_gc(env: Env, flavour: str) -> None:
+    add_check_del_gc(env, flavour)
+
+
+def test_add_check_del_gc_status_version_through_the_agent(env: Env, tmp_path: Path) -> None:
+    """Our executables as thin shims of the resident agent: the same behaviour."""
+    sock = agent_harness.socket_in(tmp_path)
+    agent_harness.install_with_agent(env.bin_dir, sock)
+    served = agent_harness.ThreadAgent(sock)
+    try:
+        add_check_del_gc(env, "ours")
+        version = subprocess.run([str(env.bin_dir / "kpy-bridge")], capture_output=True,
+                                 env={**os.environ, "CNI_COMMAND": "VERSION"}, check=True)
+        assert "1.1.0" in json.loads(version.stdout)["supportedVersions"]
+    finally:
+        served.close()
+    # add, check, del, add, gc, status: each through both plugins of the conflist, + our
+    # VERSION (libcni asks plugins for their versions too: at least these went to the agent)
+    assert served.agent.served >= 13
+
+
+def add_check_del_gc(env: Env, flavour: str) -> None:
     bridge, ipam, lo = FLAVOURS[flavour]
     network = env.network(bridge_type=bridge, ipam_type=ipam, loopback=lo)
     ns = env.new_netns()

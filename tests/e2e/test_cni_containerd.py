@@ -3,7 +3,9 @@
 The pinned containerd, Debian's runc, a private root/state/socket, its CRI plugin's CNI
 conf_dir/bin_dirs pointed at our shipped conflist (subnet, bridge and data dir made unique)
 and our plugins' wrappers (ours also answer as `loopback`, which containerd runs for `lo`),
-images from the local registry only. crictl runs the pods.
+images from the local registry only. crictl runs the pods. The wrappers are installed as
+`make cni-plugins` installs them: thin shims of the CNI agent, which the first of them
+starts (a private socket here; the agent is killed at the end).
 """
 from __future__ import annotations
 
@@ -20,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from engine.networkdriver.plugins import install
+from engine.networkdriver.plugins import agent, install
 from tests.harness import containerd as harness
 from tests.harness.prereq import need_binary, need_root, need_tool
 from tests.harness.registry import LocalRegistry
-from tests.integration.networkdriver import helpers
+from tests.integration.networkdriver import agent_harness, helpers
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +42,7 @@ class Node:
     subnet: ipaddress.IPv4Network
     data_dir: Path
     workdir: Path
+    agent_socket: Path
 
     def crictl(self, *args: str, check: bool = True) -> str:
         proc = subprocess.run([str(self.tools / "crictl"), "--runtime-endpoint",
@@ -73,10 +76,11 @@ def conflist(*, network: str, bridge: str, subnet: str, data_dir: Path) -> dict[
     return conf
 
 
-def install_plugins(bin_dir: Path) -> None:
-    install.install(bin_dir)
+def install_plugins(bin_dir: Path, sock: Path) -> None:
+    install.install(bin_dir, agent_socket=str(sock), autostart=True)
     # containerd brings `lo` up with a plugin of type `loopback`: ours answers to that name
-    (bin_dir / "loopback").write_text(install.wrapper(install.PLUGINS["kpy-loopback"]))
+    (bin_dir / "loopback").write_text(install.wrapper(
+        install.PLUGINS["kpy-loopback"], agent_socket=str(sock), autostart=True))
     (bin_dir / "loopback").chmod(0o755)
     os.symlink(need_tool("portmap"), bin_dir / "portmap")
 
@@ -95,7 +99,8 @@ def node(local_registry: LocalRegistry,
     network, bridge = f"kpyctrd-{s}", f"kpyc{s}"
     subnet = next(helpers.iter_subnets())[0]
     bin_dir, conf_dir, data_dir = root / "cni-bin", root / "net.d", root / "ipam"
-    install_plugins(bin_dir)
+    sock = agent_harness.socket_in(root)
+    install_plugins(bin_dir, sock)
     conf_dir.mkdir()
     (conf_dir / "10-kubelet-py.conflist").write_text(json.dumps(
         conflist(network=network, bridge=bridge, subnet=subnet, data_dir=data_dir), indent=2))
@@ -119,9 +124,11 @@ def node(local_registry: LocalRegistry,
                 f"containerd did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.1)
         yield Node(instance=instance, tools=tools, network=network,
-                   subnet=ipaddress.ip_network(subnet), data_dir=data_dir, workdir=root)
+                   subnet=ipaddress.ip_network(subnet), data_dir=data_dir, workdir=root,
+                   agent_socket=sock)
     finally:
         harness.stop(instance, proc, tools=tools)
+        agent_harness.kill_autostarted(sock)
         helpers.cleanup_network(network, [bridge])
 
 
@@ -185,3 +192,6 @@ def test_containerd_runs_pods_on_our_plugins(node: Node) -> None:
     assert node.ip_files() == {}
     assert helpers.bridge_ports(node.instance.bridge) == []
     assert helpers.masq_chains(node.network) == []
+    # the first plugin exec started the agent, which served the later ones (the DELs at
+    # least: of our bridge and of the loopback, per pod)
+    assert agent.query_status(str(node.agent_socket))["served"] >= 4

@@ -143,3 +143,29 @@ def test_node_selector_that_does_not_match(small: Node) -> None:
     small.create_pod("matching", SLEEP, nodeSelector={"kubernetes.io/hostname": small.name})
     wait(lambda: _phase(small, "matching") == "Running", "matching Running", timeout=60)
     _delete(small, "picky", "matching")
+
+
+def test_no_execute_taint_not_tolerated(small: Node) -> None:
+    """The kubelet re-checks the node's NoExecute taints: a pod bound here without a
+    matching toleration is rejected (the taint-eviction controller may also delete it, so
+    the event is what is asserted); a pod that tolerates the taint runs."""
+    taint = f"kubelet-py.test/dedicated-{secrets.token_hex(2)}"
+    small.cluster.kubectl("taint", "node", small.name, f"{taint}=db:NoExecute")
+    try:
+        small.create_pod("untolerated", SLEEP)
+        message = "Predicate TaintToleration failed: node(s) had taints that the pod " \
+            "didn't tolerate"
+        wait(lambda: any(e["reason"] == "TaintToleration" and e["message"] == message
+                         for e in _events(small, "untolerated")), "TaintToleration event",
+             timeout=30)
+        pod = small.pod("untolerated")
+        if pod is not None and (pod.get("status") or {}).get("phase") == "Failed":
+            assert pod["status"]["reason"] == "TaintToleration"
+            assert pod["status"]["message"] == f"Pod was rejected: {message}"
+        assert not _state(pod)  # no container was ever made
+        small.create_pod("tolerant", SLEEP, tolerations=[
+            {"key": taint, "operator": "Equal", "value": "db", "effect": "NoExecute"}])
+        wait(lambda: _phase(small, "tolerant") == "Running", "tolerant Running", timeout=60)
+    finally:
+        small.cluster.kubectl("taint", "node", small.name, f"{taint}-", check=False)
+        _delete(small, "untolerated", "tolerant")

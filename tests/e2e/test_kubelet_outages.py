@@ -1,14 +1,21 @@
 """Outages on the real control plane, one shared pod set per runtime (these are slow):
 a 60 s kube-apiserver outage leaves running pods alone and statuses catch up after; a
 killed kubelet-py turns the node NotReady within the controller manager's grace period,
-and restarting it changes nothing in the running pods."""
+and restarting it changes nothing in the running pods.
+
+Both runtimes' nodes go through the scenario at the same time, in two threads, and share
+the one kube-apiserver outage (a cluster-wide event): the same checks per runtime, in half
+the time. Each runtime's test reports what its own thread saw."""
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +25,18 @@ from tests.e2e.test_kubelet_join import wait
 from tests.e2e.test_kubelet_pods import (  # noqa: F401 (fixtures)
     BUSYBOX,
     Node,
+    Runtime,
     _ready,
     _state,
     containerd,
     engined,
+    joined_node,
     local_registry,
-    node,
-    runtime,
 )
 from tests.harness import cluster as harness
 from tests.harness.cluster import ControlPlane
 from tests.harness.cluster_proc import State, read_state, spawn, write_state
+from tests.harness.containerd import Containerd
 
 pytestmark = pytest.mark.e2e
 OUTAGE = 60.0
@@ -99,7 +107,90 @@ def _fingerprint(pod: Any) -> tuple[str, int, str, str]:
             pod["status"]["startTime"])
 
 
-def test_outages_leave_running_pods_alone(node: Node) -> None:  # noqa: F811
+RUNTIMES = ("containerd", "engined")
+
+
+class SharedOutage:
+    """One kube-apiserver outage for the scenarios of several nodes, each in its thread:
+    `begin` returns (the time it went down) once every scenario is ready for it, and `end`
+    brings it back once every scenario is done with it."""
+
+    def __init__(self, cluster: ControlPlane, parties: int) -> None:
+        self._cluster = cluster
+        self._argv: list[str] = []
+        self.stopped = 0.0
+        self._ready = threading.Barrier(parties, timeout=300)
+        self._begin = threading.Barrier(parties, action=self._stop, timeout=300)
+        self._end = threading.Barrier(parties, action=self._restart, timeout=300)
+
+    def _stop(self) -> None:
+        self._argv = stop_component(self._cluster)
+        self.stopped = time.monotonic()
+
+    def _restart(self) -> None:
+        argv, self._argv = self._argv, []
+        start_component(self._cluster, argv)
+        refresh_controllers(self._cluster)
+
+    def ready(self) -> None:
+        self._ready.wait()
+
+    def begin(self) -> float:
+        self._begin.wait()
+        return self.stopped
+
+    def end(self) -> None:
+        self._end.wait()
+
+    def abort(self) -> None:
+        """A scenario failed before the outage: release the others (they fail too)."""
+        for barrier in (self._ready, self._begin):
+            barrier.abort()
+
+    def close(self) -> None:
+        """Whatever happened, leave the cluster with its API server running."""
+        if self._argv:
+            self._restart()
+
+
+def scenario(node: Node, outage: SharedOutage) -> None:
+    try:
+        before, steady_id = _kill_and_restart_the_kubelet(node)
+        outage.ready()  # the pods that must exit during the outage start together
+        node.create_pod("ender", [{"name": "ender", "image": BUSYBOX,
+                                   "command": ["sh", "-c", "sleep 20; exit 0"]}],
+                        restartPolicy="Never")
+        wait(lambda: (p := node.pod("ender")) and p["status"].get("phase") == "Running",
+             "ender Running", timeout=60)
+    except BaseException:
+        outage.abort()
+        raise
+    # 3. The API server goes away for 60 s: pods keep running, the kubelet keeps going,
+    # and an exit that happens meanwhile reaches the API once it is back.
+    stopped = outage.begin()
+    try:
+        time.sleep(max(0.0, OUTAGE / 2 - (time.monotonic() - stopped)))
+        assert steady_id in _running_ids(node)
+        assert node.kubelet.proc.poll() is None, node.kubelet.output()[-3000:]
+        time.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped)))
+    finally:
+        outage.end()
+    print(f"[{node.runtime.name}] apiserver back after {time.monotonic() - stopped:.1f}s")
+    assert node.kubelet.proc.poll() is None, node.kubelet.output()[-3000:]
+    assert steady_id in _running_ids(node)
+    caught_up = time.monotonic()
+    wait(lambda: (p := node.pod("ender")) and p["status"].get("phase") == "Succeeded",
+         "ender's exit reported after the outage", timeout=30)
+    print(f"[{node.runtime.name}] statuses caught up {time.monotonic() - caught_up:.1f}s "
+          "after the apiserver came back")
+    lease = node.get("lease", "-n", "kube-node-lease", node.name)["spec"]["renewTime"]
+    wait(lambda: node.get("lease", "-n", "kube-node-lease", node.name)["spec"]["renewTime"]
+         != lease, "lease renewed after the outage", timeout=LEASE_RENEW + 5)
+    assert _fingerprint(node.pod("steady")) == before
+
+
+def _kill_and_restart_the_kubelet(node: Node) -> tuple[tuple[str, int, str, str], str]:
+    """Steps 1 and 2; (the steady pod's fingerprint, its container ID)."""
     node.create_pod("steady", [{"name": "steady", "image": BUSYBOX,
                                 "command": ["sh", "-c", "sleep 3600"]}])
     wait(lambda: (p := node.pod("steady")) and p["status"].get("phase") == "Running",
@@ -131,33 +222,42 @@ def test_outages_leave_running_pods_alone(node: Node) -> None:  # noqa: F811
     wait(lambda: _ready(node.get("node", node.name)), "node Ready after restart", timeout=30)
     time.sleep(3)
     assert _fingerprint(node.pod("steady")) == before
+    return before, steady_id
 
-    # 3. The API server goes away for 60 s: pods keep running, the kubelet keeps going,
-    # and an exit that happens meanwhile reaches the API once it is back.
-    node.create_pod("ender", [{"name": "ender", "image": BUSYBOX,
-                               "command": ["sh", "-c", "sleep 20; exit 0"]}],
-                    restartPolicy="Never")
-    wait(lambda: (p := node.pod("ender")) and p["status"].get("phase") == "Running",
-         "ender Running", timeout=60)
-    argv = stop_component(node.cluster)
-    stopped = time.monotonic()
-    try:
-        time.sleep(OUTAGE / 2)
-        assert steady_id in _running_ids(node)
-        assert node.kubelet.proc.poll() is None, node.kubelet.output()[-3000:]
-        time.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped)))
-    finally:
-        start_component(node.cluster, argv)
-        refresh_controllers(node.cluster)
-    print(f"[{node.runtime.name}] apiserver back after {time.monotonic() - stopped:.1f}s")
-    assert node.kubelet.proc.poll() is None, node.kubelet.output()[-3000:]
-    assert steady_id in _running_ids(node)
-    caught_up = time.monotonic()
-    wait(lambda: (p := node.pod("ender")) and p["status"].get("phase") == "Succeeded",
-         "ender's exit reported after the outage", timeout=30)
-    print(f"[{node.runtime.name}] statuses caught up {time.monotonic() - caught_up:.1f}s "
-          "after the apiserver came back")
-    lease = node.get("lease", "-n", "kube-node-lease", node.name)["spec"]["renewTime"]
-    wait(lambda: node.get("lease", "-n", "kube-node-lease", node.name)["spec"]["renewTime"]
-         != lease, "lease renewed after the outage", timeout=LEASE_RENEW + 5)
-    assert _fingerprint(node.pod("steady")) == before
+
+@pytest.fixture(scope="module")
+def outcomes(control_plane: ControlPlane, containerd: Containerd,  # noqa: F811
+             engined: Runtime, tmp_path_factory: pytest.TempPathFactory,  # noqa: F811
+             ) -> Iterator[dict[str, BaseException | None]]:
+    """Run the scenario on a node per runtime at once; what went wrong on each, if anything."""
+    runtimes = {"containerd": Runtime("containerd", containerd.endpoint, containerd.subnet),
+                "engined": engined}
+    with contextlib.ExitStack() as stack:
+        nodes = [stack.enter_context(joined_node(control_plane, runtimes[name],
+                                                 tmp_path_factory.mktemp("kubelet")))
+                 for name in RUNTIMES]
+        outage = SharedOutage(control_plane, parties=len(nodes))
+        stack.callback(outage.close)
+        errors: dict[str, BaseException | None] = dict.fromkeys(RUNTIMES)
+
+        def run(n: Node) -> None:
+            try:
+                scenario(n, outage)
+            except BaseException as exc:  # reported by that runtime's test
+                errors[n.runtime.name] = exc
+
+        threads = [threading.Thread(target=run, args=(n,), name=f"outage-{n.runtime.name}")
+                   for n in nodes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        yield errors
+
+
+@pytest.mark.parametrize("runtime_name", RUNTIMES)
+def test_outages_leave_running_pods_alone(outcomes: dict[str, BaseException | None],
+                                          runtime_name: str) -> None:
+    error = outcomes[runtime_name]
+    if error is not None:
+        raise error

@@ -2,18 +2,23 @@
 and our own engine (engined), with the same tests: the kubelet is runtime-agnostic."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
+import queue
 import random
 import secrets
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
+from kubelet_py.cri_client import open_cri
 from tests.e2e.test_kubelet_join import Kubelet, free_port, wait
 from tests.harness.cluster import ControlPlane
 from tests.harness.containerd import Containerd, cni_conflist, containerd  # noqa: F401
@@ -106,7 +111,14 @@ class Node:
 @pytest.fixture(scope="module")
 def node(control_plane: ControlPlane, runtime: Runtime,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    n = Node(control_plane, runtime, tmp_path_factory.mktemp("kubelet"))
+    with joined_node(control_plane, runtime, tmp_path_factory.mktemp("kubelet")) as n:
+        yield n
+
+
+@contextlib.contextmanager
+def joined_node(control_plane: ControlPlane, runtime: Runtime, root: Path) -> Iterator[Node]:
+    """A kubelet-py joined to the cluster, Ready, with a namespace of its own; removed after."""
+    n = Node(control_plane, runtime, root)
     try:
         control_plane.kubectl("create", "namespace", n.namespace)
         wait(lambda: n.get("serviceaccount", "-n", n.namespace, "default"),
@@ -141,9 +153,24 @@ def _state(pod: Any, index: int = 0) -> dict[str, Any]:
 
 
 def test_node_ready_with_runtime_version(node: Node) -> None:
-    info = node.get("node", node.name)["status"]["nodeInfo"]
+    status = node.get("node", node.name)["status"]
     expected = "kubelet-py://" if node.runtime.name == "engined" else "containerd://"
-    assert info["containerRuntimeVersion"].startswith(expected)
+    assert status["nodeInfo"]["containerRuntimeVersion"].startswith(expected)
+    # The runtime's handlers as its CRI Status reports them, the default one ("") among them.
+    handlers = {h["name"]: h["features"] for h in status["runtimeHandlers"]}
+    assert "" in handlers
+    assert handlers == asyncio.run(_cri_handlers(node.runtime.endpoint))
+
+
+async def _cri_handlers(endpoint: str) -> dict[str, dict[str, bool]]:
+    cri = open_cri(endpoint)
+    try:
+        response = await cri.info.status()
+    finally:
+        await cri.close()
+    return {h.name: {"recursiveReadOnlyMounts": h.features.recursive_read_only_mounts,
+                     "userNamespaces": h.features.user_namespaces}
+            for h in response.runtime_handlers}
 
 
 def test_busybox_pod_runs_with_ip_and_token_volume(node: Node) -> None:
@@ -197,6 +224,11 @@ def test_job_pod_succeeds(node: Node) -> None:
         "Ready"] == "PodCompleted"
 
 
+def _pump(stream: IO[str], into: queue.Queue[str]) -> None:
+    for line in stream:
+        into.put(line)
+
+
 def test_missing_image_pull_backoff(node: Node, local_registry: LocalRegistry) -> None:  # noqa: F811
     image = f"{local_registry.host}/kubelet-py/does-not-exist:{secrets.token_hex(3)}"
     node.create_pod("missing", [{"name": "missing", "image": image}])
@@ -205,16 +237,20 @@ def test_missing_image_pull_backoff(node: Node, local_registry: LocalRegistry) -
             "get", "pod", "-n", node.namespace, "missing", "--watch", "-o",
             "jsonpath={.status.containerStatuses[0].state.waiting.reason}{\"\\n\"}"]
     watch = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert watch.stdout is not None
+    # A reader thread, so that a watch that goes quiet cannot hold the test past its deadline.
+    threading.Thread(target=_pump, args=(watch.stdout, lines), daemon=True).start()
     try:
         seen: list[str] = []
         deadline = time.monotonic() + 60
-        assert watch.stdout is not None
-        while time.monotonic() < deadline:
-            line = watch.stdout.readline().strip()
+        while "ImagePullBackOff" not in seen and (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=left).strip()
+            except queue.Empty:
+                break
             if line and (not seen or seen[-1] != line):
                 seen.append(line)
-            if "ImagePullBackOff" in seen:
-                break
     finally:
         watch.kill()
         watch.wait()
@@ -334,7 +370,8 @@ def test_kubelet_api_authn_and_authz(node: Node) -> None:
 
 def test_log_rotation_past_10_mib(node: Node) -> None:
     node.create_pod("chatty", [{"name": "chatty", "image": BUSYBOX, "command": [
-        "sh", "-c", "head -c 11000000 /dev/zero | tr '\\0' a | fold -w 1000; sleep 25; "
+        "sh", "-c", "head -c 11000000 /dev/zero | tr '\\0' a | fold -w 1000; "
+                    "until [ -e /tmp/rotated ]; do sleep 0.1; done; "
                     "echo after-rotation; sleep 3600"]}])
     wait(lambda: (p := node.pod("chatty")) and p["status"].get("phase") == "Running",
          "pod Running", timeout=60)
@@ -342,10 +379,14 @@ def test_log_rotation_past_10_mib(node: Node) -> None:
     rotated = wait(lambda: next(logs.glob(f"{node.namespace}_chatty_*/chatty/0.log.*"), None),
                    "a rotated log file", timeout=45)
     assert rotated.stat().st_size > 10 * 1024 * 1024
+    # The runtime makes a new 0.log when the kubelet has it reopen the log: only then may the
+    # container write again (told through a file, rather than by sleeping long enough).
+    current = rotated.with_name("0.log")
+    wait(current.exists, "the log reopened by the runtime", timeout=30)
+    node.cluster.kubectl("exec", "-n", node.namespace, "chatty", "--", "touch", "/tmp/rotated")
     wait(lambda: "after-rotation" in node.cluster.kubectl(
         "logs", "-n", node.namespace, "chatty", "--tail=1").stdout,
          "a line written after the runtime reopened the log", timeout=45)
-    current = rotated.with_name("0.log")
     assert current.stat().st_size < 1024 * 1024
     # --tail reaches back into the rotated file for what the live one lacks. `fold` ends
     # its output without a newline, so the runtime logged the last 1000 a's as a partial

@@ -40,6 +40,7 @@ from tests.harness.registry_push import build_all, fingerprint, push_all, verify
 from tests.harness.registry_push import write_outputs as _write_outputs
 from tests.harness.registry_server import Instance
 from tests.harness.registry_tls import TlsMaterial, make_tls
+from tests.harness.shared import Shared
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
@@ -233,6 +234,17 @@ def local_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRe
     from tests.harness.prereq import need_binary
 
     need_binary("docker-registry", "apt-get install docker-registry")
+    # Test modules import this fixture, and each import is a definition of its own: they
+    # all share one pair of registries (nothing a test pushes there disturbs another).
+    with _SESSION_REGISTRY.use(lambda: _private_registry(tmp_path_factory)) as registry:
+        yield registry
+
+
+_SESSION_REGISTRY: Shared[LocalRegistry] = Shared()
+
+
+@contextlib.contextmanager
+def _private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
     directory = tmp_path_factory.mktemp("registry")
     try:
         yield up(directory)

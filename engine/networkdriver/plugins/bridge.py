@@ -361,5 +361,5 @@ def run(env: Mapping[str, str], stdin: bytes, *,
     return skel.dispatch(PLUGIN if reaper is None else Bridge(reaper=reaper), env, stdin)
 
 
-def main() -> None:
-    skel.main(PLUGIN)
+def main(stdin: bytes | None = None) -> None:
+    skel.main(PLUGIN, stdin)

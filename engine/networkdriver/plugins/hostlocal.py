@@ -147,5 +147,5 @@ def run(env: Mapping[str, str], stdin: bytes, *,
     return skel.dispatch(PLUGIN, env, stdin)
 
 
-def main() -> None:
-    skel.main(PLUGIN)
+def main(stdin: bytes | None = None) -> None:
+    skel.main(PLUGIN, stdin)

@@ -8,6 +8,12 @@ plugins need nothing but the standard library.
 ``--python auto`` picks, among this interpreter and the others of the same version on PATH,
 the one that starts with the least CPU time: a distribution's build (PGO, LTO, libpython
 linked in) starts a plugin ~30% cheaper than a ``--enable-shared`` build such as pyenv's.
+
+``--agent-socket``: the executables first hand the invocation to the resident CNI agent
+listening there (plugins/shim.py, plugins/agent.py) and run the plugin themselves only
+when it cannot serve; with ``--agent-autostart`` the first of them that finds no agent
+starts one. ``KPY_CNI_AGENT_SOCKET`` in a plugin's environment overrides the path ("off":
+no agent). Without a socket (the default of :func:`install`), the executables never try.
 """
 from __future__ import annotations
 
@@ -27,22 +33,28 @@ PLUGINS = {
 SOURCE_ROOT = Path(__file__).resolve().parents[3]
 
 
-def wrapper(module: str, python: str = sys.executable) -> str:
+def wrapper(module: str, python: str = sys.executable, *, agent_socket: str | None = None,
+            autostart: bool = False) -> str:
+    """The executable: the agent shim first (it exits when the agent answered), then the
+    plugin itself with the stdin the shim read."""
     return (f"#!{python} -IS\n"
             "# A kubelet-py CNI plugin, written by `make cni-plugins`.\n"
             "import sys\n"
             f"sys.path[:0] = [{str(SOURCE_ROOT)!r}]\n"
+            "from engine.networkdriver.plugins import shim\n"
+            f"stdin = shim.forward({module!r}, {agent_socket!r}, autostart={autostart!r})\n"
             f"from {module} import main\n"
-            "main()\n")
+            "main(stdin)\n")
 
 
-def install(bin_dir: Path, *, python: str = sys.executable) -> list[Path]:
+def install(bin_dir: Path, *, python: str = sys.executable, agent_socket: str | None = None,
+            autostart: bool = False) -> list[Path]:
     bin_dir.mkdir(parents=True, exist_ok=True)
     done = []
     for name, module in PLUGINS.items():
         target = bin_dir / name
         tmp = bin_dir / f".{name}.tmp"
-        tmp.write_text(wrapper(module, python))
+        tmp.write_text(wrapper(module, python, agent_socket=agent_socket, autostart=autostart))
         tmp.chmod(0o755)
         os.replace(tmp, target)
         done.append(target)
@@ -94,9 +106,14 @@ def main() -> None:
     parser.add_argument("--bin-dir", type=Path, required=True)
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter of the wrappers; 'auto': the fastest-starting one")
+    parser.add_argument("--agent-socket", default="",
+                        help="the CNI agent's socket the executables try first ('': none)")
+    parser.add_argument("--agent-autostart", action=argparse.BooleanOptionalAction,
+                        default=False, help="the first executable finding no agent starts one")
     args = parser.parse_args()
     python = fastest_python() if args.python == "auto" else args.python
-    for path in install(args.bin_dir, python=python):
+    for path in install(args.bin_dir, python=python, agent_socket=args.agent_socket or None,
+                        autostart=args.agent_autostart):
         print(path)
 
 

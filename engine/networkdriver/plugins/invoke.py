@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value
     from engine.networkdriver.plugins.reaper import Reaper
 
 _IMPORT = b"from engine.networkdriver.plugins."
-_PLUGIN_MODULES = {
+PLUGIN_MODULES = {
     "engine.networkdriver.plugins.bridge",
     "engine.networkdriver.plugins.hostlocal",
     "engine.networkdriver.plugins.loopback",
@@ -64,7 +64,7 @@ def _read_module(executable: str) -> str | None:
         return None
     module, sep, _ = head[start + 5:].partition(b" import main")
     name = module.decode(errors="replace")
-    return name if sep and name in _PLUGIN_MODULES else None
+    return name if sep and name in PLUGIN_MODULES else None
 
 
 def parse_output(name: str, code: int, out: bytes, err: bytes = b"") -> dict[str, Any] | None:

@@ -124,16 +124,26 @@ def _overlap(a: Range, b: Range) -> bool:
             and int(b.start) <= int(a.end))
 
 
+def _list(value: object, what: str) -> list[Any]:
+    """An optional list field: absent or null is empty, anything else must be a list."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _err(f"{what} must be a list", repr(value))
+    return value
+
+
 def _requested_ips(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> list[IPAddress]:
     out: list[IPAddress] = []
     if cni_args.get("IP"):
         out.append(parse_ip(cni_args["IP"], "CNI_ARGS IP"))
     args = conf.get("args")
     if isinstance(args, dict) and isinstance(args.get("cni"), dict):
-        out += [parse_ip(ip, "args.cni.ips") for ip in args["cni"].get("ips") or []]
+        out += [parse_ip(ip, "args.cni.ips")
+                for ip in _list(args["cni"].get("ips"), "args.cni.ips")]
     runtime = conf.get("runtimeConfig")
     if isinstance(runtime, dict):
-        for ip in runtime.get("ips") or []:
+        for ip in _list(runtime.get("ips"), "runtimeConfig.ips"):
             text = ip.split("/")[0] if isinstance(ip, str) else ip
             out.append(parse_ip(text, "runtimeConfig.ips"))
     return out
@@ -166,7 +176,7 @@ def load(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> IPAMConfig:
             if _overlap(a, b):
                 raise _err("range sets overlap", f"range set {i} overlaps with {j}")
     routes = []
-    for r in ipam.get("routes") or []:
+    for r in _list(ipam.get("routes"), "ipam.routes"):
         if not isinstance(r, dict):
             raise _err("a route must be an object", repr(r))
         gw = parse_ip(r["gw"], "route gw") if r.get("gw") else None

@@ -13,6 +13,7 @@ thread; safe in the engine's threads too).
 from __future__ import annotations
 
 import _socket
+import _thread
 import errno
 import os
 import struct
@@ -55,10 +56,23 @@ _ATTR = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 
 
+_PASSED = _thread._local()  # per thread: (path, fd) of a netns the caller opened for us
+
+
+def pass_netns(path: str, fd: int | None) -> None:
+    """For the calling thread, until called again: ``open_netns(path)`` opens ``fd`` (a netns
+    opened by the plugin's caller, passed to the CNI agent) instead of resolving ``path``."""
+    _PASSED.netns = None if fd is None else (path, fd)
+
+
 def open_netns(path: str) -> int:
     """An fd of the netns at ``path``; CNIError 3 when it does not exist."""
+    passed = getattr(_PASSED, "netns", None)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        if passed is not None and passed[0] == path:
+            fd = os.dup(passed[1])
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise spec.CNIError(spec.ERR_UNKNOWN_CONTAINER, "network namespace does not exist",
                             path) from exc

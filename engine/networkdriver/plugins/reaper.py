@@ -66,6 +66,12 @@ class Reaper:
             return self._done.wait_for(
                 lambda: not (self._pending if key is None else self._pending[key]), timeout)
 
+    def close(self) -> None:
+        """Idle workers end now rather than after ``linger`` (queued jobs still run)."""
+        with self._work:
+            self._linger = 0.0
+            self._work.notify_all()
+
     def _run(self) -> None:
         while True:
             with self._work:

@@ -70,13 +70,15 @@ def _dump(obj: Mapping[str, Any]) -> bytes:
     return jsonio.dumps(obj).encode()
 
 
-def main(plugin: Plugin) -> None:
-    """The executable's entry point."""
+def main(plugin: Plugin, stdin: bytes | None = None) -> None:
+    """The executable's entry point; ``stdin``: already read (by the agent shim), else read
+    here."""
     if os.environ.get("KPY_CNI_DEBUG"):
         import logging
 
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-    stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
+    if stdin is None:
+        stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
     code, out = dispatch(plugin, os.environ, stdin)
     if out:
         sys.stdout.buffer.write(out + b"\n")

@@ -1,7 +1,7 @@
 """CNI specification facts: versions, error codes, the request, results between versions."""
 from __future__ import annotations
 
-from engine.networkdriver.plugins import jsonio
+from engine.networkdriver.plugins import ipnet, jsonio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
@@ -204,18 +204,37 @@ def normalize_result(result: Mapping[str, Any]) -> dict[str, Any]:
         raise CNIError(ERR_DECODE, "result must be a JSON object")
     out: dict[str, Any] = {"cniVersion": SPEC_VERSION}
     if "interfaces" in result:
-        out["interfaces"] = [dict(i) for i in result.get("interfaces") or []]
+        out["interfaces"] = [dict(i) for i in _objects(result, "interfaces")]
     ips = []
-    for ip in result.get("ips") or []:
-        if not isinstance(ip, dict) or "address" not in ip:
+    for ip in _objects(result, "ips"):
+        if not isinstance(ip.get("address"), str):
             raise CNIError(ERR_DECODE, "result ips entry without an address", repr(ip))
+        try:
+            ipnet.ip_interface(ip["address"])
+            if ip.get("gateway") is not None:
+                ipnet.ip_address(ip["gateway"])
+        except (ValueError, TypeError) as exc:
+            raise CNIError(ERR_DECODE, "result ips entry is not an address", str(exc)) from exc
         ips.append({k: v for k, v in ip.items() if k != "version"})
     out["ips"] = ips
     if result.get("routes"):
-        out["routes"] = [dict(r) for r in result["routes"]]
+        routes = _objects(result, "routes")
+        if not all(isinstance(r.get("dst"), str) for r in routes):
+            raise CNIError(ERR_DECODE, "result routes entry without a dst", repr(routes))
+        out["routes"] = [dict(r) for r in routes]
     if result.get("dns"):
+        if not isinstance(result["dns"], dict):
+            raise CNIError(ERR_DECODE, "result dns must be a JSON object", repr(result["dns"]))
         out["dns"] = dict(result["dns"])
     return out
+
+
+def _objects(result: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    """``result[key]``: a list of JSON objects (absent or null: empty)."""
+    items = result.get(key) or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise CNIError(ERR_DECODE, f"result {key} must be a list of JSON objects", repr(items))
+    return items
 
 
 def convert_result(result: Mapping[str, Any], version: str) -> dict[str, Any]:

@@ -97,6 +97,10 @@ def test_only_stdio_reaches_the_container(runtime: Runtime, rootfs: Path, handle
                                    image=ImageConfig())
     runtime.start_container(cid)
     pid = runtime.container_status(cid).state.pid
+    deadline = time.monotonic() + 10  # runc's start returns before its init has exec'd
+    while not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/bin/sleep"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
 
 

@@ -275,3 +275,53 @@ def test_a_monitor_answers_a_garbage_line_precisely(run_root: Path,
         finally:
             sock.close()
     assert client.call("ping")["pid"] == pid
+
+
+def spares(root: Path) -> list[int]:
+    """Spare monitors of the zygote of `root`: named kpy-monitor, still logging to
+    zygote.log (a monitor that took a sandbox logs to its monitor.log)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{entry}/comm").read_text().strip() == "kpy-monitor" and \
+                        os.readlink(f"/proc/{entry}/fd/2") == str(root / LOG):
+                    out.append(int(entry))
+    return out
+
+
+def wait_spare(root: Path, *, other_than: int = 0) -> int:
+    deadline = time.monotonic() + 10
+    while not (found := [p for p in spares(root) if p != other_than]):
+        assert time.monotonic() < deadline, "no spare monitor"
+        time.sleep(0.01)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_a_spare_monitor_takes_the_next_sandbox_and_is_replaced(
+        run_root: Path, spawner: MonitorSpawner) -> None:
+    spawner.ensure_started()
+    spare = wait_spare(run_root)
+    d = new_dir(run_root, "s")
+    assert spawner.spawn(d) == spare  # no fork on the way
+    assert MonitorClient(d).call("ping")["pid"] == spare
+    assert os.readlink(f"/proc/{spare}/fd/2") == str(d / "monitor.log")
+    assert wait_spare(run_root, other_than=spare) != spare  # the next one is ready
+
+
+def test_a_dead_spare_is_replaced_by_a_fork_and_spares_end_with_the_zygote(
+        run_root: Path) -> None:
+    sp = MonitorSpawner(run_root)
+    try:
+        sp.ensure_started()
+        spare = wait_spare(run_root)
+        os.kill(spare, signal.SIGKILL)
+        assert wait_gone(spare)
+        d = new_dir(run_root, "s")
+        pid = sp.spawn(d)
+        assert pid != spare and MonitorClient(d).call("ping")["pid"] == pid
+        spare = wait_spare(run_root)
+    finally:
+        sp.close()  # the zygote exits: its spare, having no sandbox, too
+    assert wait_gone(spare)

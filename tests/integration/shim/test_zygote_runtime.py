@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,11 @@ def sleeper(rt: Runtime, sid: str, rootfs: Path, **kw: object) -> str:
     cid = rt.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
                               image=ImageConfig())
     rt.start_container(cid)
+    pid = rt.container_status(cid).state.pid
+    deadline = time.monotonic() + 10  # runc/crun start returns before their init exec'd
+    while not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/bin/sleep"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     return cid
 
 

@@ -15,7 +15,9 @@ def merge(base: Obj, patch: Obj) -> Obj:
     out = copy.deepcopy(base)
     for key, value in patch.items():
         old = out.get(key)
-        if isinstance(value, dict) and isinstance(old, dict):
+        if value is None:  # null deletes the field (JSON merge and strategic merge)
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(old, dict):
             out[key] = merge(old, value)
         elif (isinstance(value, list) and isinstance(old, list) and value
               and all(isinstance(v, dict) and "type" in v for v in value)):

@@ -280,10 +280,10 @@ def test_affinity_rejection_comes_after_resources_and_before_ports() -> None:
 
 
 def test_node_labels_follow_the_registered_node() -> None:
-    from kubelet_py.app import NodeLabels
+    from kubelet_py.app import NodeView
 
-    labels = NodeLabels({"kubernetes.io/hostname": "n1"})
-    assert labels() == {"kubernetes.io/hostname": "n1"}
+    view = NodeView({"kubernetes.io/hostname": "n1"})
+    assert view.labels() == {"kubernetes.io/hostname": "n1"}
 
     class Status:
         node: dict[str, Any] | None = {"metadata": {"labels": {"disk": "ssd"}}}
@@ -291,5 +291,5 @@ def test_node_labels_follow_the_registered_node() -> None:
     class Agent:
         status = Status()
 
-    labels.agent = Agent()  # type: ignore[assignment]
-    assert labels() == {"disk": "ssd"}
+    view.agent = Agent()  # type: ignore[assignment]
+    assert view.labels() == {"disk": "ssd"}

@@ -7,7 +7,7 @@ import pytest
 
 from kubelet_py.client.errors import Forbidden
 from kubelet_py.node.lease import LeaseController
-from kubelet_py.node.setters import NodeFacts, RuntimeCondition
+from kubelet_py.node.setters import NodeFacts, RuntimeCondition, RuntimeHandler
 from kubelet_py.node.status import Frequencies, NodeStatusController, RegistrationForbidden
 
 from .fake_api import FakeRest
@@ -55,6 +55,26 @@ async def test_register_then_patch_only_on_change_or_report_period() -> None:
     clock.advance(300)
     assert await ctl.sync_once()  # the report period forces a heartbeat patch
     assert ctl.patches == 3
+
+
+@run_async
+async def test_runtime_handlers_patched_and_removed() -> None:
+    api, clock = FakeRest(), ManualClock()
+    handlers = (RuntimeHandler(name="", recursive_read_only_mounts=True, user_namespaces=True),)
+    facts = [dataclasses.replace(FACTS, runtime=dataclasses.replace(RUNTIME, handlers=handlers))]
+    ctl = controller(api, clock, facts)
+    await ctl.register()
+    assert await ctl.sync_once()
+    assert api.objects[NODE]["status"]["runtimeHandlers"] == [
+        {"name": "", "features": {"recursiveReadOnlyMounts": True, "userNamespaces": True}}]
+    clock.advance(10)
+    assert not await ctl.sync_once()  # unchanged handlers are no reason to patch
+    facts[0] = dataclasses.replace(FACTS, runtime=dataclasses.replace(RUNTIME, handlers=()))
+    clock.advance(10)
+    assert await ctl.sync_once()  # the runtime stopped reporting handlers: field deleted
+    assert "runtimeHandlers" not in api.objects[NODE]["status"]
+    clock.advance(10)
+    assert not await ctl.sync_once()
 
 
 @run_async

@@ -7,6 +7,7 @@ from kubelet_py.node.machine import MachineInfo, Usage
 from kubelet_py.node.setters import (
     NodeFacts,
     RuntimeCondition,
+    RuntimeHandler,
     RuntimeState,
     binary_quantity,
     build_status,
@@ -123,3 +124,28 @@ def test_binary_quantity_is_canonical() -> None:
     assert binary_quantity(2 * 1024 * 1024) == "2Mi"
     assert binary_quantity(1000) == "1000"
     assert binary_quantity(0) == "0"
+
+
+HANDLERS = (RuntimeHandler(name="", recursive_read_only_mounts=True, user_namespaces=True),
+            RuntimeHandler(name="runc", recursive_read_only_mounts=True,
+                           user_namespaces=False))
+
+
+def with_handlers(handlers: tuple[RuntimeHandler, ...] | None) -> NodeFacts:
+    return dataclasses.replace(FACTS, runtime=dataclasses.replace(RUNTIME, handlers=handlers))
+
+
+def test_runtime_handlers_copied_with_their_features() -> None:
+    status = build_status({}, with_handlers(HANDLERS), T0)["status"]
+    assert status["runtimeHandlers"] == [
+        {"name": "", "features": {"recursiveReadOnlyMounts": True, "userNamespaces": True}},
+        {"name": "runc", "features": {"recursiveReadOnlyMounts": True,
+                                      "userNamespaces": False}}]
+
+
+def test_runtime_handlers_unknown_keeps_last_none_reported_removes() -> None:
+    reported = build_status({}, with_handlers(HANDLERS), T0)
+    unreachable = build_status(reported, with_handlers(None), T0)
+    assert unreachable["status"]["runtimeHandlers"] == reported["status"]["runtimeHandlers"]
+    assert "runtimeHandlers" not in build_status(reported, with_handlers(()), T0)["status"]
+    assert "runtimeHandlers" not in build_status({}, FACTS, T0)["status"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
@@ -10,9 +11,11 @@ import pytest
 from kubelet_py.pods.pleg import changed_uids
 from kubelet_py.pods.pull_auth import SecretPullAuth, auth_from_dockerconfig, registry_of
 from kubelet_py.pods.static import (
+    CHECK_PERIOD,
     HASH,
     MIRROR,
     SOURCE,
+    WATCH_PERIOD,
     ManifestError,
     StaticPodSource,
     is_mirror,
@@ -83,6 +86,27 @@ def test_static_source_add_edit_remove(tmp_path: Path) -> None:
     (tmp_path / "web.yaml").unlink()
     src.sync_once()
     assert events[3] == ("DELETED", events[2][1])
+
+
+@run_async
+async def test_static_source_sees_a_change_long_before_the_full_re_read(tmp_path: Path) -> None:
+    clock = ManualClock()
+    events: list[str] = []
+    src = StaticPodSource(tmp_path, node_name="n1", clock=clock,
+                          handler=lambda kind, pod: events.append(kind))
+    (tmp_path / "web.yaml").write_text(json.dumps(MANIFEST))
+    task = asyncio.create_task(src.run())
+    try:
+        await asyncio.sleep(0)
+        assert events == ["ADDED"]
+        removed = clock.monotonic()
+        (tmp_path / "web.yaml").unlink()
+        while len(events) < 2 and clock.monotonic() - removed < 2 * CHECK_PERIOD:
+            await asyncio.sleep(0)  # each turn, the source sleeps (and time moves) once
+        assert events == ["ADDED", "DELETED"]
+        assert clock.monotonic() - removed <= WATCH_PERIOD < CHECK_PERIOD
+    finally:
+        task.cancel()
 
 
 def test_pleg_changed_uids() -> None:

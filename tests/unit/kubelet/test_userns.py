@@ -16,10 +16,11 @@ from cri.api import runtime_pb2 as pb
 from kubelet_py.cri_client import CRIError
 from kubelet_py.pods.cri_config import container_config, sandbox_config
 from kubelet_py.pods.executor import Executor, SandboxError, StartError
-from kubelet_py.pods.userns import IDS_PER_POD, UserNamespaces
+from kubelet_py.pods.userns import UserNamespaces
 from kubelet_py.pods.userns_range import (
     DEFAULT_FIRST_ID,
     DEFAULT_LENGTH,
+    IDS_PER_POD,
     IdRange,
     UsernsError,
     kubelet_range,

@@ -12,7 +12,7 @@ from kubelet_py.pods.model import (
     State,
     container_hash,
 )
-from kubelet_py.pods.worker import PodWorker, grace_seconds
+from kubelet_py.pods.worker import BACKOFF_REPORT, PodWorker, grace_seconds
 
 from .fakes import ManualClock, run_async
 from .test_planner import pod
@@ -145,7 +145,8 @@ async def test_start_failure_backs_off_and_reports_reason() -> None:
     rt.fail_start["web"] = StartError("ErrImagePull", "not found")
     _, requeue = await worker.sync(pod("web"))
     assert status_of(rep)["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImagePull"
-    assert requeue == 10.0
+    # Synced again soon, to report the back-off while it holds (not only when it ends).
+    assert requeue == BACKOFF_REPORT
     assert "Warning/Failed" in rep.events
     clock.advance(3)
     _, requeue = await worker.sync(pod("web"))

@@ -1,0 +1,153 @@
+"""A client that drops its connection mid-stream (no close frame, no FIN of its streams):
+the session tells the runtime its client is gone (the engine then kills the command, see
+tests/e2e/test_crictl_pod_lifecycle.py) and a forwarded connection is closed, for WebSocket
+and SPDY; the server keeps serving and no task is left running on its loop."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from cri.api import runtime_pb2 as pb
+from cri.streaming import spdy
+from cri.streaming.server import StreamingServer
+from cri.streaming.session import SessionIO
+from tests.unit.cri.streaming.fake_runtime import FakeStreamRuntime
+
+
+class HangingRuntime(FakeStreamRuntime):
+    """`hang`: writes a line, then runs until the session says its client is gone (the
+    StreamRuntime contract: the engine ends the command then); records that."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = 0
+        self.ended: list[str] = []
+
+    async def exec(self, request: pb.ExecRequest, io: SessionIO) -> int:
+        if list(request.cmd) != ["hang"]:
+            return await super().exec(request, io)
+        self.started += 1
+        await io.write_stdout(b"up\n")
+        await io.wait_gone()
+        self.ended.append("gone")
+        return 137
+
+
+@pytest.fixture
+def runtime() -> HangingRuntime:
+    return HangingRuntime()
+
+
+@pytest.fixture
+def streaming(runtime: HangingRuntime) -> Iterator[StreamingServer]:
+    server = StreamingServer(runtime)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+async def _raw_upgrade(url: str, headers: list[str]) -> tuple[asyncio.StreamReader,
+                                                              asyncio.StreamWriter]:
+    host_port = url.split("/")[2]
+    host, port = host_port.rsplit(":", 1)
+    path = "/" + url.split("/", 3)[3]
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write((f"GET {path} HTTP/1.1\r\nHost: {host_port}\r\nConnection: Upgrade\r\n"
+                  + "".join(h + "\r\n" for h in headers) + "\r\n").encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    """Drop the TCP connection without any goodbye of the upper protocol."""
+    transport = writer.transport
+    assert isinstance(transport, asyncio.Transport)
+    transport.abort()
+
+
+def _ws_headers(protocol: str) -> list[str]:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return ["Upgrade: websocket", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
+            f"Sec-WebSocket-Protocol: {protocol}"]
+
+
+def test_websocket_exec_is_cancelled_when_the_client_vanishes(
+        streaming: StreamingServer, runtime: HangingRuntime) -> None:
+    url = streaming.prepare_exec(pb.ExecRequest(container_id="c1", cmd=["hang"], stdin=True,
+                                                stdout=True))
+
+    async def run() -> None:
+        reader, writer = await _raw_upgrade(url, _ws_headers("v5.channel.k8s.io"))
+        await asyncio.wait_for(reader.read(64), 5)  # the "up" line's frame
+        _abort(writer)
+
+    asyncio.run(run())
+    assert _wait(lambda: runtime.ended == ["gone"]), runtime.ended
+
+
+def test_spdy_exec_is_cancelled_when_the_client_vanishes(
+        streaming: StreamingServer, runtime: HangingRuntime) -> None:
+    url = streaming.prepare_exec(pb.ExecRequest(container_id="c1", cmd=["hang"], stdin=True,
+                                                stdout=True))
+
+    async def run() -> None:
+        reader, writer = await _raw_upgrade(url, [
+            "Upgrade: SPDY/3.1", "X-Stream-Protocol-Version: v4.channel.k8s.io"])
+        z = spdy.HeaderCompressor()
+        for sid, kind in ((1, "error"), (3, "stdout"), (5, "stdin")):
+            writer.write(spdy.encode_syn_stream(z, sid, {"streamtype": [kind]}))
+        while runtime.started == 0:
+            await asyncio.wait_for(reader.read(4096), 5)
+        _abort(writer)
+
+    asyncio.run(run())
+    assert _wait(lambda: runtime.ended == ["gone"]), runtime.ended
+
+
+def test_websocket_port_forward_closes_the_connection_when_the_client_vanishes(
+        streaming: StreamingServer, runtime: HangingRuntime) -> None:
+    url = streaming.prepare_port_forward(pb.PortForwardRequest(pod_sandbox_id="s1", port=[80]))
+
+    async def run() -> None:
+        reader, writer = await _raw_upgrade(url + "?port=80",
+                                            _ws_headers("v4.channel.k8s.io"))
+        while not runtime.connections:
+            await asyncio.wait_for(reader.read(64), 5)
+        _abort(writer)
+
+    asyncio.run(run())
+    assert _wait(lambda: bool(runtime.connections) and runtime.connections[0].closed)
+
+
+def test_the_server_keeps_serving_and_its_loop_holds_no_stale_task(
+        streaming: StreamingServer, runtime: HangingRuntime) -> None:
+    loop = streaming._loop  # what runs on the server's own loop
+    assert loop is not None
+
+    def tasks() -> int:
+        return asyncio.run_coroutine_threadsafe(_count_tasks(), loop).result(5)
+
+    idle = tasks()
+    for _ in range(3):
+        test_websocket_exec_is_cancelled_when_the_client_vanishes(streaming, runtime)
+        runtime.ended.clear()
+    assert _wait(lambda: tasks() <= idle), (tasks(), idle)
+
+
+async def _count_tasks() -> int:
+    return len(asyncio.all_tasks()) - 1  # without this one
