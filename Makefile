@@ -41,7 +41,7 @@ lint: venv ## ruff, mypy (strict) and the import-linter layer contracts
 test-unit: venv ## the unit tier only (no root, no tools)
 	@hack/pytest.sh tests/unit $(PYTEST_ARGS)
 
-test: deps venv tools lint ## install everything, then run every tier of the tests
+test: deps venv tools lint cni-config ## install everything (incl. the default CNI conflist), then run every tier of the tests
 	@hack/pytest.sh tests $(PYTEST_ARGS)
 
 run: deps venv tools ## install and run the node's main job on this machine

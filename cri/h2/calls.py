@@ -115,8 +115,7 @@ class Call:
         elif self._requests is not None:
             self._requests.put(_END)
         elif len(self._messages) != 1:
-            self.finish(grpc.StatusCode.INTERNAL if self._messages else
-                        grpc.StatusCode.UNIMPLEMENTED,
+            self.finish(grpc.StatusCode.INTERNAL,
                         f"expected one request message, got {len(self._messages)}")
         else:
             self.start()
@@ -130,14 +129,16 @@ class Call:
             self.runtime.submit(self._run)
 
     def send(self, data: bytes) -> None:
+        """One answer message: its length prefix and its bytes (not copied together)."""
         if self.done:
             return
         if not self.stream.headers_sent:
             self.conn.send_headers(self.stream, wire.response_headers(self.ctx.initial_md))
             self.ctx.initial_sent = True
+        self.conn.send_data(self.stream, wire.PREFIX.pack(0, len(data)))
         self.conn.send_data(self.stream, data)
         if not self.inline:  # a worker may be waiting for room
-            self._enqueued += len(data)
+            self._enqueued += wire.PREFIX.size + len(data)
             self.drained()
 
     def finish(self, code: grpc.StatusCode, details: str) -> None:
@@ -261,18 +262,20 @@ class Call:
     def _answer(self, answer: Any) -> None:
         encode = self.handler.response_serializer
         try:
-            data = encode(answer) if encode is not None else answer
-            framed = wire.message(data)
+            data = bytes(encode(answer) if encode is not None else answer)
         except Exception as exc:
             log.error("%s: cannot serialize the answer: %s", self.method, exc)
             raise _Failed(grpc.StatusCode.INTERNAL, "Failed to serialize response!") \
                 from None
+        if len(data) > self.runtime.max_message:
+            raise _Failed(grpc.StatusCode.RESOURCE_EXHAUSTED, f"Sent message larger than max "
+                          f"({len(data)} vs. {self.runtime.max_message})")
         if self.inline:
-            self.send(framed)
+            self.send(data)
             return
         with self._cond:
-            self._posted += len(framed)
-        self.runtime.post(lambda: self.send(framed))
+            self._posted += wire.PREFIX.size + len(data)
+        self.runtime.post(lambda: self.send(data))
         with self._cond:
             while self._posted - self._framed > HIGH_WATER and self.ctx.is_active():
                 self._cond.wait(1.0)

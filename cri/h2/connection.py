@@ -311,7 +311,7 @@ class Connection:
             self._local_end(stream)
 
     def send_data(self, stream: Stream, data: bytes | memoryview) -> None:
-        if stream.local_closed or stream.trailers is not None:
+        if not data or stream.local_closed or stream.trailers is not None:
             return
         stream.outq.append(data)
         stream.out_bytes += len(data)

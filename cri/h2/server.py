@@ -231,7 +231,8 @@ class Server:
                 return
             if data:
                 conn.receive(data)
-        self._dirty[client.sock.fileno()] = client
+        self._dirty.pop(client.sock.fileno(), None)
+        self._write(client)  # the inline answers leave now, not after the other clients
 
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, {}

@@ -119,8 +119,3 @@ def invocation_metadata(headers: list[hpack.Header]) -> Metadata:
         else:
             out.append((key, value.decode("ascii", "replace")))
     return tuple(out)
-
-
-def message(data: bytes) -> bytes:
-    """One length-prefixed, uncompressed message."""
-    return PREFIX.pack(0, len(data)) + data

@@ -82,7 +82,8 @@ class Runtime:
                        cgroups=cgroups or manager(), network=network, clock=clock)
         # The CRI server calls from many threads: verbs on one sandbox (and its containers)
         # are serialized; different sandboxes proceed in parallel.
-        self._guard = threading.Lock()
+        self._guard = threading.Lock()  # the table of per-sandbox locks
+        self._creating = threading.Lock()  # RunPodSandbox's name check and reservation
         self._locks: dict[str, threading.RLock] = {}
         if recover:
             self.recover()
@@ -123,8 +124,19 @@ class Runtime:
 
     # -- sandboxes ------------------------------------------------------------------------
     def run_sandbox(self, config: SandboxConfig) -> str:
-        with self._guard:  # the duplicate-name check and the new directory, atomically
-            return sandbox.run(self.ctx, config)
+        with self._creating:  # the duplicate-name check and the new record, atomically
+            rec = sandbox.reserve(self.ctx, config)
+            lock = self._lock(rec.id)
+            lock.acquire()  # before anyone can find the new sandbox to stop or remove it
+        try:  # the rest runs beside other RunPodSandbox calls and other sandboxes' verbs
+            sandbox.build(self.ctx, rec)
+        except BaseException:
+            with self._guard:
+                self._locks.pop(rec.id, None)  # undone and removed
+            raise
+        finally:
+            lock.release()
+        return rec.id
 
     def stop_sandbox(self, sid: str) -> None:
         sid = self.resolve_sandbox(sid)

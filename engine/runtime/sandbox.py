@@ -128,7 +128,10 @@ def _release(d: Path) -> None:
             linux.umount2(point, linux.MNT_DETACH)
 
 
-def run(ctx: Ctx, config: SandboxConfig) -> str:
+def reserve(ctx: Ctx, config: SandboxConfig) -> SandboxRecord:
+    """Check the request, then claim its name: a new dir and a NOTREADY record, which the
+    duplicate check of any later call sees. The caller makes that atomic (Runtime holds a
+    lock) and then calls build()."""
     if not (config.name and config.namespace and config.uid):
         raise InvalidArgument("sandbox metadata needs name, namespace and uid")
     if config.share_pid and config.host_pid:
@@ -150,12 +153,22 @@ def run(ctx: Ctx, config: SandboxConfig) -> str:
     rec = SandboxRecord(id=sid, config=config, created_at=ctx.clock(), cgroup_path=cgroup,
                         driver=driver, runtime_binary=binary,
                         state=SandboxStatus.NOTREADY.value)
+    try:
+        ctx.store.save_sandbox(rec)
+    except BaseException:
+        ctx.store.remove_sandbox_dir(sid)
+        raise
+    return rec
+
+
+def build(ctx: Ctx, rec: SandboxRecord) -> None:
+    """Make everything of the reserved sandbox `rec` and mark it READY; on failure, undo it
+    all (record and dir included)."""
     # a process of the pod (the shared PID namespace's holder, the user namespace's) will
     # join the pod cgroup: engine.runtime.migration
-    joins = config.share_pid or config.user_namespace
+    joins = rec.config.share_pid or rec.config.user_namespace
     with migration.primed() if joins else contextlib.nullcontext():
-        _build(ctx, rec, d)
-    return sid
+        _build(ctx, rec, ctx.store.sandbox_dir(rec.id))
 
 
 def _build(ctx: Ctx, rec: SandboxRecord, d: Path) -> None:
@@ -164,7 +177,6 @@ def _build(ctx: Ctx, rec: SandboxRecord, d: Path) -> None:
     spawn: Background[int] | None = None
     network: Background[tuple[str, ...]] | None = None
     try:
-        ctx.store.save_sandbox(rec)
         (d / "ns").mkdir()
         attach = ctx.network is not None and not config.host_network
         if attach and ctx.network is not None:

@@ -107,18 +107,17 @@ def _set_name(name: str) -> None:
 
 
 class Zygote:
-    def __init__(self, listener: socket.socket, alive: int, *, spare: bool = True) -> None:
+    def __init__(self, listener: socket.socket, alive: int) -> None:
         self.listener = listener
         self.alive = alive  # read end of a pipe from engined: EOF = engined is gone
         self.pending: dict[int, tuple[socket.socket, bytearray]] = {}  # by fd
-        self.keep_spare = spare
         self.spare: socket.socket | None = None  # our end of the pair to the spare monitor
 
     def serve(self) -> None:
         self.listener.setblocking(False)
         listen = self.listener.fileno()
         while True:
-            if self.keep_spare and self.spare is None and not self.pending:
+            if self.spare is None and not self.pending:
                 self._make_spare()  # when idle: a request never waits for it
             ready, _, _ = select.select([listen, self.alive, *self.pending], [], [])
             for fd in ready:
@@ -209,7 +208,8 @@ class Zygote:
     # socket pair with us: one line {"dir"} with the client's connection passed along (it
     # answers there, as any new monitor does), or EOF when we exit, and it exits too.
     def _make_spare(self) -> None:
-        ours, theirs = socket.socketpair()
+        # datagram boundaries: the one line arrives whole, with the connection's fd
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._detached(lambda: self._become_spare(theirs, ours))
         finally:

@@ -4,9 +4,13 @@ critest expects of stop/remove on what does not exist; PullImage with auth, the 
 stats RPCs and `crictl attach` on the real engine."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import select
+import struct
 import subprocess
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,3 +180,48 @@ def test_a_thousand_concurrent_requests_on_the_real_engine(daemon: Engined) -> N
         assert after_fds <= fds  # nothing opened per request stays open
         assert after_threads <= threads + 32  # at most the RPC pool's workers
         assert rt.Version(pb.VersionRequest()).runtime_name == "kubelet-py"
+
+
+def test_exec_with_a_real_tty_over_websocket(daemon: Engined) -> None:
+    """`crictl exec -it --transport websocket` (kubectl's transport since v1.31) on the real
+    engine: a terminal, its size sent over the resize channel, the exit code back."""
+    ok(crictl(daemon, "pull", BUSYBOX))
+    pod_file, ctr_file = write_configs(daemon, ["/bin/sh", "-c", "exec sleep 300"])
+    pod_conf = json.loads(pod_file.read_text())
+    pod_conf["metadata"].update(name="tty", uid="uid-tty")
+    pod_file.write_text(json.dumps(pod_conf))
+    pod = ok(crictl(daemon, "runp", str(pod_file)))
+    cid = ok(crictl(daemon, "create", pod, str(ctr_file), str(pod_file)))
+    ok(crictl(daemon, "start", cid))
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 27, 93, 0, 0))
+    proc = subprocess.Popen([str(need_tool("crictl")), "--config",
+                             str(daemon.workdir / "crictl.yaml"), "exec", "-it", "--transport",
+                             "websocket", cid, "sh"],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 20
+        typed = False
+        while b"tty42" not in seen or b"27 93" not in seen:
+            assert time.monotonic() < deadline, seen
+            ready, _, _ = select.select([master], [], [], 1)
+            if ready:
+                seen += os.read(master, 4096)
+            if not typed and b"# " in seen:  # typed at the prompt, as a user would
+                os.write(master, b"test -t 0 && echo tty$((6*7)); stty size\n")
+                typed = True
+        os.write(master, b"exit 3\n")
+        assert proc.wait(20) == 1  # crictl's answer to any non-zero exit of the command
+        while select.select([master], [], [], 1)[0]:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:  # EIO: crictl, the terminal's last user, is gone
+                break
+        assert b"command terminated with exit code 3" in seen, seen[-300:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)

@@ -231,11 +231,15 @@ def _pump(stream: IO[str], into: queue.Queue[str]) -> None:
 
 def test_missing_image_pull_backoff(node: Node, local_registry: LocalRegistry) -> None:  # noqa: F811
     image = f"{local_registry.host}/kubelet-py/does-not-exist:{secrets.token_hex(3)}"
+    # Watch every status the kubelet writes: the first failure, then the back-off. From a
+    # resourceVersion taken before the pod exists, so that the API server replays whatever
+    # happened before the watch was up (kubectl takes a while to start on a busy machine).
+    since = node.cluster.kubectl("get", "pods", "-n", node.namespace, "-o",
+                                 "jsonpath={.metadata.resourceVersion}").stdout.strip()
     node.create_pod("missing", [{"name": "missing", "image": image}])
-    # Watch every status the kubelet writes: the first failure, then the back-off.
     argv = [str(node.cluster.tools / "kubectl"), f"--kubeconfig={node.cluster.kubeconfig}",
-            "get", "pod", "-n", node.namespace, "missing", "--watch", "-o",
-            "jsonpath={.status.containerStatuses[0].state.waiting.reason}{\"\\n\"}"]
+            "get", "--raw", f"/api/v1/namespaces/{node.namespace}/pods?watch=1&"
+            f"resourceVersion={since}&fieldSelector=metadata.name%3Dmissing"]
     watch = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     assert watch.stdout is not None
@@ -246,11 +250,12 @@ def test_missing_image_pull_backoff(node: Node, local_registry: LocalRegistry) -
         deadline = time.monotonic() + 60
         while "ImagePullBackOff" not in seen and (left := deadline - time.monotonic()) > 0:
             try:
-                line = lines.get(timeout=left).strip()
+                event = json.loads(lines.get(timeout=left))
             except queue.Empty:
                 break
-            if line and (not seen or seen[-1] != line):
-                seen.append(line)
+            reason = _state(event["object"]).get("state", {}).get("waiting", {}).get("reason")
+            if reason and (not seen or seen[-1] != reason):
+                seen.append(reason)
     finally:
         watch.kill()
         watch.wait()

@@ -42,6 +42,7 @@ DEFAULT_SOCKET = "/run/kubelet-py/cni-agent/agent.sock"
 DEFAULT_IDLE = 120.0
 STALE_EVERY = 0.25  # seconds between two looks at the code on disk
 MAX_THREADS = 512  # requests served at once (each mostly waits: kernel, IPAM lock, exec)
+SWITCH_INTERVAL = 0.0005  # seconds; see main()
 
 
 def prepare_dir(directory: Path) -> None:
@@ -330,6 +331,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO if not log_file else logging.WARNING,
                         filename=log_file or None,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # hand the GIL over every 0.5 ms rather than 5: requests are short bursts of Python
+    # between syscalls, and at 200 in flight a thread back from the kernel would otherwise
+    # wait up to 5 ms for each turn (200 concurrent ADDs+DELs: ~12 s -> ~7 s, same CPU)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     agent = Agent(path, idle_timeout=args.idle_timeout)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop("signal"))

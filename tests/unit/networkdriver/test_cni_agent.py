@@ -232,15 +232,17 @@ def test_cni_version_is_found_without_a_parser() -> None:
     assert shim.cni_version(b"") == "1.1.0"
 
 
-def test_status_and_stop_from_the_command_line(sock: Path) -> None:
+def test_status_and_stop_from_the_command_line(sock: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.networkdriver.plugins import agent
+
     proc = agent_harness.start_process(sock)
     try:
-        cli = [sys.executable, "-m", "engine.networkdriver.plugins.agent", "--socket", str(sock)]
-        status = json.loads(subprocess.run([*cli, "--status"], capture_output=True, check=True,
-                                           cwd=REPO).stdout)
+        agent.main(["--socket", str(sock), "--status"])
+        status = json.loads(capsys.readouterr().out)
         assert status["pid"] == proc.pid and status["served"] == 0 and status["rss_kib"] > 0
-        subprocess.run([*cli, "--stop"], check=True, cwd=REPO, timeout=60)
-        assert proc.wait(10) == 0
+        agent.main(["--socket", str(sock), "--stop"])
+        assert proc.wait(10) == 0  # --stop returned once the agent let its lock go
         assert not sock.exists()
     finally:
         agent_harness.stop_process(proc)

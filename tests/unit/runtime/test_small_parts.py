@@ -83,7 +83,7 @@ def test_api_turns_os_errors_into_engine_errors(tmp_path: Path,
     def broken(*_: object, **__: object) -> str:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(sandbox, "run", broken)
+    monkeypatch.setattr(sandbox, "reserve", broken)
     rt = Runtime(RuntimeOptions(run_root=tmp_path), cgroups=CgroupV2(tmp_path / "cg"))
     with pytest.raises(Unavailable, match="No space left"):
         rt.run_sandbox(_config())

@@ -52,6 +52,7 @@ def test_unary_answers_and_sees_metadata(served: Served, channel: grpc.Channel,
     assert served.seen.peer
     remaining = served.seen.remaining[-1]
     assert remaining is not None and 0 < remaining <= 11  # clients round the timeout up
+    assert call(b"echo:", timeout=10) == b""  # an empty message is still one message
 
 
 @pytest.mark.parametrize("method", ["Unary", "Inline"])
@@ -124,6 +125,8 @@ def test_big_messages_and_the_16_mib_limit(served: Served, channel: grpc.Channel
     assert len(call(b"big:9000000", timeout=30)) == 9_000_000
     assert call(b"echo:" + b"y" * 5_000_000, timeout=30) == b"y" * 5_000_000
     err = failure(lambda: call(b"echo:" + bytes(17 << 20), timeout=30))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    err = failure(lambda: call(b"big:17000000", timeout=30))  # an answer over the limit
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 

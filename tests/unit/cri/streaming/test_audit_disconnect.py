@@ -1,7 +1,8 @@
 """A client that drops its connection mid-stream (no close frame, no FIN of its streams):
 the session tells the runtime its client is gone (the engine then kills the command, see
 tests/e2e/test_crictl_pod_lifecycle.py) and a forwarded connection is closed, for WebSocket
-and SPDY; the server keeps serving and no task is left running on its loop."""
+and SPDY; the server keeps serving and no task is left running on its loop. Also SPDY's
+port-forward streams and resize stream, which only the e2e tests reached before."""
 from __future__ import annotations
 
 import asyncio
@@ -151,3 +152,64 @@ def test_the_server_keeps_serving_and_its_loop_holds_no_stale_task(
 
 async def _count_tasks() -> int:
     return len(asyncio.all_tasks()) - 1  # without this one
+
+
+async def _spdy_frames(reader: asyncio.StreamReader, frames: spdy.FrameReader,
+                       until: Callable[[list[object]], bool]) -> list[object]:
+    got: list[object] = []
+    while not until(got):
+        data = await asyncio.wait_for(reader.read(65536), 5)
+        assert data, "server closed early"
+        got += frames.feed(data)
+    return got
+
+
+def _data_of(frames: list[object], stream_id: int) -> bytes:
+    return b"".join(f.data for f in frames
+                    if isinstance(f, spdy.DataFrame) and f.stream_id == stream_id)
+
+
+def test_spdy_port_forward_echoes_refuses_and_closes_on_disconnect(
+        streaming: StreamingServer, runtime: HangingRuntime) -> None:
+    """client-go's SPDY port-forward: an error+data stream pair per request ID with a `port`
+    header; a port not asked for in PortForward gets its error on the error stream."""
+    url = streaming.prepare_port_forward(pb.PortForwardRequest(pod_sandbox_id="s1", port=[80]))
+
+    async def run() -> tuple[bytes, bytes]:
+        reader, writer = await _raw_upgrade(url, [
+            "Upgrade: SPDY/3.1", "X-Stream-Protocol-Version: portforward.k8s.io"])
+        z, frames = spdy.HeaderCompressor(), spdy.FrameReader()
+        for sid, kind, port, rid in ((1, "error", "80", "0"), (3, "data", "80", "0"),
+                                     (5, "error", "82", "1"), (7, "data", "82", "1")):
+            writer.write(spdy.encode_syn_stream(z, sid, {"streamtype": [kind], "port": [port],
+                                                         "requestid": [rid]}))
+        writer.write(spdy.encode_data(3, b"ping"))
+        got = await _spdy_frames(reader, frames, lambda g: b"echo:ping" in _data_of(g, 3)
+                                 and b"not requested" in _data_of(g, 5))
+        _abort(writer)
+        return _data_of(got, 3), _data_of(got, 5)
+
+    echoed, refused = asyncio.run(run())
+    assert echoed == b"echo:ping"
+    assert b"port 82 was not requested in PortForward" in refused
+    assert _wait(lambda: len(runtime.connections) == 1 and runtime.connections[0].closed)
+
+
+def test_spdy_resize_reaches_the_session(streaming: StreamingServer,
+                                         runtime: HangingRuntime) -> None:
+    url = streaming.prepare_exec(pb.ExecRequest(container_id="c1", cmd=["size"], tty=True,
+                                                stdout=True))
+
+    async def run() -> bytes:
+        reader, writer = await _raw_upgrade(url, [
+            "Upgrade: SPDY/3.1", "X-Stream-Protocol-Version: v4.channel.k8s.io"])
+        z, frames = spdy.HeaderCompressor(), spdy.FrameReader()
+        for sid, kind in ((1, "error"), (3, "stdout"), (5, "resize")):
+            writer.write(spdy.encode_syn_stream(z, sid, {"streamtype": [kind]}))
+        writer.write(spdy.encode_data(5, b'{"Width":132,"Height":43}'))
+        got = await _spdy_frames(reader, frames, lambda g: b"132x43" in _data_of(g, 3))
+        writer.close()
+        return _data_of(got, 3)
+
+    assert asyncio.run(run()) == b"132x43\n"
+    assert [(s.width, s.height) for s in runtime.resizes] == [(132, 43)]
