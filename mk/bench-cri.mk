@@ -1,5 +1,7 @@
 # CRI server figures: unary RPC throughput and latency with 110 pods, engined vs containerd
-# (load from h2load, Debian's nghttp2-client).
+# (load from h2load, Debian's nghttp2-client). engined serves with its own HTTP/2 server
+# (cri.h2); BENCH_CRI_ARGS='--grpc-servers kpy,grpcio' adds an engined on grpcio's server
+# to the same run, for the before/after.
 .PHONY: bench-cri
 
 BENCH_CRI_ARGS ?=

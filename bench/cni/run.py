@@ -19,7 +19,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,12 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.cni.agent import COMMAND, AgentProcess, record_shim_start
 from bench.report import RESULTS, Series, record
-from engine.networkdriver.plugins import agent, bridge, install, masq, masq_nft, netlink
+from engine.networkdriver.plugins import bridge, install, masq, masq_nft, netlink
 from engine.networkdriver.plugins.reaper import Reaper
 from tests.harness.prereq import tools_bin
 
-COMMAND = "make bench-cni"
 AGENT, NO_AGENT, REF = "kpy exec (agent)", "kpy exec (no agent)", "reference exec"
 
 
@@ -43,40 +42,6 @@ def conf(kind: str, ipam: str, name: str, bridge_name: str, data_dir: Path,
     return {"cniVersion": "1.0.0", "name": name, "type": kind, "bridge": bridge_name,
             "isGateway": True, "ipMasq": masq, "hairpinMode": True,
             "ipam": {"type": ipam, "dataDir": str(data_dir), "subnet": subnet}}
-
-
-class AgentProcess:
-    """The CNI agent as its own process on ``python`` (the executables' interpreter)."""
-
-    def __init__(self, sock: Path, python: str) -> None:
-        agent.prepare_dir(sock.parent)
-        self.sock = str(sock)
-        code = (f"import sys; sys.path[:0] = [{str(install.SOURCE_ROOT)!r}]\n"
-                "from engine.networkdriver.plugins.agent import main\nmain()")
-        self.proc = subprocess.Popen([python, "-IS", "-c", code, "--socket", self.sock,
-                                      "--idle-timeout", "86400"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while not sock.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the CNI agent did not start (exit {self.proc.poll()})")
-            time.sleep(0.01)
-
-    def status(self, *, settle: bool = False) -> dict[str, Any]:
-        return agent.query_status(self.sock, settle=settle)
-
-    def cpu_ms(self) -> float:
-        """The agent's CPU so far, once its reaper is idle (its deferred deletions done)."""
-        return float(self.status(settle=True)["cpu_s"]) * 1000
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Contender:
@@ -402,6 +367,7 @@ def main() -> None:
     try:
         most = max(len(masq_on), len(masq_off))
         pool = netns_pool(max(args.pods * most, args.concurrent), f"kpyb{os.getpid() % 10000}-")
+        record_shim_start(agent_bin, served_by, python=python, runs=args.pods)
         record_latency(masq_off, args.pods, pool, masq=False, python=python,
                        served_by=served_by)
         if not args.only_nomasq:

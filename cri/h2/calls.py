@@ -13,6 +13,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ from cri.h2.stream import Stream
 log = logging.getLogger(__name__)
 
 HIGH_WATER = 1 << 20  # bytes of answers a streaming worker may have queued
+SLOW_INLINE_S = 0.05  # an inline call slower than this is logged: it held up the loop
 QUEUED_REQUESTS = 4 << 20  # bytes of client-streamed requests queued before we stop reading
 _END = object()
 _CANCELLED = object()
@@ -123,8 +125,12 @@ class Call:
     def start(self) -> None:
         self.started = True
         if self.inline:
+            t0 = time.monotonic()
             self._execute()
             self.ctx.end()
+            took = time.monotonic() - t0
+            if took > SLOW_INLINE_S:  # every other call on the loop waited this long
+                log.warning("%s took %.0f ms on the event loop", self.method, took * 1000)
         else:
             self.runtime.submit(self._run)
 

@@ -109,6 +109,7 @@ class Server:
         self._thread = None
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        self._wake_pending = True  # a worker finishing late posts, but never writes the fd
         os.close(self._wake_fd)
         self._sel.close()
 
@@ -122,7 +123,7 @@ class Server:
         self._posted.append(fn)
         if not self._wake_pending:
             self._wake_pending = True
-            with contextlib.suppress(OSError):  # closed: the server is gone
+            with contextlib.suppress(OSError):  # racing stop(): nothing will run it anyway
                 os.eventfd_write(self._wake_fd, 1)
 
     def submit(self, fn: Callable[[], None]) -> None:

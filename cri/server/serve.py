@@ -1,20 +1,18 @@
 """The CRI gRPC server on its unix socket.
 
-Two servers can serve it (`engined --grpc-server`): `kpy`, our own HTTP/2 + gRPC server
-(cri.h2: one event-loop thread; the hot, never-blocking reads in INLINE_METHODS run on
-that thread, everything else on a bounded worker pool), and `grpcio`, grpcio's
-thread-pool server. Both run the same handlers.
+Two servers can serve it (`engined --grpc-server`), running the same handlers:
 
-For grpcio we use the synchronous `grpc.server` with a thread pool rather than `grpc.aio`: every
-engine call is blocking Python (syscalls, subprocesses, SQLite), so an asyncio server would
-push each RPC to an executor anyway, and the thread-pool server gives the same concurrency
-with plain, testable code. Measured on the 2-core box with h2load and a handler that
-returns a prebuilt answer: the thread-pool server spends ~350 us of CPU per unary RPC,
-grpc.aio ~500 us (and answered fewer RPC/s), so the hot reads stay here too; what they
-cost beyond that floor is kept small by the engine's in-memory index and the
-translations and encodings reused while nothing changed. Long-lived streams
-(GetContainerEvents) hold one worker each; `maximum_concurrent_rpcs` bounds the queue so a
-flood gets RESOURCE_EXHAUSTED instead of unbounded memory.
+- `kpy` (the default): our own HTTP/2 + gRPC server, cri.h2. One event-loop thread; the
+  hot reads in INLINE_METHODS (answered from the engine's in-memory index, never
+  blocking) run on that thread, every other RPC on a bounded worker pool. grpcio's Python
+  server spends ~350 us of CPU per unary RPC on this 2-core box, our handlers 9-25 us; on
+  the loop a hot read costs a small multiple of its handler (see docs/benchmarks.md).
+- `grpcio`: grpcio's synchronous thread-pool `grpc.server` (grpc.aio measured slower still,
+  ~500 us per RPC), kept selectable.
+
+In both, long-lived streams (GetContainerEvents) hold one worker each and
+`max_concurrent_rpcs` bounds the calls waiting for or holding a worker, so a flood gets
+RESOURCE_EXHAUSTED instead of unbounded memory.
 """
 from __future__ import annotations
 

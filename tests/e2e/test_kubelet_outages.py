@@ -108,29 +108,29 @@ def _fingerprint(pod: Any) -> tuple[str, int, str, str]:
 
 
 RUNTIMES = ("containerd", "engined")
+BARRIER_TIMEOUT = 300.0
 
 
 class SharedOutage:
-    """One kube-apiserver outage for the scenarios of several nodes, each in its thread:
-    `begin` returns (the time it went down) once every scenario is ready for it, and `end`
-    brings it back once every scenario is done with it."""
+    """One kube-apiserver outage for the scenarios of several nodes, each in its thread.
+
+    The scenarios call `ready`, `begin` (returns when the API server went down) and `end`
+    (returns when it is back); the fixture's own thread runs `conduct`, which brings it
+    back: components started with `detach=False` get SIGTERM when the *thread* that started
+    them ends, so a scenario thread must never be the one that starts them."""
 
     def __init__(self, cluster: ControlPlane, parties: int) -> None:
         self._cluster = cluster
         self._argv: list[str] = []
         self.stopped = 0.0
-        self._ready = threading.Barrier(parties, timeout=300)
-        self._begin = threading.Barrier(parties, action=self._stop, timeout=300)
-        self._end = threading.Barrier(parties, action=self._restart, timeout=300)
+        self._ready = threading.Barrier(parties, timeout=BARRIER_TIMEOUT)
+        self._begin = threading.Barrier(parties + 1, action=self._stop, timeout=BARRIER_TIMEOUT)
+        self._end = threading.Barrier(parties + 1, timeout=BARRIER_TIMEOUT)
+        self._back = threading.Barrier(parties + 1, timeout=BARRIER_TIMEOUT)
 
     def _stop(self) -> None:
         self._argv = stop_component(self._cluster)
         self.stopped = time.monotonic()
-
-    def _restart(self) -> None:
-        argv, self._argv = self._argv, []
-        start_component(self._cluster, argv)
-        refresh_controllers(self._cluster)
 
     def ready(self) -> None:
         self._ready.wait()
@@ -141,16 +141,30 @@ class SharedOutage:
 
     def end(self) -> None:
         self._end.wait()
+        self._back.wait()
 
     def abort(self) -> None:
         """A scenario failed before the outage: release the others (they fail too)."""
-        for barrier in (self._ready, self._begin):
+        for barrier in (self._ready, self._begin, self._end, self._back):
             barrier.abort()
 
-    def close(self) -> None:
-        """Whatever happened, leave the cluster with its API server running."""
-        if self._argv:
-            self._restart()
+    def conduct(self) -> None:
+        """Take part in the outage, then bring the API server (and the controllers) back;
+        whatever happened, it runs again afterwards."""
+        with contextlib.suppress(threading.BrokenBarrierError):  # a scenario's own failure
+            try:
+                self._begin.wait()
+                self._end.wait()
+            finally:
+                if self._argv:
+                    argv, self._argv = self._argv, []
+                    try:
+                        start_component(self._cluster, argv)
+                        refresh_controllers(self._cluster)
+                    except BaseException:
+                        self._back.abort()
+                        raise
+            self._back.wait()
 
 
 def scenario(node: Node, outage: SharedOutage) -> None:
@@ -237,7 +251,6 @@ def outcomes(control_plane: ControlPlane, containerd: Containerd,  # noqa: F811
                                                  tmp_path_factory.mktemp("kubelet")))
                  for name in RUNTIMES]
         outage = SharedOutage(control_plane, parties=len(nodes))
-        stack.callback(outage.close)
         errors: dict[str, BaseException | None] = dict.fromkeys(RUNTIMES)
 
         def run(n: Node) -> None:
@@ -250,8 +263,11 @@ def outcomes(control_plane: ControlPlane, containerd: Containerd,  # noqa: F811
                    for n in nodes]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            outage.conduct()
+        finally:
+            for thread in threads:
+                thread.join()
         yield errors
 
 

@@ -92,9 +92,10 @@ class Agent:
     """The listening socket, the request threads and the reaper."""
 
     def __init__(self, socket_path: Path, *, idle_timeout: float = DEFAULT_IDLE,
-                 root: Path = SOURCE_ROOT, poll: float = 0.25,
+                 root: Path = SOURCE_ROOT, poll: float = 0.25, threads: int = MAX_THREADS,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        """``poll``: seconds between checks for idleness and stop requests."""
+        """``poll``: seconds between checks for idleness and stop requests; ``threads``:
+        requests served at once (more wait in the queue)."""
         self.path, self.idle_timeout, self.clock = socket_path, idle_timeout, clock
         self.poll = poll
         self.served = 0  # requests answered with a plugin's result
@@ -102,7 +103,7 @@ class Agent:
         self.stamp = agent_wire.code_stamp(root)
         self.reaper = Reaper()
         # request threads, kept a while for the next requests (a thread start is ~0.2 ms)
-        self._requests = Reaper(workers=MAX_THREADS, linger=10.0)
+        self._requests = Reaper(workers=threads, linger=10.0)
         self._lock = threading.Lock()
         self._active = 0
         self._idle_since = clock()
@@ -306,6 +307,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the lock, inherited from the shim that started the agent")
     parser.add_argument("--log-file", default="",
                         help="default: agent.log beside the socket when started by a shim")
+    parser.add_argument("--threads", type=int, default=MAX_THREADS,
+                        help="requests served at once (more wait in the queue)")
     parser.add_argument("--status", action="store_true",
                         help="print the running agent's figures (JSON) and exit")
     parser.add_argument("--stop", action="store_true",
@@ -335,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     # between syscalls, and at 200 in flight a thread back from the kernel would otherwise
     # wait up to 5 ms for each turn (200 concurrent ADDs+DELs: ~12 s -> ~7 s, same CPU)
     sys.setswitchinterval(SWITCH_INTERVAL)
-    agent = Agent(path, idle_timeout=args.idle_timeout)
+    agent = Agent(path, idle_timeout=args.idle_timeout, threads=args.threads)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop("signal"))
     log.info("serving on %s (pid %d)", path, os.getpid())

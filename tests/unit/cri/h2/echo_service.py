@@ -28,6 +28,7 @@ class Seen:
     metadata: dict[str, str | bytes] = dataclasses.field(default_factory=dict)
     remaining: list[float | None] = dataclasses.field(default_factory=list)
     peer: str = ""
+    yielded: int = 0  # messages Count produced
 
 
 class Echo:
@@ -69,6 +70,7 @@ class Echo:
             while context.is_active() and (n == 0 or i < n):
                 yield str(i).encode()
                 i += 1
+                self.seen.yielded += 1
                 if n == 0:
                     time.sleep(0.005)
         finally:

@@ -13,7 +13,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from cri.h2 import frames, hpack
+from cri.h2 import calls, frames, hpack
 from tests.unit.cri.h2.echo_service import SERVICE, Served, serve
 
 KINDS = ["kpy", "grpcio"]
@@ -265,6 +265,30 @@ def test_raw_unary_call_respects_a_small_stream_window(served: Served) -> None:
                     assert trailers[b"grpc-status"] == b"0"
     assert ended
     assert body == struct.pack(">BL", 0, 60000) + b"x" * 60000
+
+
+def test_a_stream_to_a_client_that_does_not_read_waits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ours: a streaming worker stops producing once HIGH_WATER bytes wait for a window
+    the client never opens, and stops for good when the client goes."""
+    monkeypatch.setattr(calls, "HIGH_WATER", 64)
+    s = serve("kpy")
+    try:
+        block = hpack.encode([(b":method", b"POST"), (b":scheme", b"http"),
+                              (b":path", f"/{SERVICE}/Count".encode()), (b":authority", b"x"),
+                              (b"content-type", b"application/grpc")])
+        with _raw(s) as sock:
+            sock.sendall(frames.PREFACE
+                         + frames.settings({frames.Setting.INITIAL_WINDOW_SIZE: 0})
+                         + frames.headers(1, block, end_stream=False, max_frame=16384)
+                         + frames.frame(frames.DATA, frames.Flag.END_STREAM, 1,
+                                        struct.pack(">BL", 0, 1) + b"0"))
+            time.sleep(0.6)  # unthrottled, Count makes ~100 messages in this time
+            assert 0 < s.seen.yielded < 30
+        assert s.seen.stream_stopped.wait(5)
+    finally:
+        s.stop()
+        shutil.rmtree(s.path.parent, ignore_errors=True)
 
 
 def test_stop_drains_then_refuses(served: Served) -> None:
