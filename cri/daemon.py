@@ -99,7 +99,7 @@ def _wire(engine: Engine, options: DaemonOptions) -> None:
     engine.closers.append(streaming.stop)
     engine.ports = dataclasses.replace(
         engine.ports, images=EngineImages(images), network=network,
-        sandboxes=EngineSandboxes(runtime, images),
+        sandboxes=EngineSandboxes(runtime, images, publish=publisher.publish),
         containers=EngineContainers(runtime, images, view=view, publish=publisher.publish),
         streaming=streaming, stats=EngineStats(runtime, image_fs_mountpoint=str(images.root)),
         events=bus)

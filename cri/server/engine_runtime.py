@@ -94,9 +94,14 @@ def container_view(runtime: Runtime, images: ImageService) -> ContainerView:
 
 
 class EngineSandboxes:
-    def __init__(self, runtime: Runtime, images: ImageService) -> None:
+    """Sandbox verbs. Like containerd, they publish container events for the sandbox itself
+    (container_id = the sandbox's ID), so an evented PLEG hears of sandbox changes too."""
+
+    def __init__(self, runtime: Runtime, images: ImageService, *,
+                 publish: Publish | None = None) -> None:
         self._rt = runtime
         self._images = images
+        self._publish = publish or (lambda cid, sid, kind: None)
         self._lock = threading.Lock()
         # Translations reused while the engine says nothing changed (see ContainerView):
         # sandbox ID -> (record, status, message); the listing with its generation.
@@ -107,10 +112,16 @@ class EngineSandboxes:
         return True, ""
 
     def run_sandbox(self, config: pb.PodSandboxConfig, *, runtime_handler: str) -> str:
-        return self._rt.run_sandbox(tr.sandbox_config(config, runtime_handler=runtime_handler))
+        sid = self._rt.run_sandbox(tr.sandbox_config(config, runtime_handler=runtime_handler))
+        self._publish(sid, sid, pb.CONTAINER_CREATED_EVENT)
+        self._publish(sid, sid, pb.CONTAINER_STARTED_EVENT)
+        return sid
 
     def stop_sandbox(self, sandbox_id: str) -> None:
         self._rt.stop_sandbox(sandbox_id)
+        with contextlib.suppress(NotFound):  # stopping what is gone succeeds, says nothing
+            sid = self._rt.resolve_sandbox(sandbox_id)
+            self._publish(sid, sid, pb.CONTAINER_STOPPED_EVENT)
 
     def remove_sandbox(self, sandbox_id: str) -> None:
         sandbox_id = self._rt.resolve_sandbox(sandbox_id)
@@ -120,6 +131,7 @@ class EngineSandboxes:
         for key in keys:
             with contextlib.suppress(NotFound):
                 self._images.remove_rootfs(key)
+        self._publish(sandbox_id, sandbox_id, pb.CONTAINER_DELETED_EVENT)
 
     def sandbox_status(self, sandbox_id: str, *,
                        verbose: bool) -> StatusWithInfo[pb.PodSandboxStatus]:

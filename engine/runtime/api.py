@@ -29,6 +29,7 @@ from engine.networkdriver.base import NetworkDriver
 from engine.runtime import attach, container, exec, idmapped, portforward, sandbox, stats
 from engine.runtime.attach import AttachSession
 from engine.runtime.context import Ctx, RuntimeOptions
+from engine.runtime.reaping import DeadMonitorReaper
 from engine.runtime.spec import ContainerConfig, ImageConfig, Rootfs, SandboxConfig
 from engine.runtime.state import ContainerState
 from engine.runtime.status import SandboxStatus, Status
@@ -85,6 +86,7 @@ class Runtime:
         self._guard = threading.Lock()  # the table of per-sandbox locks
         self._creating = threading.Lock()  # RunPodSandbox's name check and reservation
         self._locks: dict[str, threading.RLock] = {}
+        self._reaper = DeadMonitorReaper(self.ctx, lock_for=self._lock)
         if recover:
             self.recover()
 
@@ -214,7 +216,7 @@ class Runtime:
         state = self.ctx.store.known_state(rec)  # the callers sync() first
         if state.status is not Status.EXITED and not self.ctx.store.monitor_alive(
                 rec.sandbox_id):
-            state = container.mark_monitor_died(self.ctx, rec)
+            state = self._reaper.state(rec, state)  # the kill runs on a thread
         return ContainerInfo(record=rec, state=state)
 
     def list_containers(self, sid: str | None = None) -> list[ContainerInfo]:

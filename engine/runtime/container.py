@@ -216,16 +216,23 @@ def reopen_log(ctx: Ctx, cid: str) -> None:
     MonitorClient(ctx.store.sandbox_dir(rec.sandbox_id)).call("reopen_log", id=cid)
 
 
-def mark_monitor_died(ctx: Ctx, rec: ContainerRecord) -> ContainerState:
-    """The monitor is gone: kill what is left in the container's cgroup and record why."""
+def monitor_died_state(state: ContainerState, *, now: int) -> ContainerState:
+    """What a container whose monitor died is: exited, killed (137), and why."""
+    return ContainerState(status=Status.EXITED, pid=state.pid, created_at=state.created_at,
+                          started_at=state.started_at, finished_at=now, exit_code=137,
+                          reason=REASON_MONITOR_DIED,
+                          message="the pod monitor died; the container was killed")
+
+
+def mark_monitor_died(ctx: Ctx, rec: ContainerRecord, *,
+                      dead: ContainerState | None = None) -> ContainerState:
+    """The monitor is gone: kill what is left in the container's cgroup and record why
+    (`dead`: the state already reported for it, see engine/runtime/reaping.py)."""
     if ctx.cgroups.exists(rec.spec.cgroup_path):
         ctx.cgroups.destroy(rec.spec.cgroup_path)
     state = ctx.store.state(rec)
     if state.status is Status.EXITED:
         return state
-    new = ContainerState(status=Status.EXITED, pid=state.pid, created_at=state.created_at,
-                         started_at=state.started_at, finished_at=ctx.clock(), exit_code=137,
-                         reason=REASON_MONITOR_DIED,
-                         message="the pod monitor died; the container was killed")
+    new = dead or monitor_died_state(state, now=ctx.clock())
     write_state(P.state_path(ctx.store.sandbox_dir(rec.sandbox_id), rec.id), new)
     return new

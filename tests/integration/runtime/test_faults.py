@@ -112,8 +112,15 @@ def test_kill9_monitor_reports_exit_and_leaks_nothing(runtime: Runtime, rootfs: 
     assert not _alive(pid)  # the container died with its monitor (PDEATHSIG), on its own
     state = runtime.container_status(cid).state
     assert (state.status, state.reason, state.exit_code) == (Status.EXITED, "MonitorDied", 137)
+    # The read answers at once; the cgroup's kill and removal finish on a thread
+    # (engine/runtime/reaping.py) and every read meanwhile, and after, says the same.
     cgroup = runtime.container_status(cid).record.spec.cgroup_path
+    deadline = time.monotonic() + 10
+    while runtime.ctx.cgroups.exists(cgroup) and time.monotonic() < deadline:
+        assert runtime.container_status(cid).state == state
+        time.sleep(0.02)
     assert not runtime.ctx.cgroups.exists(cgroup)
+    assert runtime.ctx.store.state(runtime.container_record(cid)) == state  # persisted as told
     assert not runtime.sandbox_status(sid).monitor_alive
     runtime.remove_sandbox(sid)
     assert not sandbox_dir.exists()
