@@ -168,10 +168,14 @@ def test_a_burst_of_bad_requests_leaks_no_thread_or_file(cri: Cri) -> None:
                 container_id="c", cmd=["x"], timeout=-1)))
 
     burst()  # warm: the pool's threads and the channel's sockets exist after this
-    threads, fds = threading.active_count(), _fds()
+    before, fds = set(threading.enumerate()), _fds()
     burst()
     deadline = time.monotonic() + 5
-    while (threading.active_count() > threads or _fds() > fds) and time.monotonic() < deadline:
+
+    def new_threads() -> list[str]:
+        return sorted(t.name for t in threading.enumerate() if t not in before)
+
+    while (new_threads() or _fds() > fds) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert threading.active_count() <= threads
+    assert new_threads() == []
     assert _fds() <= fds
