@@ -51,6 +51,7 @@ class Contender:
                  agent: AgentProcess | None = None) -> None:
         self.label, self.kind, self.bin_dir, self.in_process = label, kind, bin_dir, in_process
         self.agent = agent
+        self.environ = dict(os.environ)  # read once, as the engine's driver does
         # in-process as the engine runs it: DEL leaves the veth deletion to a reaper thread
         # (deferred=False: DEL deletes it before returning, as an exec does)
         self.reaper = Reaper() if in_process and deferred else None
@@ -62,7 +63,7 @@ class Contender:
 
     def call(self, command: str, netns: str, cid: str,
              prev: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": netns,
+        env = {**self.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": netns,
                "CNI_IFNAME": "eth0", "CNI_PATH": str(self.bin_dir)}
         stdin = json.dumps({**self.conf, "prevResult": prev} if prev else self.conf).encode()
         if self.in_process:

@@ -70,6 +70,9 @@ class CNIDriver:
         self.cache = ResultCache(Path(cache_dir))
         self.in_process = in_process
         self.timeout = timeout
+        # the environment plugins inherit, read once: copying os.environ decodes every
+        # variable again (~0.2 ms per call, a twentieth of an in-process ADD)
+        self._environ = dict(os.environ)
         self._pod_cidrs: tuple[str, ...] = ()
         self._lock = threading.Lock()
         # in-process DELs leave the veth deletion (a ~20 ms kernel wait) to its thread
@@ -134,7 +137,7 @@ class CNIDriver:
 
     def _env(self, command: str, *, container_id: str, netns: str, ifname: str,
              args: str) -> dict[str, str]:
-        return {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": container_id,
+        return {**self._environ, "CNI_COMMAND": command, "CNI_CONTAINERID": container_id,
                 "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_ARGS": args,
                 "CNI_PATH": ":".join(self.bin_dirs), LOCK_TIMEOUT_ENV: str(self.timeout)}
 
@@ -237,7 +240,7 @@ class CNIDriver:
             return
         attachments = [{"containerID": cid, "ifname": ifname} for cid, ifname in sorted(keep)]
         conf_json = conf.to_json()
-        env = {**os.environ, "CNI_COMMAND": "GC", "CNI_PATH": ":".join(self.bin_dirs)}
+        env = {**self._environ, "CNI_COMMAND": "GC", "CNI_PATH": ":".join(self.bin_dirs)}
         for plugin in conf_json["plugins"]:
             stdin = json.loads(self._plugin_conf(conf_json, plugin, {}, None))
             stdin["cni.dev/valid-attachments"] = attachments
