@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import heapq
 import logging
 import os
@@ -52,8 +53,15 @@ class Server:
     def __init__(self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]], *,
                  inline: Iterable[str] = (), max_workers: int = 32,
                  max_concurrent_rpcs: int = 1024, max_message_bytes: int = 16 << 20,
+                 max_connections: int = 1024,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.max_message = max_message_bytes
+        # connections beyond this are closed as they come (each costs an fd and a session);
+        # when the process runs out of fds, the listener rests until a connection closes
+        # instead of waking the loop for an accept() that cannot succeed
+        self._max_connections = max_connections
+        self._refused = 0
+        self._accept_paused = False
         self._lookup = Lookup(handlers)
         self._inline = frozenset(inline)
         self._admission = Admission(max_concurrent_rpcs)
@@ -190,7 +198,17 @@ class Server:
                 return
             except OSError as exc:
                 log.warning("accept failed: %s", exc)
+                if exc.errno in (errno.EMFILE, errno.ENFILE) and self._clients:
+                    self._sel.unregister(self._listener)  # back when a connection closes
+                    self._accept_paused = True
                 return
+            if len(self._clients) >= self._max_connections:
+                sock.close()
+                self._refused += 1
+                if self._refused % 1000 == 1:
+                    log.warning("refused a connection: %d open (the limit); %d refused so far",
+                                len(self._clients), self._refused)
+                continue
             sock.setblocking(False)
             session = Session(runtime=self, lookup=self._lookup, inline=self._inline,
                               admission=self._admission, peer=self._peer,
@@ -270,6 +288,9 @@ class Server:
         self._dirty.pop(fd, None)
         self._sel.unregister(client.sock)
         client.sock.close()
+        if self._accept_paused and self._listener is not None:
+            self._accept_paused = False
+            self._sel.register(self._listener, selectors.EVENT_READ, None)
 
     def _expire(self) -> None:
         now = self._monotonic()
@@ -282,7 +303,9 @@ class Server:
     def _begin_stop(self, grace_s: float) -> None:
         self._stopping = self._monotonic() + grace_s
         if self._listener is not None:
-            self._sel.unregister(self._listener)
+            if not self._accept_paused:
+                self._sel.unregister(self._listener)
+            self._accept_paused = False
             self._listener.close()
             self._listener = None
         for client in self._clients.values():
