@@ -4,13 +4,10 @@ critest expects of stop/remove on what does not exist; PullImage with auth, the 
 stats RPCs and `crictl attach` on the real engine."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import select
-import struct
 import subprocess
-import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +19,7 @@ import yaml
 from cri.api import runtime_pb2 as pb
 from cri.api import runtime_pb2_grpc
 from tests.e2e.test_crictl_basic import crictl
-from tests.e2e.test_crictl_pod_lifecycle import BUSYBOX, ok, write_configs
+from tests.e2e.test_crictl_pod_lifecycle import BUSYBOX, ok, tty_shell, write_configs
 from tests.harness.engined import Engined, private_engined
 from tests.harness.prereq import need_tool
 from tests.harness.registry import LocalRegistry
@@ -193,25 +190,9 @@ def test_exec_with_a_real_tty_over_websocket(daemon: Engined) -> None:
     pod = ok(crictl(daemon, "runp", str(pod_file)))
     cid = ok(crictl(daemon, "create", pod, str(ctr_file), str(pod_file)))
     ok(crictl(daemon, "start", cid))
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 27, 93, 0, 0))
-    proc = subprocess.Popen([str(need_tool("crictl")), "--config",
-                             str(daemon.workdir / "crictl.yaml"), "exec", "-it", "--transport",
-                             "websocket", cid, "sh"],
-                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-    os.close(slave)
-    seen = b""
-    try:
-        deadline = time.monotonic() + 20
-        typed = False
-        while b"tty42" not in seen or b"27 93" not in seen:
-            assert time.monotonic() < deadline, seen
-            ready, _, _ = select.select([master], [], [], 1)
-            if ready:
-                seen += os.read(master, 4096)
-            if not typed and b"# " in seen:  # typed at the prompt, as a user would
-                os.write(master, b"test -t 0 && echo tty$((6*7)); stty size\n")
-                typed = True
+    with tty_shell(daemon, cid, rows=27, cols=93, transport="websocket") as (
+            proc, master, shown):
+        seen = shown
         os.write(master, b"exit 3\n")
         assert proc.wait(20) == 1  # crictl's answer to any non-zero exit of the command
         while select.select([master], [], [], 1)[0]:
@@ -220,8 +201,3 @@ def test_exec_with_a_real_tty_over_websocket(daemon: Engined) -> None:
             except OSError:  # EIO: crictl, the terminal's last user, is gone
                 break
         assert b"command terminated with exit code 3" in seen, seen[-300:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)

@@ -3,6 +3,7 @@ so no CNI is needed): runp, create, start, ps, exec, exec -s, logs, stats, inspe
 events, stop, rm, stopp, rmp."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -160,23 +161,30 @@ def start_pod(daemon: Engined, command: list[str]) -> tuple[str, str]:
     return pod, cid
 
 
-def test_exec_with_a_real_tty(daemon: Engined) -> None:
-    _, cid = start_pod(daemon, ["/bin/sh", "-c", "exec sleep 300"])
+@contextlib.contextmanager
+def tty_shell(daemon: Engined, cid: str, *, rows: int, cols: int,
+              transport: str = "") -> Iterator[tuple[subprocess.Popen[bytes], int, bytes]]:
+    """`crictl exec -it <cid> sh` on a pseudo-terminal of `rows` x `cols`. Yields crictl,
+    the terminal's master end and what it showed once the shell said it has a TTY of that
+    size; kills crictl and closes the terminal on the way out.
+
+    `test -t 0`: stdin is a terminal (isatty), so the session really has a TTY; crictl sends
+    the terminal's size over the resize stream. Typed at the prompt, as a user would: the
+    image's shell (Debian's busybox) asks the terminal for the cursor position when it
+    shows its prompt, and may swallow what was typed before."""
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     proc = subprocess.Popen([str(need_tool("crictl")), "--config",
-                             str(daemon.workdir / "crictl.yaml"), "exec", "-it", cid, "sh"],
+                             str(daemon.workdir / "crictl.yaml"), "exec", "-it",
+                             *(["--transport", transport] if transport else []), cid, "sh"],
                             stdin=slave, stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)
     seen = b""
     try:
-        # `test -t 0`: stdin is a terminal (isatty), so the session really has a TTY
-        # crictl sends the terminal's size over the resize stream. Typed at the prompt, as a
-        # user would: the image's shell (Debian's busybox) asks the terminal for the cursor
-        # position when it shows its prompt, and may swallow what was typed before.
         deadline = time.monotonic() + 20
         typed = False
-        while b"tty42" not in seen or b"33 101" not in seen:
+        size = f"{rows} {cols}".encode()
+        while b"tty42" not in seen or size not in seen:
             assert time.monotonic() < deadline, seen
             ready, _, _ = select.select([master], [], [], 1)
             if ready:
@@ -184,13 +192,19 @@ def test_exec_with_a_real_tty(daemon: Engined) -> None:
             if not typed and b"# " in seen:
                 os.write(master, b"test -t 0 && echo tty$((6*7)); stty size\n")
                 typed = True
-        os.write(master, b"exit 0\n")
-        assert proc.wait(20) == 0
+        yield proc, master, seen
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         os.close(master)
+
+
+def test_exec_with_a_real_tty(daemon: Engined) -> None:
+    _, cid = start_pod(daemon, ["/bin/sh", "-c", "exec sleep 300"])
+    with tty_shell(daemon, cid, rows=33, cols=101) as (proc, master, _):
+        os.write(master, b"exit 0\n")
+        assert proc.wait(20) == 0
 
 
 @pytest.mark.parametrize("transport", ["spdy", "websocket"])
