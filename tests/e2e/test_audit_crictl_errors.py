@@ -21,6 +21,7 @@ from cri.api import runtime_pb2_grpc
 from tests.e2e.test_crictl_basic import crictl
 from tests.e2e.test_crictl_pod_lifecycle import BUSYBOX, ok, tty_shell, write_configs
 from tests.harness.engined import Engined, private_engined
+from tests.harness.grpc_codes import status_counts
 from tests.harness.prereq import need_tool
 from tests.harness.registry import LocalRegistry
 
@@ -162,14 +163,7 @@ def test_a_thousand_concurrent_requests_on_the_real_engine(daemon: Engined) -> N
                                               timeout=60) for _ in range(300)]
         futures += [images.ListImages.future(pb.ListImagesRequest(), timeout=60)
                     for _ in range(300)]
-        codes: dict[grpc.StatusCode, int] = {}
-        for f in futures:
-            try:
-                f.result()
-                code = grpc.StatusCode.OK
-            except grpc.RpcError as err:
-                code = err.code()  # type: ignore[attr-defined]
-            codes[code] = codes.get(code, 0) + 1
+        codes = status_counts(futures)
         assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND,
                               grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
         assert codes.get(grpc.StatusCode.NOT_FOUND, 0) > 0 and codes.get(grpc.StatusCode.OK)
