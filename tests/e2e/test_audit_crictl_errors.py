@@ -14,7 +14,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-import yaml
 
 from cri.api import runtime_pb2 as pb
 from cri.api import runtime_pb2_grpc
@@ -96,10 +95,7 @@ def test_pull_image_with_auth_through_crictl(local_registry: LocalRegistry,
                                              tmp_path: Path) -> None:
     """CRI PullImage's AuthConfig reaches the registry: refused without or with wrong
     credentials, pulled with the right ones."""
-    hosts = yaml.safe_load((local_registry.root / "mirrors.yaml").read_text()) or {}
-    hosts[local_registry.tls_host] = {"ca": str(local_registry.ca_file)}
-    hosts_file = tmp_path / "hosts.yaml"
-    hosts_file.write_text(yaml.safe_dump(hosts))
+    hosts_file = local_registry.hosts_with_tls(tmp_path)
     ref = f"{local_registry.tls_host}/kubelet-py/busybox:latest"
     with private_engined(registry_hosts=hosts_file, graph_driver="vfs") as daemon:
         denied = crictl(daemon, "pull", ref)

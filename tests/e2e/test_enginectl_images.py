@@ -6,7 +6,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.e2e.enginectl_cli import enginectl, ok
 from tests.e2e.test_crictl_images import engined_with_registry
@@ -105,10 +104,7 @@ def test_errors_are_one_line_with_docker_exit_codes(engined_with_registry: Engin
 
 def test_pull_with_credentials_from_the_tls_registry(local_registry: LocalRegistry,
                                                      tmp_path: Path) -> None:
-    hosts = yaml.safe_load((local_registry.root / "mirrors.yaml").read_text()) or {}
-    hosts[local_registry.tls_host] = {"ca": str(local_registry.ca_file)}
-    hosts_file = tmp_path / "hosts.yaml"
-    hosts_file.write_text(yaml.safe_dump(hosts))
+    hosts_file = local_registry.hosts_with_tls(tmp_path)
     ref = f"{local_registry.tls_host}/kubelet-py/busybox:latest"
     with private_engined(registry_hosts=hosts_file, graph_driver="vfs") as daemon:
             denied = enginectl(daemon, "pull", ref)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.harness import images, registry_server
 from tests.harness.images_build import large_image
@@ -71,6 +72,14 @@ class LocalRegistry:
             return RegistryClient(self.host)
         creds = Credentials(self.username, self.password) if auth else None
         return RegistryClient(self.tls_host, tls=True, ca_file=self.ca_file, credentials=creds)
+
+    def hosts_with_tls(self, directory: Path) -> Path:
+        """An engined `--registry-hosts` file: the mirrors plus the TLS twin with its CA."""
+        hosts = yaml.safe_load((self.root / "mirrors.yaml").read_text()) or {}
+        hosts[self.tls_host] = {"ca": str(self.ca_file)}
+        path = directory / "hosts.yaml"
+        path.write_text(yaml.safe_dump(hosts))
+        return path
 
     def env(self) -> dict[str, str]:
         return {"REGISTRY": self.host, "REGISTRY_TLS": self.tls_host,
