@@ -19,7 +19,7 @@ from cri.api import runtime_pb2 as pb
 from cri.errors import is_mapped
 from cri.server import engine_translate as tr
 from cri.server.containers import check_container_config
-from cri.server.dispatch import service_methods
+from cri.server.dispatch import Message, service_methods
 from cri.server.sandboxes import check_sandbox_config
 from engine.errors import InvalidArgument
 from tests.unit.cri.conftest import Cri
@@ -128,13 +128,15 @@ PRECISE = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode
 
 
 @st.composite
-def requests(draw: st.DrawFn) -> tuple[str, str, bytes]:
-    service, name, cls = draw(st.sampled_from(UNARY))
+def requests(draw: st.DrawFn, methods: list[tuple[str, str, type[Message]]]
+             ) -> tuple[str, str, bytes]:
+    """(service, method, encoded request) for one of `methods` [(service, name, class)]."""
+    service, name, cls = draw(st.sampled_from(methods))
     return service, name, draw(messages(cls)).SerializeToString()
 
 
 @FUZZ
-@given(call=requests())
+@given(call=requests(UNARY))
 def test_well_formed_hostile_requests_get_precise_statuses(
         cri: Cri, call: tuple[str, str, bytes]) -> None:
     service, name, data = call
@@ -150,15 +152,9 @@ STREAMS = [(service, name, m.request) for service in ("RuntimeService", "ImageSe
            if m.server_streaming and name != "GetContainerEvents"]  # that one never ends
 
 
-@st.composite
-def stream_requests(draw: st.DrawFn) -> tuple[str, str, bytes]:
-    service, name, cls = draw(st.sampled_from(STREAMS))
-    return service, name, draw(messages(cls)).SerializeToString()
-
-
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(call=stream_requests())
+@given(call=requests(STREAMS))
 def test_hostile_requests_to_the_listing_streams_get_precise_statuses(
         cri: Cri, call: tuple[str, str, bytes]) -> None:
     service, name, data = call
