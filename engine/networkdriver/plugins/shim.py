@@ -217,8 +217,12 @@ def start_agent(socket_path: str) -> bool:
             os.closerange(3, lock)
             os.closerange(lock + 1, 65536)
             os.set_inheritable(lock, True)
-            if os.fork() == 0:
+            agent_pid = os.fork()
+            if agent_pid == 0:
                 os.execve(argv[0], argv, {b"PATH": env.get(b"PATH", b"/usr/bin:/bin")})
+            # the lock names the agent from now on, not once its interpreter is up
+            os.ftruncate(lock, 0)
+            os.pwrite(lock, f"{agent_pid}\n".encode(), 0)
         finally:
             os._exit(0)
     os.close(lock)  # the agent's copy keeps the lock
