@@ -3,7 +3,7 @@
 # executables there that hand each invocation to the resident CNI agent (started on demand
 # by the first of them, exits when idle; engine/networkdriver/plugins/agent.py) and run the
 # plugin module themselves when no agent can serve them.
-.PHONY: cni-plugins cni-config cni-uninstall cni-agent-status cni-agent-stop test-cni bench-cni
+.PHONY: cni-plugins cni-config cni-uninstall cni-agent-status cni-agent-stop test-cni bench-cni bench-cni-netlink
 
 CNI_BIN_DIR ?= /opt/kubelet-py/cni/bin
 # the wrappers' interpreter: auto = the fastest-starting python of the venv's version
@@ -44,3 +44,6 @@ test-cni: venv ## the CNI tests: unit, integration (root) and cnitool e2e
 
 bench-cni: venv ## ADD+DEL latency and 200 concurrent pods, ours vs the reference plugins
 	@$(PY) -m bench.cni.run $(BENCH_ARGS)
+
+bench-cni-netlink: venv ## one pod's netlink work and the import: pyroute2 vs our rtnetlink
+	@$(PY) -m bench.cni.netlink_cost $(BENCH_ARGS)

@@ -1,10 +1,14 @@
 """rtnetlink in the host netns or a pod's: hand-packed messages, no helper fork, no pyroute2.
 
 A plugin exec pays for every import, so this speaks the few message types the plugins use
-with ``struct`` and ``_socket`` only (pyroute2's message classes cost a plugin exec more CPU
-than the whole reference plugin). Replies are decoded into plain dicts keyed like the
-kernel's attribute names (``IFLA_IFNAME``, ``IFA_ADDRESS``, ...) plus the fixed header
-fields (``index``, ``flags``, ``family``, ``prefixlen``).
+with ``struct`` and ``_socket`` only. Issue #6 named pyroute2; measured side by side
+(``make bench-cni-netlink``, docs/benchmarks.md), importing it costs an exec more CPU than the
+whole reference plugin, and in a resident process (the agent, engined) the same requests of
+one pod's ADD take several times as long through it as through this module.
+
+Replies are decoded into plain dicts keyed like the kernel's attribute names
+(``IFLA_IFNAME``, ``IFA_ADDRESS``, ...) plus the fixed header fields (``index``, ``flags``,
+``family``, ``prefixlen``).
 
 A socket opened while the calling thread is inside a netns stays bound to it, so we
 setns() the thread, open the socket and setns() back (setns only moves the calling
