@@ -129,7 +129,7 @@ class Bridge:
                     host, ifname=req.ifname, netns_fd=nsfd, mtu=conf.mtu, bridge_index=br_index)
                 host_index = int(host_msg["index"])
                 undo.append(lambda: bridge_link.delete_link(host, host_name))
-                bridge_link.set_hairpin(host_name, conf)
+                bridge_link.set_hairpin(host, host_index, host_name, conf)
                 if vlan:
                     vlan.setup_port(host, host_index, conf)
                 if conf.is_gateway:

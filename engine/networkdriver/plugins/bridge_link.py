@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 
 from engine.networkdriver.plugins import ipnet, netlink, spec
 from engine.networkdriver.plugins.bridge_config import BridgeConfig
@@ -165,10 +166,22 @@ def create_veth(nl: Rtnl, *, ifname: str, netns_fd: int, mtu: int,
     raise spec.CNIError(spec.ERR_NETLINK, "cannot find a free host veth name")
 
 
-def set_hairpin(name: str, conf: BridgeConfig) -> None:
-    if conf.hairpin:
-        with open(f"/sys/class/net/{name}/brport/hairpin_mode", "w") as f:
-            f.write("1")
+AF_BRIDGE, RTM_SETLINK, IFLA_PROTINFO, IFLA_BRPORT_MODE = 7, 19, 12, 4
+
+
+def set_hairpin(nl: Rtnl, index: int, name: str, conf: BridgeConfig) -> None:
+    """Hairpin mode on the bridge port ``index``: RTM_SETLINK of family AF_BRIDGE with the
+    port's IFLA_BRPORT_MODE (what ``bridge link set ... hairpin on`` sends). Not sysfs's
+    ``brport/hairpin_mode``: its store only try-locks RTNL and restarts the write while
+    another holds it (milliseconds of spinning while a veth is deleted); netlink waits."""
+    if not conf.hairpin:
+        return
+    body = struct.pack("=BxHiII", AF_BRIDGE, 0, index, 0, 0) + netlink.attr(
+        IFLA_PROTINFO | netlink.NLA_F_NESTED, netlink.attr(IFLA_BRPORT_MODE, b"\x01"))
+    try:
+        nl.request(RTM_SETLINK, netlink.NLM_F_ACK, body, f"hairpin mode on {name}")
+    except netlink.NetlinkError as exc:
+        raise netlink.netlink_error(f"cannot set hairpin mode on {name}", exc) from exc
 
 
 def delete_link(nl: Rtnl, name: str) -> bool:

@@ -23,6 +23,19 @@ _MULTICAST = {4: (b"\xe0\0\0\0", 4), 6: (b"\xff" + bytes(15), 8)}
 _SADDR = {4: 12, 6: 8}  # offsets of the source and destination addresses in the IP header
 _DADDR = {4: 16, 6: 24}
 _available: list[bool] = []
+_FIXED: dict[int, tuple[tuple[int, int, bytes], tuple[int, int, bytes], bytes]] = {}
+
+
+def _fixed(family: int) -> tuple[tuple[int, int, bytes], tuple[int, int, bytes], bytes]:
+    """What every setup batch of ``family`` sends alike: the table, the base chain and the
+    masquerade expressions (built once per process)."""
+    fixed = _FIXED.get(family)
+    if fixed is None:
+        group, bits = _MULTICAST[family]
+        fixed = _FIXED[family] = (
+            nfnl.table(TABLE), nfnl.chain(TABLE, POSTROUTING, nat_postrouting=True),
+            nfnl.match_prefix(_DADDR[family], group, bits, negate=True) + nfnl.masquerade())
+    return fixed
 
 
 def available() -> bool:
@@ -73,16 +86,13 @@ def setup(network: str, container_id: str, addresses: Iterable[ipnet.Interface])
     addrs = list(addresses)
     for family in sorted({a.version for a in addrs}):
         mine = [a for a in addrs if a.version == family]
-        ops = [nfnl.table(TABLE), nfnl.chain(TABLE, POSTROUTING, nat_postrouting=True),
-               nfnl.chain(TABLE, chain)]
+        table, base, masquerade = _fixed(family)
+        ops = [table, base, nfnl.chain(TABLE, chain)]
         for a in mine:
             accept = nfnl.match_prefix(_DADDR[family], a.network.network_address.packed,
                                        a.network.prefixlen) + nfnl.verdict(nfnl.NF_ACCEPT)
             ops.append(nfnl.rule(TABLE, chain, accept, note))
-        group, bits = _MULTICAST[family]
-        ops.append(nfnl.rule(TABLE, chain, nfnl.match_prefix(_DADDR[family], group, bits,
-                                                             negate=True) + nfnl.masquerade(),
-                             note))
+        ops.append(nfnl.rule(TABLE, chain, masquerade, note))
         for a in mine:
             jump = nfnl.match_prefix(_SADDR[family], a.ip.packed, a.max_prefixlen) + \
                 nfnl.verdict(nfnl.NFT_JUMP, chain)
