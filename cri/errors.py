@@ -40,6 +40,8 @@ _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (engine_errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (engine_errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (engine_errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (engine_errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (engine_errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
     (MalformedRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (engine_errors.EngineError, grpc.StatusCode.INTERNAL),

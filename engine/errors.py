@@ -32,3 +32,11 @@ class ResourceExhausted(EngineError):
 
 class Unavailable(EngineError):
     """A dependency (registry, CNI plugin, kernel feature) cannot be reached or used now."""
+
+
+class Unauthenticated(EngineError):
+    """A remote service (a registry) refused the credentials given, or their absence."""
+
+
+class PermissionDenied(EngineError):
+    """A remote service (a registry) took the credentials and still refused the access."""

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from cri.h2 import wire
+from cri.h2 import compression, wire
 from cri.h2.connection import Connection
 from cri.h2.context import Aborted, Context
 from cri.h2.frames import ErrorCode
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 HIGH_WATER = 1 << 20  # bytes of answers a streaming worker may have queued
 SLOW_INLINE_S = 0.05  # an inline call slower than this is logged: it held up the loop
 QUEUED_REQUESTS = 4 << 20  # bytes of client-streamed requests queued before we stop reading
+_Message = tuple[bool, bytes]  # compressed flag, the bytes as received
 _END = object()
 _CANCELLED = object()
 
@@ -55,8 +56,9 @@ class Runtime(Protocol):
 class Call:
     def __init__(self, *, runtime: Runtime, conn: Connection, stream: Stream,
                  handler: grpc.RpcMethodHandler[Any, Any], method: str, ctx: Context,
-                 inline: bool, holds_slot: bool) -> None:
+                 inline: bool, holds_slot: bool, encoding: bytes = b"") -> None:
         self.runtime = runtime
+        self.encoding = encoding  # grpc-encoding of the request (one we accept)
         self.conn = conn
         self.stream = stream
         self.handler = handler
@@ -67,7 +69,7 @@ class Call:
         self.done = False  # the status went out (loop thread)
         self.started = False
         self._buf = bytearray()
-        self._messages: list[bytes] = []
+        self._messages: list[_Message] = []
         self._requests: queue.Queue[object] | None = (
             queue.Queue() if handler.request_streaming else None)
         self._queued = 0  # bytes of requests waiting for the handler
@@ -96,20 +98,21 @@ class Call:
                             f"Received message larger than max ({length} vs. "
                             f"{self.runtime.max_message})")
                 return
-            if compressed:
+            if compressed and self.encoding in compression.IDENTITY:
                 self.finish(grpc.StatusCode.INTERNAL,
-                            "compressed message without a grpc-encoding we accept")
+                            "compressed flag set on a message without a grpc-encoding "
+                            "(other than identity)")
                 return
             end = wire.PREFIX.size + length
             if len(buf) < end:
                 break
-            body = bytes(buf[wire.PREFIX.size:end])
+            message = (bool(compressed), bytes(buf[wire.PREFIX.size:end]))
             del buf[:end]
             if self._requests is None:
-                self._messages.append(body)
+                self._messages.append(message)
             else:
                 self._queued += end
-                self._requests.put(body)
+                self._requests.put(message)
         if not end_stream:
             return
         if buf:
@@ -256,7 +259,15 @@ class Call:
             code, details = ctx.status_code or grpc.StatusCode.OK, ctx.status_details
         self._emit(lambda: self.finish(code, details))
 
-    def _decode(self, body: bytes) -> Any:
+    def _decode(self, message: _Message) -> Any:
+        """The request of a message; inflated here, on the worker when there is one."""
+        compressed, body = message
+        if compressed:
+            try:
+                body = compression.decompress(self.encoding, body,
+                                              limit=self.runtime.max_message)
+            except compression.Refused as exc:
+                raise _Failed(exc.code, exc.details) from None
         decode = self.handler.request_deserializer
         try:
             return decode(body) if decode is not None else body
@@ -294,8 +305,8 @@ class Call:
                 return
             if item is _CANCELLED:
                 raise Cancelled(f"{self.method} was cancelled")
-            assert isinstance(item, bytes)
-            size = len(item) + wire.PREFIX.size
+            assert isinstance(item, tuple)
+            size = len(item[1]) + wire.PREFIX.size
             self.runtime.post(functools.partial(self._took, size))
             yield self._decode(item)
 

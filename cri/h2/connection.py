@@ -4,14 +4,21 @@
 what we answer accumulates in `out`, for the event loop to write. Everything here runs on
 the event loop's thread. Flow control is honoured both ways: we never send more DATA than
 the peer's connection and stream windows allow (the rest waits for WINDOW_UPDATE), and we
-give back receive window as the handler consumes what it was handed.
+give back receive window as the handler consumes what it was handed (the sending half is
+`sender.Sender`). Frames that cost work without a call are bounded by `guard.Guard`, and
+a request whose header list is over the SETTINGS_MAX_HEADER_LIST_SIZE we advertise is
+handed to the handler to refuse, its block still decoded (RFC 9113 section 10.5.1).
 """
 from __future__ import annotations
 
 import struct
+import time
+from collections.abc import Callable
 
 from cri.h2 import frames, hpack
 from cri.h2.frames import ConnectionFailure, ErrorCode, Flag, FrameType, Setting, StreamError
+from cri.h2.guard import DEFAULT_LIMITS, Guard, Limits
+from cri.h2.sender import Sender
 from cri.h2.stream import OUR_STREAM_WINDOW, Handler, Stream
 
 MAX_HEADER_BLOCK = 256 << 10  # a header block (HEADERS + CONTINUATIONs) larger is refused
@@ -19,27 +26,24 @@ OUR_CONN_WINDOW = 16 << 20
 OUR_MAX_STREAMS = 4096
 
 
-class Connection:
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.out = bytearray()
+class Connection(Sender):
+    def __init__(self, handler: Handler, *, limits: Limits = DEFAULT_LIMITS,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(handler, Guard(limits, monotonic))
         self.closed = False  # no more input will be read; close once `out` is written
-        self.streams: dict[int, Stream] = {}
         self._buf = bytearray()
         self._preface = False
-        self._decoder = hpack.Decoder()
+        self._decoder = hpack.Decoder(max_list_size=limits.max_header_list)
         self._last_id = 0
         self._continuation: tuple[int, int, bytearray] | None = None  # id, flags, block
         self._peer_window = frames.DEFAULT_WINDOW  # peer's initial stream window
-        self._peer_max_frame = frames.DEFAULT_MAX_FRAME
-        self.send_window = frames.DEFAULT_WINDOW  # connection level, what we may send
         self._recv_window = OUR_CONN_WINDOW
         self._conn_unacked = 0
-        self._blocked: dict[int, Stream] = {}  # streams with output waiting for window
         self.going_away = False
         self.out += frames.settings({Setting.MAX_CONCURRENT_STREAMS: OUR_MAX_STREAMS,
                                      Setting.INITIAL_WINDOW_SIZE: OUR_STREAM_WINDOW,
-                                     Setting.ENABLE_PUSH: 0})
+                                     Setting.ENABLE_PUSH: 0,
+                                     Setting.MAX_HEADER_LIST_SIZE: limits.max_header_list})
         self.out += frames.window_update(0, OUR_CONN_WINDOW - frames.DEFAULT_WINDOW)
 
     # -- input -------------------------------------------------------------------------
@@ -105,6 +109,7 @@ class Connection:
             if ftype != frames.CONTINUATION or sid != self._continuation[0]:
                 raise ConnectionFailure(ErrorCode.PROTOCOL_ERROR, "CONTINUATION expected")
             _, first_flags, block = self._continuation
+            self.guard.payload(len(payload), ends=bool(flags & Flag.END_HEADERS))
             block += payload
             if len(block) > MAX_HEADER_BLOCK:
                 raise ConnectionFailure(ErrorCode.ENHANCE_YOUR_CALM, "header block too large")
@@ -126,6 +131,7 @@ class Connection:
                                        ErrorCode.FRAME_SIZE_ERROR, "bad PING")
             if not flags & Flag.ACK:
                 self.out += frames.ping_ack(payload)
+                self.guard.ping(streams_open=bool(self.streams))
         elif ftype == frames.RST_STREAM:
             self._rst_stream(sid, payload)
         elif ftype == frames.GOAWAY:
@@ -151,14 +157,18 @@ class Connection:
             if struct.unpack_from(">L", payload)[0] & frames.MAX_WINDOW == sid:
                 raise StreamError(sid, ErrorCode.PROTOCOL_ERROR, "stream depends on itself")
             payload = payload[5:]
+        self.guard.payload(len(payload), ends=bool(flags & (Flag.END_HEADERS | Flag.END_STREAM)))
         if flags & Flag.END_HEADERS:
             self._header_block(sid, flags, payload)
         else:
             self._continuation = (sid, flags, bytearray(payload))
 
     def _header_block(self, sid: int, flags: int, block: bytes) -> None:
+        oversize = 0  # the size of a header list beyond our SETTINGS_MAX_HEADER_LIST_SIZE
         try:
             headers = self._decoder.decode(block)  # always: the table must stay in step
+        except hpack.HeaderListTooLarge as exc:
+            headers, oversize = [], exc.size
         except hpack.HpackError as exc:
             raise ConnectionFailure(ErrorCode.COMPRESSION_ERROR, str(exc)) from None
         end_stream = bool(flags & Flag.END_STREAM)
@@ -169,7 +179,10 @@ class Connection:
             if not end_stream:
                 raise StreamError(sid, ErrorCode.PROTOCOL_ERROR, "trailers without END_STREAM")
             self._remote_end(stream)
-            self.handler.on_data(stream, b"", True)
+            if oversize:
+                self.handler.on_headers_too_large(stream, oversize)
+            else:
+                self.handler.on_data(stream, b"", True)
             return
         if sid <= self._last_id:
             raise ConnectionFailure(ErrorCode.STREAM_CLOSED if sid % 2 else
@@ -184,12 +197,17 @@ class Connection:
         stream = Stream(sid, send_window=self._peer_window)
         self.streams[sid] = stream
         stream.remote_closed = end_stream
-        self.handler.on_request(stream, headers, end_stream)
+        if oversize:  # section 10.5.1: refused, the connection goes on
+            self.handler.on_headers_too_large(stream, oversize)
+        else:
+            self.handler.on_request(stream, headers, end_stream)
 
     def _data(self, flags: int, sid: int, payload: bytes) -> None:
         if not sid:
             raise ConnectionFailure(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0")
         size = len(payload)
+        data = frames.strip_padding(sid, flags, payload)
+        self.guard.payload(len(data), ends=bool(flags & Flag.END_STREAM))  # padding is free
         if size > self._recv_window:
             raise ConnectionFailure(ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the window")
         self._recv_window -= size
@@ -206,7 +224,6 @@ class Connection:
             self._give_back_conn(size)
             raise StreamError(sid, ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the stream window")
         stream.recv_window -= size
-        data = frames.strip_padding(sid, flags, payload)
         padding = size - len(data)
         if padding:
             self.consumed(stream, padding)
@@ -245,7 +262,9 @@ class Connection:
             if payload:
                 raise ConnectionFailure(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK with payload")
             return
-        for key, value in frames.parse_settings(payload):
+        values = frames.parse_settings(payload)
+        self.guard.settings(len(values))
+        for key, value in values:
             if key == Setting.INITIAL_WINDOW_SIZE:
                 if value > frames.MAX_WINDOW:
                     raise ConnectionFailure(ErrorCode.FLOW_CONTROL_ERROR, "window too large")
@@ -295,97 +314,10 @@ class Connection:
         if stream is not None and not stream.local_closed:
             stream.local_closed = stream.remote_closed = True
             self.handler.on_reset(stream)
-
-    # -- output ------------------------------------------------------------------------
-
-    def send_headers(self, stream: Stream, block: bytes, *, end_stream: bool = False) -> None:
-        if stream.local_closed:
-            return
-        stream.headers_sent = True
-        if end_stream and stream.outq:
-            stream.trailers = block
-            return
-        self.out += frames.headers(stream.id, block, end_stream=end_stream,
-                                   max_frame=self._peer_max_frame)
-        if end_stream:
-            self._local_end(stream)
-
-    def send_data(self, stream: Stream, data: bytes | memoryview) -> None:
-        if not data or stream.local_closed or stream.trailers is not None:
-            return
-        stream.outq.append(data)
-        stream.out_bytes += len(data)
-        self._pump(stream)
-
-    def send_trailers(self, stream: Stream, block: bytes) -> None:
-        """End the stream with `block` once its queued DATA has gone out."""
-        if stream.local_closed or stream.trailers is not None:
-            return
-        stream.trailers = block
-        self._pump(stream)
-
-    def reset(self, sid: int, code: ErrorCode) -> None:
-        stream = self.streams.pop(sid, None)
-        self._blocked.pop(sid, None)
-        self.out += frames.rst_stream(sid, code)
-        if stream is not None and not stream.local_closed:
-            stream.local_closed = True
-            self.handler.on_reset(stream)
+            self.guard.reset()
 
     def goaway(self) -> None:
         """Graceful shutdown: no new streams; the open ones may finish."""
         if not self.going_away and not self.closed:
             self.going_away = True
             self.out += frames.goaway(self._last_id, ErrorCode.NO_ERROR)
-
-    def _local_end(self, stream: Stream) -> None:
-        stream.local_closed = True
-        self._blocked.pop(stream.id, None)
-        if stream.remote_closed:
-            self.streams.pop(stream.id, None)
-        else:  # we answered before the request ended: tell the client to stop sending
-            self.streams.pop(stream.id, None)
-            self.out += frames.rst_stream(stream.id, ErrorCode.NO_ERROR)
-
-    def _pump(self, stream: Stream) -> None:
-        """Frame queued DATA as far as both windows allow; then the trailers."""
-        q = stream.outq
-        out = self.out
-        sent = False
-        while q:
-            room = min(self.send_window, stream.send_window, self._peer_max_frame,
-                       stream.out_bytes)
-            if room <= 0:
-                self._blocked[stream.id] = stream
-                break
-            out += frames.head(frames.DATA, 0, stream.id, room)
-            self.send_window -= room
-            stream.send_window -= room
-            stream.out_bytes -= room
-            while room:
-                chunk = q[0]
-                if len(chunk) <= room:
-                    q.popleft()
-                    out += chunk
-                    room -= len(chunk)
-                else:
-                    view = memoryview(chunk)
-                    out += view[:room]
-                    q[0] = view[room:]
-                    room = 0
-            sent = True
-        if not q:
-            self._blocked.pop(stream.id, None)
-            if stream.trailers is not None:
-                block, stream.trailers = stream.trailers, None
-                out += frames.headers(stream.id, block, end_stream=True,
-                                      max_frame=self._peer_max_frame)
-                self._local_end(stream)
-        if sent:
-            self.handler.on_drained(stream)
-
-    def _pump_blocked(self) -> None:
-        for stream in list(self._blocked.values()):
-            if self.send_window <= 0:
-                return
-            self._pump(stream)

@@ -129,5 +129,8 @@ class Context(grpc.ServicerContext):
     def details(self) -> str:
         return self.status_details
 
+    def set_compression(self, compression: grpc.Compression) -> None:
+        pass  # answers go uncompressed, which grpc's compression.md allows
+
     def disable_next_message_compression(self) -> None:
         pass  # we never compress

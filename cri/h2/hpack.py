@@ -45,6 +45,16 @@ class HpackError(ValueError):
     """A header block that cannot be decoded: a COMPRESSION_ERROR of the connection."""
 
 
+class HeaderListTooLarge(Exception):
+    """A header block decoded (the dynamic table is in step) to a header list larger than
+    the limit: names + values + 32 bytes a field (RFC 9113 section 6.5.2)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"header list of {size} bytes, the limit is {limit}")
+        self.size = size
+        self.limit = limit
+
+
 def decode_int(data: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:
     """The integer at data[pos] with an N-bit prefix (section 5.1) and the next position."""
     mask = (1 << prefix_bits) - 1
@@ -99,7 +109,9 @@ def _string(data: bytes, pos: int) -> tuple[bytes, int]:
 
 
 class Decoder:
-    def __init__(self, max_table_size: int = 4096) -> None:
+    def __init__(self, max_table_size: int = 4096, *, max_list_size: int | None = None
+                 ) -> None:
+        self.max_list_size = max_list_size  # what we advertised, SETTINGS_MAX_HEADER_LIST_SIZE
         self.max_allowed = max_table_size  # what we advertised (SETTINGS_HEADER_TABLE_SIZE)
         self.max_size = max_table_size  # what the peer's encoder set, <= max_allowed
         self.size = 0
@@ -148,35 +160,42 @@ class Decoder:
         headers: list[Header] = []
         pos, end = 0, len(block)
         seen_field = False
+        limit = self.max_list_size
+        size = 0  # of the header list: past the limit, fields are decoded, not kept
         while pos < end:
             byte = block[pos]
             if byte & 0x80:  # indexed field
                 index, pos = decode_int(block, pos, 7)
-                headers.append(self._get(index))
-                seen_field = True
-                continue
-            if byte & 0xE0 == 0x20:  # dynamic table size update
+                field = self._get(index)
+            elif byte & 0xE0 == 0x20:  # dynamic table size update
                 if seen_field:
                     raise HpackError("table size update after a header field")
-                size, pos = decode_int(block, pos, 5)
-                if size > self.max_allowed:
-                    raise HpackError(f"table size {size} exceeds {self.max_allowed}")
-                self.max_size = size
+                table_size, pos = decode_int(block, pos, 5)
+                if table_size > self.max_allowed:
+                    raise HpackError(f"table size {table_size} exceeds {self.max_allowed}")
+                self.max_size = table_size
                 self._generation += 1
                 self._evict()
                 continue
-            indexing = byte & 0x40
-            index, pos = decode_int(block, pos, 6 if indexing else 4)
-            if index:
-                name = self._get(index)[0]
             else:
-                name, pos = _string(block, pos)
-            value, pos = _string(block, pos)
-            header = (name, value)
-            if indexing:
-                self._add(header)
-            headers.append(header)
+                indexing = byte & 0x40
+                index, pos = decode_int(block, pos, 6 if indexing else 4)
+                if index:
+                    name = self._get(index)[0]
+                else:
+                    name, pos = _string(block, pos)
+                value, pos = _string(block, pos)
+                field = (name, value)
+                if indexing:
+                    self._add(field)
             seen_field = True
+            if limit is not None:
+                size += len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
+                if size > limit:
+                    continue
+            headers.append(field)
+        if limit is not None and size > limit:
+            raise HeaderListTooLarge(size, limit)
         return headers
 
 

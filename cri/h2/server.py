@@ -24,14 +24,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from cri.h2.calls import Call
+from cri.h2.guard import DEFAULT_LIMITS, Limits
 from cri.h2.session import Admission, Lookup, Session
+from cri.h2.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,10 @@ class Server:
     def __init__(self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]], *,
                  inline: Iterable[str] = (), max_workers: int = 32,
                  max_concurrent_rpcs: int = 1024, max_message_bytes: int = 16 << 20,
-                 max_connections: int = 1024,
+                 max_connections: int = 1024, limits: Limits = DEFAULT_LIMITS,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.max_message = max_message_bytes
+        self._limits = limits  # what one connection may do without a call (cri.h2.guard)
         # connections beyond this are closed as they come (each costs an fd and a session);
         # when the process runs out of fds, the listener rests until a connection closes
         # instead of waking the loop for an accept() that cannot succeed
@@ -77,7 +79,7 @@ class Server:
         self._seq = 0
         self._clients: dict[int, _Client] = {}
         self._dirty: dict[int, _Client] = {}
-        self._pool: futures.ThreadPoolExecutor | None = None
+        self._pool: Workers | None = None
         self._thread: threading.Thread | None = None
         self._stopping: float | None = None  # monotonic time the grace ends
         self._stopped = threading.Event()
@@ -99,8 +101,8 @@ class Server:
     def start(self) -> None:
         if self._listener is None:
             raise RuntimeError("bind() first")
-        self._pool = futures.ThreadPoolExecutor(max_workers=self._max_workers,
-                                                thread_name_prefix="cri-rpc")
+        self._pool = Workers(self._max_workers, name="cri-rpc")
+        self._pool.start()
         self._sel.register(self._listener, selectors.EVENT_READ, None)
         self._sel.register(self._wake_fd, selectors.EVENT_READ, None)
         self._thread = threading.Thread(target=self._loop, name="cri-h2-loop", daemon=True)
@@ -116,7 +118,7 @@ class Server:
         self._thread.join()
         self._thread = None
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
         self._wake_pending = True  # a worker finishing late posts, but never writes the fd
         os.close(self._wake_fd)
         self._sel.close()
@@ -212,7 +214,7 @@ class Server:
             sock.setblocking(False)
             session = Session(runtime=self, lookup=self._lookup, inline=self._inline,
                               admission=self._admission, peer=self._peer,
-                              monotonic=self._monotonic)
+                              limits=self._limits, monotonic=self._monotonic)
             client = _Client(sock, session)
             self._clients[sock.fileno()] = client
             self._sel.register(sock, selectors.EVENT_READ, client)

@@ -10,10 +10,11 @@ from typing import Any
 
 import grpc
 
-from cri.h2 import hpack, wire
+from cri.h2 import compression, hpack, wire
 from cri.h2.calls import Call, Runtime
 from cri.h2.connection import Connection
 from cri.h2.context import Context
+from cri.h2.guard import DEFAULT_LIMITS, Limits
 from cri.h2.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Admission:
 
 class Session:
     def __init__(self, *, runtime: Runtime, lookup: Lookup, inline: frozenset[str],
-                 admission: Admission, peer: str,
+                 admission: Admission, peer: str, limits: Limits = DEFAULT_LIMITS,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.runtime = runtime
         self.lookup = lookup
@@ -75,7 +76,7 @@ class Session:
         self.admission = admission
         self.peer = peer
         self.monotonic = monotonic
-        self.conn = Connection(self)
+        self.conn = Connection(self, limits=limits, monotonic=monotonic)
 
     def _refuse(self, stream: Stream, status: bytes) -> None:
         self.conn.send_headers(stream, hpack.encode([(b":status", status)]), end_stream=True)
@@ -104,10 +105,9 @@ class Session:
         if not content_type.startswith(wire.CONTENT_TYPE):
             self._refuse(stream, b"415")
             return
-        if encoding not in (b"", b"identity"):
+        if not compression.accepted(encoding):
             self._status_only(stream, grpc.StatusCode.UNIMPLEMENTED,
-                              f"grpc-encoding {encoding.decode(errors='replace')} "
-                              "is not supported")
+                              compression.unsupported(encoding))
             return
         method_name = path.decode("utf-8", "replace")
         try:
@@ -127,6 +127,7 @@ class Session:
             return
         call = Call(runtime=self.runtime, conn=self.conn, stream=stream, handler=handler,
                     method=method_name, inline=inline, holds_slot=not inline,
+                    encoding=encoding,
                     ctx=Context(headers=headers, peer=self.peer, deadline=deadline,
                                 monotonic=self.monotonic))
         call.ctx.on_cancel = lambda: self._handler_cancel(call)
@@ -148,6 +149,15 @@ class Session:
             call.receive(data, end_stream)
         else:
             self.conn.consumed(stream, len(data))
+
+    def on_headers_too_large(self, stream: Stream, size: int) -> None:
+        details = (f"request header list of {size} bytes exceeds the limit of "
+                   f"{self.conn.guard.limits.max_header_list}")
+        call = stream.call
+        if isinstance(call, Call):  # the client's trailers
+            call.cancel(code=grpc.StatusCode.RESOURCE_EXHAUSTED, details=details)
+        else:
+            self._status_only(stream, grpc.StatusCode.RESOURCE_EXHAUSTED, details)
 
     def on_reset(self, stream: Stream) -> None:
         call = stream.call

@@ -46,5 +46,9 @@ class Handler(Protocol):
 
     def on_reset(self, stream: Stream) -> None: ...
 
+    def on_headers_too_large(self, stream: Stream, size: int) -> None:
+        """The request's header list (or its trailers), `size` bytes, is over the
+        SETTINGS_MAX_HEADER_LIST_SIZE we advertised; the stream is open, unanswered."""
+
     def on_drained(self, stream: Stream) -> None:
         """Some of the stream's queued output left for the socket."""

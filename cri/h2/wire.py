@@ -10,10 +10,14 @@ import struct
 import grpc
 
 from cri.h2 import hpack
+from cri.h2.compression import ACCEPT_ENCODING
 
 CONTENT_TYPE = b"application/grpc"
-RESPONSE_HEADERS = hpack.encode([(b":status", b"200"), (b"content-type", CONTENT_TYPE),
-                                 (b"grpc-accept-encoding", b"identity")])
+# what opens every answer; a trailers-only answer carries it too (the UNIMPLEMENTED of an
+# unknown grpc-encoding must name what we accept)
+_HEAD: list[hpack.Header] = [(b":status", b"200"), (b"content-type", CONTENT_TYPE),
+                             (b"grpc-accept-encoding", ACCEPT_ENCODING)]
+RESPONSE_HEADERS = hpack.encode(_HEAD)
 PREFIX = struct.Struct(">BL")  # compressed flag, length
 Metadata = tuple[tuple[str, str | bytes], ...]
 
@@ -86,9 +90,7 @@ def _status(code: grpc.StatusCode, message: str) -> list[hpack.Header]:
 
 @functools.lru_cache(maxsize=64)
 def _plain_trailers(code: grpc.StatusCode, message: str, only: bool) -> bytes:
-    head: list[hpack.Header] = [(b":status", b"200"), (b"content-type", CONTENT_TYPE)] \
-        if only else []
-    return hpack.encode(head + _status(code, message))
+    return hpack.encode((_HEAD if only else []) + _status(code, message))
 
 
 def trailers(code: grpc.StatusCode, message: str, metadata: Metadata = (), *,
@@ -97,9 +99,8 @@ def trailers(code: grpc.StatusCode, message: str, metadata: Metadata = (), *,
     (a trailers-only answer carries :status and content-type too)."""
     if not metadata:
         return _plain_trailers(code, message, only)
-    head: list[hpack.Header] = [(b":status", b"200"), (b"content-type", CONTENT_TYPE)] \
-        if only else []
-    return hpack.encode(head + _status(code, message) + _metadata_headers(metadata))
+    return hpack.encode((_HEAD if only else []) + _status(code, message)
+                        + _metadata_headers(metadata))
 
 
 def response_headers(metadata: Metadata) -> bytes:

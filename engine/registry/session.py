@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 
 from engine.errors import InvalidArgument, NotFound, Unavailable
 from engine.registry.auth import AuthConfig, parse_challenges
-from engine.registry.errors import AuthenticationError
+from engine.registry.errors import AccessDenied, AuthenticationError
 from engine.registry.hosts import Endpoint
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Session:
             if resp.status == 404:
                 raise NotFound(f"{url}: not found")
             if resp.status == 403:
-                raise AuthenticationError(f"{url}: access denied (403): {_snippet(body)}")
+                raise AccessDenied(f"{url}: access denied (403): {_snippet(body)}")
             raise InvalidArgument(f"{url}: HTTP {resp.status}: {_snippet(body)}")
         raise Unavailable(f"{url}: giving up after {self.retries + 1} attempts ({last})")
 

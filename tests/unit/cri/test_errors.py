@@ -7,6 +7,7 @@ import pytest
 from cri.errors import MalformedRequest, Unimplemented, is_mapped, status_for
 from engine import errors
 from engine.graph.errors import DigestMismatch
+from engine.registry.errors import AccessDenied, AuthenticationError
 
 
 @pytest.mark.parametrize(("exc", "code"), [
@@ -17,6 +18,10 @@ from engine.graph.errors import DigestMismatch
     (errors.DeadlineExceeded("x"), grpc.StatusCode.DEADLINE_EXCEEDED),
     (errors.ResourceExhausted("x"), grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Unavailable("x"), grpc.StatusCode.UNAVAILABLE),
+    (errors.Unauthenticated("x"), grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied("x"), grpc.StatusCode.PERMISSION_DENIED),
+    (AuthenticationError("x"), grpc.StatusCode.UNAUTHENTICATED),  # a registry's 401
+    (AccessDenied("x"), grpc.StatusCode.PERMISSION_DENIED),  # a registry's 403
     (errors.EngineError("x"), grpc.StatusCode.INTERNAL),
     (Unimplemented("x"), grpc.StatusCode.UNIMPLEMENTED),
     (MalformedRequest("x"), grpc.StatusCode.INVALID_ARGUMENT),

@@ -227,6 +227,9 @@ class FakeRegistry:
                 if fault == "500":
                     self._send(500, b"oops")
                     return
+                if fault == "403":
+                    self._send(403, b'{"errors":[{"code":"DENIED"}]}')
+                    return
                 if not self._authorized():
                     return
                 m = re.match(r"^/v2/(.+)/(manifests|blobs)/([^/?]+)$", self.path)

@@ -11,7 +11,7 @@ from engine.graph.content import ContentStore
 from engine.graph.errors import DigestMismatch, TruncatedContent
 from engine.registry.auth import AuthConfig
 from engine.registry.client import RegistryClient
-from engine.registry.errors import AuthenticationError, PlatformNotFound
+from engine.registry.errors import AccessDenied, AuthenticationError, PlatformNotFound
 from engine.registry.hosts import parse_hosts
 from engine.registry.manifest import Platform
 from engine.registry.reference import parse
@@ -96,6 +96,15 @@ def test_401_without_challenge_is_precise() -> None:
         push_simple(reg)
         with pytest.raises(AuthenticationError, match="without a WWW-Authenticate challenge"):
             client(reg).resolve(parse(f"{reg.host}/app:v1"))
+
+
+def test_403_is_access_denied_not_a_credentials_problem() -> None:
+    for reg in running(auth="basic"):
+        push_simple(reg)
+        reg.fault("/manifests/", "403")
+        with pytest.raises(AccessDenied, match="403"):
+            client(reg).resolve(parse(f"{reg.host}/app:v1"), AuthConfig(username="u",
+                                                                       password="p"))
 
 
 def test_500_then_success(registry: FakeRegistry) -> None:

@@ -3,6 +3,7 @@ served by either server (cri.h2 or grpcio) from the same GenericRpcHandler."""
 from __future__ import annotations
 
 import dataclasses
+import socket
 import tempfile
 import threading
 import time
@@ -13,6 +14,8 @@ from typing import Any, Protocol
 
 import grpc
 
+from cri.h2 import frames
+from cri.h2.guard import DEFAULT_LIMITS, Limits
 from cri.h2.server import Server
 
 SERVICE = "test.v1.Echo"
@@ -140,14 +143,17 @@ class _Kpy:
 
 
 def serve(kind: str, *, max_concurrent: int = 1024,
-          handlers: Iterable[grpc.GenericRpcHandler[Any, Any]] = ()) -> Served:
+          handlers: Iterable[grpc.GenericRpcHandler[Any, Any]] = (),
+          limits: Limits = DEFAULT_LIMITS) -> Served:
+    """A server of `kind` on a fresh socket (`limits` are ours only)."""
     seen = Seen()
     all_handlers = [handler(seen), *handlers]
     path = Path(tempfile.mkdtemp(prefix="h2c-", dir="/tmp")) / "s.sock"
     running: Running
     if kind == "kpy":
         server = Server(all_handlers, inline={f"/{SERVICE}/Inline"}, max_workers=8,
-                        max_concurrent_rpcs=max_concurrent, max_message_bytes=MAX_MESSAGE)
+                        max_concurrent_rpcs=max_concurrent, max_message_bytes=MAX_MESSAGE,
+                        limits=limits)
         server.bind(path)
         server.start()
         running = _Kpy(server)
@@ -160,3 +166,34 @@ def serve(kind: str, *, max_concurrent: int = 1024,
         gserver.start()
         running = _Grpcio(gserver)
     return Served(kind, path, seen, running)
+
+
+# -- raw HTTP/2 on the socket ---------------------------------------------------------------
+
+def raw_socket(served: Served) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(str(served.path))
+    return sock
+
+
+def frames_until(sock: socket.socket, ftype: int) -> list[tuple[int, int, int, bytes]]:
+    """Frames read until one of `ftype` (or the connection closes)."""
+    buf = b""
+    seen: list[tuple[int, int, int, bytes]] = []
+    while True:
+        while len(buf) >= 9:
+            length, t, flags, sid = frames.parse_header(buf, 0)
+            if len(buf) < 9 + length:
+                break
+            seen.append((t, flags, sid, buf[9:9 + length]))
+            buf = buf[9 + length:]
+            if t == ftype:
+                return seen
+        try:
+            data = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            return seen
+        if not data:
+            return seen
+        buf += data

@@ -18,6 +18,7 @@ class Recorder:
         self.data: list[tuple[int, bytes, bool]] = []
         self.resets: list[int] = []
         self.drained: list[int] = []
+        self.too_large: list[tuple[int, int]] = []
 
     def on_request(self, stream: Stream, headers: list[hpack.Header],
                    end_stream: bool) -> None:
@@ -28,6 +29,9 @@ class Recorder:
 
     def on_reset(self, stream: Stream) -> None:
         self.resets.append(stream.id)
+
+    def on_headers_too_large(self, stream: Stream, size: int) -> None:
+        self.too_large.append((stream.id, size))
 
     def on_drained(self, stream: Stream) -> None:
         self.drained.append(stream.id)

@@ -39,6 +39,7 @@ def test_trailers_and_metadata() -> None:
                           only=True)
     headers = hpack.Decoder().decode(block)
     assert headers == [(b":status", b"200"), (b"content-type", b"application/grpc"),
+                       (b"grpc-accept-encoding", b"identity,deflate,gzip"),
                        (b"grpc-status", b"5"), (b"grpc-message", b"gone"), (b"x-a", b"1"),
                        (b"x-b-bin", b"AQ")]
     assert wire.invocation_metadata([(b":path", b"/x"), (b"te", b"trailers"),
