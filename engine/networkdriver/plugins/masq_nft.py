@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 
-from engine.networkdriver.plugins import ipnet, masq, nfnl, spec
+from engine.networkdriver.plugins import ipnet, masq, netlink, nfnl, spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,6 +23,11 @@ _MULTICAST = {4: (b"\xe0\0\0\0", 4), 6: (b"\xff" + bytes(15), 8)}
 _SADDR = {4: 12, 6: 8}  # offsets of the source and destination addresses in the IP header
 _DADDR = {4: 16, 6: 24}
 _available: list[bool] = []
+# (family, note) -> handles of the attachment's jump rules, as setup's batch echoed them: a
+# teardown in the same process deletes them by handle instead of dumping the base chain
+# (whose length is the node's pod count); checked before use, dropped when stale
+_JUMPS: dict[tuple[int, str], tuple[int, ...]] = {}
+_JUMPS_MAX = 4096
 _FIXED: dict[int, tuple[tuple[int, int, bytes], tuple[int, int, bytes], bytes]] = {}
 
 
@@ -62,9 +67,9 @@ def _fail(what: str, exc: Exception) -> spec.CNIError:
     return spec.CNIError(spec.ERR_FIREWALL, what, str(exc))
 
 
-def _commit(family: int, ops: list[tuple[int, int, bytes]], what: str) -> None:
+def _commit(family: int, ops: list[tuple[int, int, bytes]], what: str) -> list[nfnl.Rule]:
     try:
-        nfnl.shared().commit(family, ops, what)
+        return nfnl.shared().commit(family, ops, what)
     except OSError as exc:
         raise _fail(what, exc) from exc
 
@@ -96,13 +101,21 @@ def setup(network: str, container_id: str, addresses: Iterable[ipnet.Interface])
         for a in mine:
             jump = nfnl.match_prefix(_SADDR[family], a.ip.packed, a.max_prefixlen) + \
                 nfnl.verdict(nfnl.NFT_JUMP, chain)
-            ops.append(nfnl.rule(TABLE, POSTROUTING, jump, note))
-        _commit(family, ops, f"cannot add masquerade rules for {container_id}")
+            kind, flags, body = nfnl.rule(TABLE, POSTROUTING, jump, note)
+            ops.append((kind, flags | netlink.NLM_F_ECHO, body))
+        echoed = _commit(family, ops, f"cannot add masquerade rules for {container_id}")
+        handles = tuple(r.handle for r in echoed if r.chain == POSTROUTING and r.comment == note)
+        if len(_JUMPS) >= _JUMPS_MAX:
+            _JUMPS.clear()
+        if len(handles) == len(mine):
+            _JUMPS[(family, note)] = handles
 
 
 def _delete(family: int, chains: set[str], rules: list[nfnl.Rule], *, what: str) -> None:
     """Delete ``chains`` and the postrouting rules jumping to them, in one batch."""
     notes = {r.comment for r in rules if r.chain in chains}
+    for note in notes:
+        _JUMPS.pop((family, note), None)
     ops = [nfnl.del_rule(TABLE, POSTROUTING, r.handle) for r in rules
            if r.chain == POSTROUTING and r.comment in notes]
     ops += [nfnl.del_chain(TABLE, c) for c in sorted(chains)]
@@ -115,6 +128,8 @@ def teardown(network: str, container_id: str,
     ``addresses``, both when none are known). Idempotent."""
     chain, note = masq.chain_name(network, container_id), _note(network, container_id)
     for family in sorted({a.version for a in addresses}) or (4, 6):
+        if _teardown_known(family, chain, note):
+            continue
         jumps = [r for r in _rules(family, POSTROUTING) if r.comment == note]
         ops = [nfnl.del_rule(TABLE, POSTROUTING, r.handle) for r in jumps]
         try:
@@ -128,6 +143,26 @@ def teardown(network: str, container_id: str,
         except OSError as exc:
             if getattr(exc, "code", None) != errno.ENOENT:  # gone meanwhile: nothing to undo
                 raise _fail(f"cannot remove masquerade rules of {container_id}", exc) from exc
+
+
+def _teardown_known(family: int, chain: str, note: str) -> bool:
+    """Delete the chain and the jumps setup remembered, by handle, once each handle is seen
+    to still be our jump (a table flushed and made again reuses handles). False, having
+    changed nothing, when not remembered or not all still ours: the caller dumps instead."""
+    handles = _JUMPS.pop((family, note), None)
+    if not handles:
+        return False
+    try:
+        for handle in handles:
+            found = nfnl.shared().rule(family, TABLE, POSTROUTING, handle)
+            if found is None or found.comment != note:
+                return False
+        ops = [nfnl.del_rule(TABLE, POSTROUTING, h) for h in handles]
+        nfnl.shared().commit(family, [*ops, nfnl.del_chain(TABLE, chain)],
+                             f"cannot remove masquerade rules of {chain}")
+    except OSError:
+        return False  # the batch is all or nothing: the dump path starts from what is there
+    return True
 
 
 def check(network: str, container_id: str, addresses: Iterable[ipnet.Interface]) -> None:

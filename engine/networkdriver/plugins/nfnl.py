@@ -217,11 +217,12 @@ class Nfnl:
                 yield mtype, seq, data[offset:offset + length]
                 offset += (length + 3) & ~3
 
-    def commit(self, family: int, ops: list[tuple[int, int, bytes]], what: str) -> None:
+    def commit(self, family: int, ops: list[tuple[int, int, bytes]], what: str) -> list[Rule]:
         """Apply ``ops`` (from table(), chain(), rule(), ...) in one batch: all or nothing.
-        NetlinkError carries the first failure's errno."""
+        NetlinkError carries the first failure's errno. The rules the kernel echoes back
+        (ops flagged NLM_F_ECHO: the new rule with its handle), in the order of ``ops``."""
         if not ops:
-            return
+            return []
         with self._lock:
             nfproto = NFPROTO[family]
             _, begin = self._msg(NFNL_MSG_BATCH_BEGIN, 0, 0, b"", subsys=False,
@@ -235,17 +236,23 @@ class Nfnl:
                                res_id=NFNL_SUBSYS_NFTABLES)
             parts.append(end)
             self._sock.send(b"".join(parts))
-            first_error, acked = 0, set()
+            first_error, acked, echoed = 0, set(), {}
+            wanted = set(seqs)
             for mtype, seq, msg in self._replies(block=False):
-                if mtype == netlink.NLMSG_ERROR and seq in seqs:
+                if seq not in wanted:
+                    continue
+                if mtype == netlink.NLMSG_ERROR:
                     (code,) = struct.unpack_from("=i", msg, 16)
                     acked.add(seq)
                     if code and not first_error:
                         first_error = -code
+                elif mtype == NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWRULE:
+                    echoed[seq] = _decode_rule(msg)
             if first_error:
                 raise netlink.NetlinkError(first_error, what)
             if len(acked) != len(seqs):  # the kernel always answers a batch within send()
                 raise netlink.NetlinkError(errno.EPROTO, f"{what}: batch not acknowledged")
+            return [echoed[seq] for seq in seqs if seq in echoed]
 
     def rules(self, family: int, table_name: str, chain_name: str = "") -> list[Rule]:
         """The rules of ``table_name`` (of ``chain_name`` only, when given); [] if missing."""
@@ -268,6 +275,26 @@ class Nfnl:
                     raise netlink.NetlinkError(-code, f"list rules of {table_name}")
                 out.append(_decode_rule(msg))
             raise netlink.NetlinkError(errno.EPROTO, f"list rules of {table_name}")  # unreachable
+
+    def rule(self, family: int, table_name: str, chain_name: str, handle: int) -> Rule | None:
+        """The rule ``handle`` of ``chain_name`` (a get, not a dump); None if it is gone."""
+        body = (strz(NFTA_RULE_TABLE, table_name) + strz(NFTA_RULE_CHAIN, chain_name)
+                + attr(NFTA_RULE_HANDLE, _BE64.pack(handle)))
+        with self._lock:
+            seq, raw = self._msg(NFT_MSG_GETRULE, netlink.NLM_F_ACK, NFPROTO[family], body)
+            self._sock.send(raw)
+            found = None
+            for mtype, mseq, msg in self._replies(block=True):
+                if mseq != seq:
+                    continue
+                if mtype != netlink.NLMSG_ERROR:
+                    found = _decode_rule(msg)
+                    continue
+                (code,) = struct.unpack_from("=i", msg, 16)
+                if code in (0, -errno.ENOENT):
+                    return found if not code else None
+                raise netlink.NetlinkError(-code, f"get rule {handle} of {chain_name}")
+            return found
 
     def has_chain(self, family: int, table_name: str, chain_name: str) -> bool:
         body = strz(NFTA_CHAIN_TABLE, table_name) + strz(NFTA_CHAIN_NAME, chain_name)
