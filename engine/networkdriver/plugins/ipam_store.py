@@ -16,7 +16,7 @@ from engine.networkdriver.plugins.ipam_config import IPAddress
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
 LINE_BREAK = "\r\n"
 LAST_IP_PREFIX = "last_reserved_ip."
@@ -89,42 +89,66 @@ class DiskStore:
         except (FileNotFoundError, ValueError):
             return None
 
+    def _files(self) -> Iterator[tuple[str, str]]:
+        """(name, stripped content) of each file but the lock and the last_reserved_ip.N
+        ones. Opened relative to the directory's fd (one path component to resolve per file,
+        not the whole path) and read with one read: the scan runs on every ADD and DEL."""
+        try:
+            dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            for name in os.listdir(dfd):
+                if name == LOCK_NAME or name.startswith(LAST_IP_PREFIX):
+                    continue
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)
+                except FileNotFoundError:
+                    continue
+                try:
+                    data = os.read(fd, 4096)
+                    if len(data) == 4096:
+                        data += _read_all(fd)
+                except IsADirectoryError:
+                    continue
+                finally:
+                    os.close(fd)
+                yield name, data.decode("utf-8", "replace").strip()
+        finally:
+            os.close(dfd)
+
     def reservations(self) -> dict[IPAddress, str]:
         """Every reserved address and its file's (stripped) content."""
         out: dict[IPAddress, str] = {}
-        try:
-            names = os.listdir(self.dir)
-        except FileNotFoundError:
-            return out
-        for name in names:
+        for name, owner in self._files():
             try:
-                ip = ipnet.ip_address(name)
+                out[ipnet.ip_address(name)] = owner
             except ValueError:
-                continue  # lock, last_reserved_ip.N, anything else
-            try:
-                fd = os.open(os.path.join(self.dir, name), os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                out[ip] = _read_all(fd).decode("utf-8", "replace").strip()
-            except IsADirectoryError:
-                continue
-            finally:
-                os.close(fd)
+                continue  # anything else in the directory
+        return out
+
+    def _held_by(self, *owners: str) -> dict[str, list[IPAddress]]:
+        """The addresses whose file holds one of ``owners``, by owner (an address is parsed
+        only for the files that match)."""
+        out: dict[str, list[IPAddress]] = {o: [] for o in owners}
+        for name, owner in self._files():
+            if owner in out:
+                try:
+                    out[owner].append(ipnet.ip_address(name))
+                except ValueError:
+                    continue
         return out
 
     def ips_of(self, container_id: str, ifname: str) -> list[IPAddress]:
         key, legacy = _key(container_id, ifname), container_id.strip()
-        return [ip for ip, owner in self.reservations().items() if owner in (key, legacy)]
+        held = self._held_by(key, legacy)
+        return held[key] + (held[legacy] if legacy != key else [])
 
     def release(self, container_id: str, ifname: str) -> list[IPAddress]:
         """Release by container ID and interface; files of the ID-only format match the ID."""
         key, legacy = _key(container_id, ifname), container_id.strip()
-        held = self.reservations()
-        mine = [ip for ip, owner in held.items() if owner == key]
-        if not mine:
-            mine = [ip for ip, owner in held.items() if owner == legacy]
-        return self._remove(mine)
+        held = self._held_by(key, legacy)
+        return self._remove(held[key] or held[legacy])
 
     def gc(self, valid: Iterable[tuple[str, str]]) -> list[IPAddress]:
         """Release every address that no valid (containerID, ifname) attachment holds."""
