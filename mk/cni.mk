@@ -3,7 +3,7 @@
 # executables there that hand each invocation to the resident CNI agent (started on demand
 # by the first of them, exits when idle; engine/networkdriver/plugins/agent.py) and run the
 # plugin module themselves when no agent can serve them.
-.PHONY: cni-plugins cni-config cni-uninstall cni-agent-status cni-agent-stop test-cni bench-cni bench-cni-netlink
+.PHONY: cni-plugins cni-config cni-uninstall cni-agent-status cni-agent-stop test-cni bench-cni bench-cni-netlink bench-cni-attached
 
 CNI_BIN_DIR ?= /opt/kubelet-py/cni/bin
 # the wrappers' interpreter: auto = the fastest-starting python of the venv's version
@@ -47,3 +47,6 @@ bench-cni: venv ## ADD+DEL latency and 200 concurrent pods, ours vs the referenc
 
 bench-cni-netlink: venv ## one pod's netlink work and the import: pyroute2 vs our rtnetlink
 	@$(PY) -m bench.cni.netlink_cost $(BENCH_ARGS)
+
+bench-cni-attached: venv ## ADD+DEL per pod with 110 pods attached, ours vs the reference plugins
+	@$(PY) -m bench.cni.attached $(BENCH_ARGS)

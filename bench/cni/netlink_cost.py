@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 from bench.report import Series, record
 from engine.networkdriver.plugins import ipnet, netlink
@@ -142,7 +143,7 @@ def main() -> None:
             pair = [("ours", ours), ("pyroute2", pyroute2)]
             for j, (label, fn) in enumerate(pair if i % 2 else pair[::-1]):
                 fd = fds[2 * i + j]
-                series[label].append(timed(lambda fn=fn, fd=fd, i=i: fn(bridge, fd, i)))
+                series[label].append(timed(partial(fn, bridge, fd, i)))
         for fd in fds:
             os.close(fd)
     finally:
