@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,11 +117,7 @@ def node(local_registry: LocalRegistry,
         proc = subprocess.Popen([str(tools / "containerd"), "--config", str(config)],
                                 stdout=subprocess.DEVNULL, stderr=log_file, env=env)
     try:
-        deadline = time.monotonic() + 30
-        while not socket.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, (
-                f"containerd did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
+        harness.wait_ready(instance, proc, tools=tools)
         yield Node(instance=instance, tools=tools, network=network,
                    subnet=ipaddress.ip_network(subnet), data_dir=data_dir, workdir=root,
                    agent_socket=sock)

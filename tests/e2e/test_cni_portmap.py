@@ -29,7 +29,7 @@ def serve_once(netns: str, port: int, started: list[subprocess.Popen[bytes]]
     assert proc.stdin is not None
     proc.stdin.write(b"hello\n")
     proc.stdin.close()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while f":{port:04X}" not in helpers.ns_exec(netns, "cat", "/proc/net/tcp",
                                                  "/proc/net/tcp6").stdout:
         assert time.monotonic() < deadline, "the pod's listener did not come up"

@@ -56,12 +56,40 @@ def ok(out: subprocess.CompletedProcess[str]) -> str:
     return out.stdout.strip()
 
 
+def _until_watched(daemon: Engined, events: list[dict[str, object]],
+                   watcher: subprocess.Popen[str]) -> None:
+    """Until the watcher gets events: it subscribes a while after it starts, and an event
+    before that is not for it. A probe pod made and removed until one of its shows."""
+    deadline = time.monotonic() + 60
+    while True:
+        probe = ok(crictl(daemon, "runp", str(_probe_config(daemon))))
+        ok(crictl(daemon, "stopp", probe))
+        ok(crictl(daemon, "rmp", probe))
+        wait_until = time.monotonic() + 1
+        while time.monotonic() < wait_until:
+            if any(e.get("containerId") == probe for e in list(events)):
+                return
+            time.sleep(0.05)
+        assert watcher.poll() is None, "crictl events exited"
+        assert time.monotonic() < deadline, "crictl events got no event within 60 s"
+
+
+def _probe_config(daemon: Engined) -> Path:
+    path = daemon.workdir / "probe-pod.json"
+    ns = {"network": NODE, "pid": CONTAINER_NS}
+    path.write_text(json.dumps({
+        "metadata": {"name": "probe", "namespace": "e2e", "uid": "uid-probe"},
+        "log_directory": str(daemon.workdir / "logs"),
+        "linux": {"security_context": {"namespace_options": ns}}}))
+    return path
+
+
 def test_pod_lifecycle(daemon: Engined) -> None:
     events: list[dict[str, object]] = []
+    crictl(daemon, "version")  # writes crictl.yaml before the watcher reads it
     watcher = subprocess.Popen(
         [str(need_tool("crictl")), "--config", str(daemon.workdir / "crictl.yaml"), "events",
          "-o", "json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    crictl(daemon, "version")  # writes crictl.yaml before the watcher reads it
 
     def collect() -> None:
         assert watcher.stdout is not None
@@ -74,6 +102,7 @@ def test_pod_lifecycle(daemon: Engined) -> None:
 
     threading.Thread(target=collect, daemon=True).start()
     try:
+        _until_watched(daemon, events, watcher)
         ok(crictl(daemon, "pull", BUSYBOX))
         pod_file, ctr_file = write_configs(
             daemon, ["/bin/sh", "-c", "echo started; exec sleep 300"])
@@ -116,7 +145,7 @@ def test_pod_lifecycle(daemon: Engined) -> None:
         ok(crictl(daemon, "stopp", pod))
         ok(crictl(daemon, "rmp", pod))
         assert json.loads(ok(crictl(daemon, "pods", "-o", "json")))["items"] == []
-        deadline = time.monotonic() + 10  # the last event may still be on its way
+        deadline = time.monotonic() + 60  # the last event may still be on its way
         while time.monotonic() < deadline and not any(
                 e.get("containerId") == pod
                 and e["containerEventType"] == "CONTAINER_DELETED_EVENT" for e in events):
@@ -140,10 +169,10 @@ def test_a_container_that_exits_on_its_own_is_reported(daemon: Engined) -> None:
     pod = ok(crictl(daemon, "runp", str(pod_file)))
     cid = ok(crictl(daemon, "create", pod, str(ctr_file), str(pod_file)))
     ok(crictl(daemon, "start", cid))
-    for _ in range(100):
-        status = json.loads(ok(crictl(daemon, "inspect", cid)))["status"]
-        if status["state"] == "CONTAINER_EXITED":
-            break
+    deadline = time.monotonic() + 60
+    while (status := json.loads(ok(crictl(daemon, "inspect", cid)))["status"])[
+            "state"] != "CONTAINER_EXITED" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert status["state"] == "CONTAINER_EXITED"
     assert status["exitCode"] == 7
     assert status["reason"] == "Error"
@@ -181,7 +210,7 @@ def tty_shell(daemon: Engined, cid: str, *, rows: int, cols: int,
     os.close(slave)
     seen = b""
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         typed = False
         size = f"{rows} {cols}".encode()
         while b"tty42" not in seen or size not in seen:
@@ -190,7 +219,12 @@ def tty_shell(daemon: Engined, cid: str, *, rows: int, cols: int,
             if ready:
                 seen += os.read(master, 4096)
             if not typed and b"# " in seen:
-                os.write(master, b"test -t 0 && echo tty$((6*7)); stty size\n")
+                # the size travels on its own stream and may land a moment after the
+                # shell started: asked until it shows (30 s at most), then printed (the
+                # echoed line never spells the size itself)
+                os.write(master, b"test -t 0 && echo tty$((6*7)); i=0; until [ "
+                         b'"$(stty size)" = "$((%d + 0)) $((%d + 0))" ] || [ $i -ge 600 ];'
+                         b" do sleep 0.05; i=$((i + 1)); done; stty size\n" % (rows, cols))
                 typed = True
         yield proc, master, seen
     finally:
@@ -229,7 +263,7 @@ def test_port_forward_into_a_host_network_pod(daemon: Engined, transport: str) -
                                     "--transport", transport, pod, f"{local}:{remote}"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60
             while True:
                 try:
                     conn = socket.create_connection(("127.0.0.1", local), timeout=10)
@@ -257,13 +291,13 @@ def test_a_disconnected_exec_client_leaves_no_command_behind(daemon: Engined,
     def sleepers() -> int:
         return ok(crictl(daemon, "exec", "-s", cid, "ps", "-o", "args")).count("sleep 271")
 
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while sleepers() == 0:
         assert time.monotonic() < deadline, "the exec never started"
         time.sleep(0.2)
     client.kill()  # the connection drops without any goodbye
     client.wait()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while sleepers():
         assert time.monotonic() < deadline, "the exec'd command outlived its client"
         time.sleep(0.2)

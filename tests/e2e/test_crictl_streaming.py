@@ -121,7 +121,7 @@ def test_crictl_port_forward(env: Env, transport: str) -> None:
                              f"{local}:80"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while True:
             try:
                 conn = socket.create_connection(("127.0.0.1", local), timeout=5)

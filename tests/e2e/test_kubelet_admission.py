@@ -42,7 +42,7 @@ def small(control_plane: ControlPlane, runtime: Any,  # noqa: F811
              extra=("--max-pods", str(MAX_PODS)))
     try:
         control_plane.kubectl("create", "namespace", n.namespace)
-        wait(lambda: _ready(n.get("node", n.name)), "node Ready", timeout=30)
+        wait(lambda: _ready(n.get("node", n.name)), "node Ready", timeout=60)
         yield n
     finally:
         control_plane.kubectl("delete", "namespace", n.namespace, "--wait=false", check=False)
@@ -61,7 +61,7 @@ def _rejected(node: Node, name: str, reason: str) -> dict[str, Any]:
     assert status["reason"] == reason, status
     assert status["message"].startswith("Pod was rejected: "), status
     wait(lambda: any(e["reason"] == reason for e in _events(node, name)),
-         f"a {reason} event", timeout=20)
+         f"a {reason} event", timeout=60)
     return dict(status)
 
 
@@ -132,9 +132,10 @@ def test_runtime_class_gone_before_the_pod_reaches_the_node(small: Node) -> None
     small.cluster.kubectl("create", "-f", "-", stdin=json.dumps(binding))
     want = f'Failed to create pod sandbox: runtimeclasses.node.k8s.io "{rc}" not found'
     wait(lambda: any(e["reason"] == "FailedCreatePodSandBox" and e["message"] == want
-                     for e in _events(small, "rc-gone")), "FailedCreatePodSandBox", timeout=30)
-    assert _state(small.pod("rc-gone")).get("state", {}).get("waiting", {}).get("reason") \
-        == "ContainerCreating"
+                     for e in _events(small, "rc-gone")), "FailedCreatePodSandBox", timeout=60)
+    # the event and the status are posted apart, in no fixed order
+    wait(lambda: _state(small.pod("rc-gone")).get("state", {}).get("waiting", {}).get(
+        "reason") == "ContainerCreating", "the ContainerCreating status", timeout=60)
     _delete(small, "rc-gone")
 
 
@@ -160,7 +161,7 @@ def test_no_execute_taint_not_tolerated(small: Node) -> None:
             "didn't tolerate"
         wait(lambda: any(e["reason"] == "TaintToleration" and e["message"] == message
                          for e in _events(small, "untolerated")), "TaintToleration event",
-             timeout=30)
+             timeout=60)
         pod = small.pod("untolerated")
         if pod is not None and (pod.get("status") or {}).get("phase") == "Failed":
             assert pod["status"]["reason"] == "TaintToleration"

@@ -115,7 +115,7 @@ def test_join_registers_node_and_renews_lease(control_plane: ControlPlane,
         assert lease["metadata"]["ownerReferences"][0]["uid"] == node["metadata"]["uid"]
         first = lease["spec"]["renewTime"]
         wait(lambda: _get(control_plane, "lease", node_name, "-n", "kube-node-lease")
-             ["spec"]["renewTime"] != first, "lease renewal", timeout=15)
+             ["spec"]["renewTime"] != first, "lease renewal", timeout=30)
         # The same identity authenticates as the node with the written kubeconfig.
         who = subprocess.run([str(control_plane.tools / "kubectl"), f"--kubeconfig={kubeconfig}",
                               "auth", "whoami", "-o", "json"], capture_output=True, text=True,
@@ -158,7 +158,7 @@ def test_restart_reuses_kubeconfig(control_plane: ControlPlane,
         # `_get` answers None when one kubectl call fails (a busy machine): poll on.
         wait(lambda: (got := _get(control_plane, "lease", node_name, "-n", "kube-node-lease"))
              and got["spec"]["renewTime"] != lease["spec"]["renewTime"], "lease renewal",
-             timeout=15)
+             timeout=30)
         assert (tmp_path / "pki" / "kubelet-client-current.pem").resolve() == pem
     finally:
         again.stop()
@@ -210,10 +210,10 @@ def test_serving_certificate_from_approved_csr(control_plane: ControlPlane,
                     return str(csr["metadata"]["name"])
             return None
 
-        name = wait(serving_csr, "kubelet-serving CSR", timeout=30)
+        name = wait(serving_csr, "kubelet-serving CSR", timeout=60)
         control_plane.kubectl("certificate", "approve", name)
         current = tmp_path / "pki" / "kubelet-server-current.pem"
-        wait(current.exists, "serving certificate written", timeout=30)
+        wait(current.exists, "serving certificate written", timeout=60)
         from cryptography import x509
 
         cert = x509.load_pem_x509_certificates(current.read_bytes())[0]
@@ -228,7 +228,7 @@ def test_serving_certificate_from_approved_csr(control_plane: ControlPlane,
             with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
                     ctx.wrap_socket(raw) as tls:
                 return tls.getpeercert() is not None
-        wait(lambda: _try(served), "TLS with the CA-signed serving certificate", timeout=10)
+        wait(lambda: _try(served), "TLS with the CA-signed serving certificate", timeout=60)
     finally:
         kubelet.stop()
 

@@ -63,8 +63,8 @@ def test_static_pods_without_api_server(runtime: tuple[str, Path], tmp_path: Pat
         assert labels["io.kubernetes.pod.name"] == "solo-standalone"
         assert labels["io.kubernetes.pod.namespace"] == "default"
         log = wait(lambda: next((tmp_path / "logs").glob("default_solo-standalone_*/solo/0.log"),
-                                None), "log file", timeout=10)
-        wait(lambda: "first" in log.read_text(), "first line", timeout=10)
+                                None), "log file", timeout=60)
+        wait(lambda: "first" in log.read_text(), "first line", timeout=60)
         # An edit is a new pod (new UID): the old one goes, the new one runs.
         (manifests / "solo.yaml").write_text(json.dumps(manifest("echo second; sleep 3600")))
         old_uid = labels["io.kubernetes.pod.uid"]

@@ -85,7 +85,14 @@ def _exec(kn: Node, name: str, *cmd: str) -> str:
 
 
 def _host_ids(marker: int) -> tuple[list[int], list[int]]:
-    """Uid and Gid lines (real, effective, saved, fs) of the host process `sleep <marker>`."""
+    """Uid and Gid lines (real, effective, saved, fs) of the host process `sleep <marker>`
+    (a running container's init may exec it a moment after the runtime said it started)."""
+    found: tuple[list[int], list[int]] = wait(
+        lambda: _find_host_ids(marker), f"a host process `sleep {marker}`", timeout=60)
+    return found
+
+
+def _find_host_ids(marker: int) -> tuple[list[int], list[int]] | None:
     want = f"sleep\0{marker}\0".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -98,7 +105,7 @@ def _host_ids(marker: int) -> tuple[list[int], list[int]]:
             continue
         fields = {k: v.split() for k, _, v in (line.partition(":") for line in lines)}
         return [int(x) for x in fields["Uid"]], [int(x) for x in fields["Gid"]]
-    raise AssertionError(f"no host process `sleep {marker}`")
+    return None
 
 
 def _delete(kn: Node, *names: str) -> None:
@@ -212,8 +219,9 @@ def test_host_users_false_with_an_unsupported_handler(node: Node) -> None:  # no
             "Failed to create pod sandbox: can't set `spec.hostUsers: false`, RuntimeClass "
             "handler \"no-such-handler\" does not support user namespaces: the handler "
             "\"no-such-handler\" is not known")
-        waiting = _state(node.pod("userns-rc"))["state"]["waiting"]
-        assert waiting["reason"] == "ContainerCreating"
+        # the event and the status are posted apart, in no fixed order
+        wait(lambda: _state(node.pod("userns-rc")).get("state", {}).get("waiting", {}).get(
+            "reason") == "ContainerCreating", "the ContainerCreating status", timeout=60)
         uid = node.pod("userns-rc")["metadata"]["uid"]
         assert not (node.root / "pods" / uid / "userns").exists()
     finally:

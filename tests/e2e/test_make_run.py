@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -37,6 +38,20 @@ def _ours(run_dir: Path) -> list[str]:
     return found
 
 
+def _get_until_served(url: str, *, timeout: float = 60) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                body: bytes = resp.read()
+                return body
+        except urllib.error.HTTPError:
+            raise  # it answered: no reason to ask again
+        except OSError as exc:  # refused until the server listens
+            assert time.monotonic() < deadline, f"{url} not served within {timeout:.0f} s: {exc}"
+            time.sleep(0.2)
+
+
 def test_make_run_runs_the_static_pods_and_run_down_stops_everything(tmp_path: Path) -> None:
     crictl = need_tool("crictl")
     run_dir = tmp_path / "run"
@@ -62,8 +77,8 @@ def test_make_run_runs_the_static_pods_and_run_down_stops_everything(tmp_path: P
         assert pod["status"]["metadata"]["name"] == f"web-{node}"
         ip = pod["status"]["network"]["ip"]
         assert ip.startswith("10.88.0."), ip  # our IPAM, from make run's pod CIDR
-        with urllib.request.urlopen(f"http://{ip}:8080/passwd", timeout=10) as resp:
-            assert b"root:" in resp.read()  # the httpd container serves /etc
+        # a running container is not yet a listening httpd: asked until it answers
+        assert b"root:" in _get_until_served(f"http://{ip}:8080/passwd")  # it serves /etc
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:

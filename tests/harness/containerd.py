@@ -136,13 +136,26 @@ def start(directory: Path, registry: LocalRegistry, *, tools: Path) -> tuple[
                             stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=env)
     instance = Containerd(endpoint=f"unix://{socket}", root=directory, bridge=bridge,
                           subnet=subnet, log=log)
-    deadline = time.monotonic() + 30
-    while not socket.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(instance, proc)
-            raise AssertionError(f"containerd did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
+    try:
+        wait_ready(instance, proc, tools=tools)
+    except AssertionError:
+        stop(instance, proc)
+        raise
     return instance, proc
+
+
+def wait_ready(instance: Containerd, proc: subprocess.Popen[bytes], *, tools: Path,
+               timeout: float = 60) -> None:
+    """Until its CRI answers: the socket exists a while before the CRI plugin is
+    initialized ("server is not initialized yet")."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if instance.socket.exists() and _crictl(tools, instance, "info").returncode == 0:
+            return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"containerd did not start within {timeout:.0f} s:\n"
+                                 f"{instance.log.read_text()[-3000:]}")
+        time.sleep(0.1)
 
 
 def _crictl(tools: Path, instance: Containerd, *args: str) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,17 @@ import grpc
 
 from cri.api import runtime_pb2 as pb
 from cri.api import runtime_pb2_grpc as pb_grpc
+
+
+def _accepts(path: Path) -> bool:
+    """Something listens on the unix socket at `path`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(10)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 @dataclasses.dataclass
@@ -81,11 +93,21 @@ class Engined:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
-        while not self.sock.exists():
+        # the socket's file appears at bind(), a moment before it listens: wait until a
+        # connection is taken, then until the CRI answers
+        while not _accepts(self.sock):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"engined did not start; the end of {self.log}:\n"
                                    + self.log.read_text()[-3000:])
             time.sleep(0.05)
+        with grpc.insecure_channel(self.endpoint) as channel:
+            rt = pb_grpc.RuntimeServiceStub(channel)  # type: ignore[no-untyped-call]
+            try:
+                rt.Version(pb.VersionRequest(), wait_for_ready=True,
+                           timeout=max(1.0, deadline - time.monotonic()))
+            except grpc.RpcError as exc:
+                raise RuntimeError(f"engined does not answer: {exc}; the end of {self.log}:\n"
+                                   + self.log.read_text()[-3000:]) from exc
 
     def remove_all_pods(self, timeout: float = 60.0) -> None:
         """Stop and remove every pod sandbox (its containers, monitor and network)."""

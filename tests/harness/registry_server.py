@@ -95,7 +95,7 @@ def _clean_env() -> dict[str, str]:
 
 
 def start(directory: Path, *, name: str, tls: TlsMaterial | None = None,
-          attempts: int = 5, timeout: float = 20.0) -> Instance:
+          attempts: int = 5, timeout: float = 60.0) -> Instance:
     """Start one registry in `directory` and wait until `GET /v2/` answers."""
     binary = registry_binary()
     directory.mkdir(parents=True, exist_ok=True)

@@ -65,8 +65,12 @@ def take_lock(path: Path, fd: int | None) -> int:
             os.close(fd)
             raise FailedPrecondition(f"an agent already holds {path}") from None
     os.set_inheritable(fd, False)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    mine = f"{os.getpid()}\n".encode()
+    # the starting shim wrote our pid already: rewriting it would leave running_pid() an
+    # empty file to read for a moment
+    if os.pread(fd, 32, 0) != mine:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, mine, 0)
     return fd
 
 
@@ -113,17 +117,26 @@ class Agent:
         self._listener = self._bind()
 
     def _bind(self) -> socket.socket:
-        # a socket left by an agent that died: the lock is ours, so no one serves it
-        self.path.unlink(missing_ok=True)
+        """Bound and listening under a temporary name, then renamed into place: the path
+        never names a socket that refuses connections (a shim would fall back), and it
+        replaces one left by an agent that died (the lock is ours, so no one serves it)."""
+        temporary = self.path.with_name(f".{os.getpid()}")  # short: sun_path is 108 bytes
+        temporary.unlink(missing_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        old = os.umask(0o177)
         try:
-            sock.bind(str(self.path))
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
-        self._ino = self.path.stat().st_ino
-        sock.listen(min(socket.SOMAXCONN, 1024))
+            old = os.umask(0o177)
+            try:
+                sock.bind(str(temporary))
+            finally:
+                os.umask(old)
+            os.chmod(temporary, 0o600)
+            sock.listen(min(socket.SOMAXCONN, 1024))
+            self._ino = temporary.stat().st_ino
+            os.rename(temporary, self.path)
+        except BaseException:
+            sock.close()
+            temporary.unlink(missing_ok=True)
+            raise
         sock.settimeout(self.poll)
         return sock
 

@@ -73,7 +73,7 @@ def test_pod_and_container_tree_attach_stats_kill_remove(v2: CgroupV2, base: str
         assert v2.procs(pod) == []
         with open(f"/proc/{busy.pid}/cgroup") as f:
             assert f"0::/{ctr}\n" in f.read()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while (stats := v2.stats(ctr)).cpu_usage_ns < 50_000_000:  # 50 ms of CPU
             assert time.monotonic() < deadline, stats
             time.sleep(0.05)
@@ -82,7 +82,7 @@ def test_pod_and_container_tree_attach_stats_kill_remove(v2: CgroupV2, base: str
             (0, 0, 0, 0)
         assert v2.stats(pod).cpu_usage_ns >= stats.cpu_usage_ns  # usage rolls up
         v2.destroy(ctr)  # cgroup.kill, then rmdir
-        assert busy.wait(timeout=10) == -9
+        assert busy.wait(timeout=60) == -9
         assert not d.exists() and v2.exists(pod)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -100,7 +100,7 @@ def test_destroy_kills_a_whole_subtree(v2: CgroupV2, base: str) -> None:
         v2.join(f"{base}/pod/a", sleepers[0].pid)
         v2.join(f"{base}/pod/b", sleepers[1].pid)
         v2.destroy(f"{base}/pod")
-        assert [p.wait(timeout=10) for p in sleepers] == [-9, -9]
+        assert [p.wait(timeout=60) for p in sleepers] == [-9, -9]
         assert not (v2.root / base / "pod").exists()
     finally:
         for p in sleepers:

@@ -32,7 +32,7 @@ def handler(request: pytest.FixtureRequest) -> str:
 
 
 def _read_until(session: ExecSession, pattern: bytes, *, seen: bytearray) -> None:
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while not re.search(pattern, bytes(seen)):
         assert time.monotonic() < deadline, bytes(seen)
         if select.select([session.stdout], [], [], 0.5)[0]:
@@ -58,7 +58,7 @@ def test_exec_tty_is_the_containers_own_terminal(runtime: Runtime, rootfs: Path,
         _read_until(session, rb"# ", seen=seen)  # the shell is up
         os.write(session.stdin, b"tty; test -c $(tty) && echo DEV-$((40 + 2)); exit 3\n")
         _read_until(session, rb"DEV-42|not a tty", seen=seen)
-        assert session.wait(timeout=15) == 3
+        assert session.wait(timeout=30) == 3
     finally:
         session.close()
     out = bytes(seen).decode(errors="replace")
@@ -79,10 +79,14 @@ def test_exec_tty_follows_a_resize_made_while_running(runtime: Runtime, rootfs: 
     try:
         _read_until(session, rb"# ", seen=seen)
         session.resize(width=93, height=27)
-        time.sleep(0.2)  # the helper (native) or runc relays it with SIGWINCH
-        os.write(session.stdin, b"stty size; exit 3\n")
+        # the helper (native) or runc relays it with SIGWINCH, a moment later: the shell
+        # asks until it shows (30 s at most), then prints it (the typed line, echoed,
+        # never spells the size itself)
+        os.write(session.stdin, b'i=0; until [ "$(stty size)" = "$((20 + 7)) $((90 + 3))" ]'
+                                b' || [ $i -ge 600 ]; do sleep 0.05; i=$((i + 1)); done;'
+                                b' stty size; exit 3\n')
         _read_until(session, rb"27 93", seen=seen)
-        assert session.wait(timeout=15) == 3
+        assert session.wait(timeout=30) == 3
     finally:
         session.close()
     assert b"27 93" in seen

@@ -53,7 +53,12 @@ def test_busybox_keeps_working(runtime: Runtime, rootfs: Path, handler: str) -> 
         "ping -c 1 -W 2 127.0.0.1 > /dev/null", "linux32 true", "linux64 true",
         "renice -n 1 $$ > /dev/null", "ionice -c 2 -n 3 true", "taskset -p $$ > /dev/null",
         "nproc > /dev/null", "sleep 0.01 & wait", "(echo sub) | cat", "timeout 5 true",
-        "nc -l -p 9999 -w 2 > /tmp/nc & sleep 0.3; echo hi | nc -w 1 127.0.0.1 9999; wait",
+        # busybox nc half-closes once its stdin ends, and a client then quits, maybe before
+        # it sent: the listener's stdin is a FIFO this shell keeps open; the client tries
+        # until the listener listens (30 s at most), not after a guessed sleep
+        "mkfifo /tmp/nc-in && exec 3<>/tmp/nc-in",
+        "nc -l -p 9999 -w 30 <&3 > /tmp/nc & i=0; until echo hi | nc -w 1 127.0.0.1 9999 || "
+        "[ $i -ge 300 ]; do sleep 0.1; i=$((i + 1)); done; wait", "exec 3>&-",
         "grep -q hi /tmp/nc", "stat / > /dev/null", "df / > /dev/null", "echo all-ok",
     ])
     state, out = run_to_exit(runtime, sid, rootfs, script)

@@ -66,7 +66,7 @@ def kill_autostarted(sock: Path) -> None:
     pid = agent.running_pid(str(sock))
     if pid is not None:
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while agent.running_pid(str(sock)) == pid and time.monotonic() < deadline:
             time.sleep(0.02)
 

@@ -50,7 +50,7 @@ def ns_exec(netns: str, *argv: str, timeout: float = 10) -> subprocess.Completed
 def ping(src_netns: str | None, dst: str) -> bool:
     argv = ["busybox", "ping", "-c", "1", "-W", "2", dst]
     proc = ns_exec(src_netns, *argv) if src_netns else subprocess.run(
-        argv, capture_output=True, text=True, timeout=10, check=False)
+        argv, capture_output=True, text=True, timeout=60, check=False)
     return proc.returncode == 0
 
 

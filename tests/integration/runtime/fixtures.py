@@ -68,7 +68,7 @@ def runtime_env(tmp_path: Path) -> Iterator[tuple[RuntimeOptions, list[Runtime]]
         cgroups.destroy(cgroup_root)
     assert mounts_under(options.run_root) == []  # nothing leaked: no ns, shm, rootfs mounts
     stop_zygote(options.run_root)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while (users := processes_using(options.run_root)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert users == [], users  # no monitor (cwd, monitor.log), no zygote (zygote.log)

@@ -25,7 +25,7 @@ class Meeting(Recording):
 
     def __init__(self) -> None:
         super().__init__()
-        self.barrier = threading.Barrier(2, timeout=30)
+        self.barrier = threading.Barrier(2, timeout=60)
 
     def setup(self, request: PodNetworkRequest) -> PodNetworkResult:
         self.barrier.wait()  # BrokenBarrierError if the other run could not get here

@@ -106,7 +106,7 @@ def test_kill9_monitor_reports_exit_and_leaks_nothing(runtime: Runtime, rootfs: 
     sandbox_dir = runtime.ctx.store.sandbox_dir(sid)
     monitor = int((sandbox_dir / P.PIDFILE).read_text())
     os.kill(monitor, signal.SIGKILL)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while (_alive(monitor) or _alive(pid)) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not _alive(pid)  # the container died with its monitor (PDEATHSIG), on its own
@@ -115,7 +115,7 @@ def test_kill9_monitor_reports_exit_and_leaks_nothing(runtime: Runtime, rootfs: 
     # The read answers at once; the cgroup's kill and removal finish on a thread
     # (engine/runtime/reaping.py) and every read meanwhile, and after, says the same.
     cgroup = runtime.container_status(cid).record.spec.cgroup_path
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while runtime.ctx.cgroups.exists(cgroup) and time.monotonic() < deadline:
         assert runtime.container_status(cid).state == state
         time.sleep(0.02)

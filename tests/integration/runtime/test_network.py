@@ -56,7 +56,7 @@ def test_pod_gets_an_address_and_serves_on_it(
     cid = rt.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
                               image=ImageConfig())
     rt.start_container(cid)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while True:
         try:
             with socket.create_connection((ip, 8080), timeout=2) as conn:
@@ -65,7 +65,7 @@ def test_pod_gets_an_address_and_serves_on_it(
         except OSError:
             assert time.monotonic() < deadline
             time.sleep(0.1)
-    rt.wait_container(cid, timeout=10)
+    rt.wait_container(cid, timeout=60)
     assert log_text(rt, cid).splitlines() == [f"{ip}\ttestpod", "over-the-bridge"]
     rt.remove_sandbox(sid)  # CNI DEL runs; the address goes back to the pool
     sid2 = rt.run_sandbox(sandbox_config("native"))

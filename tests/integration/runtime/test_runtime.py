@@ -79,7 +79,7 @@ def test_exec_stream_pipes(runtime: Runtime, rootfs: Path) -> None:
         session.stdin = -1
         assert _read_until(session.stdout, b"ping") == b"ping\n"
         assert _read_until(session.stderr, b"bye") == b"bye\n"
-        assert session.wait(timeout=10) == 0
+        assert session.wait(timeout=60) == 0
         with pytest.raises(FailedPrecondition):
             session.resize(width=1, height=1)
     finally:
@@ -101,7 +101,7 @@ def test_exec_sync_timeout_and_output_cap(runtime: Runtime, rootfs: Path) -> Non
 def test_port_forward_into_the_pod_netns(runtime: Runtime, rootfs: Path) -> None:
     sid = runtime.run_sandbox(sandbox_config("native"))
     cid = _running(runtime, sid, rootfs, "/bin/sh", "-c", "nc -l -p 8080 </dev/null")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while True:
         try:
             conn = runtime.port_forward(sid, 8080)
@@ -111,7 +111,7 @@ def test_port_forward_into_the_pod_netns(runtime: Runtime, rootfs: Path) -> None
             time.sleep(0.1)
     with conn:
         conn.sendall(b"through-the-netns\n")
-    runtime.wait_container(cid, timeout=10)
+    runtime.wait_container(cid, timeout=60)
     assert "through-the-netns" in log_text(runtime, cid)
     host_ns = os.stat("/proc/self/ns/net").st_ino
     assert os.stat(f"/proc/{os.getpid()}/ns/net").st_ino == host_ns  # we never left
@@ -134,7 +134,7 @@ def test_update_resources_and_stats(runtime: Runtime, rootfs: Path) -> None:
     assert (mem / "memory.limit_in_bytes").read_text().strip() == str(96 << 20)
     assert (Path("/sys/fs/cgroup/cpu") / path / "cpu.cfs_quota_us").read_text().strip() == \
         "50000"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while True:
         stats = runtime.container_stats(cid)
         if stats.writable_layer_bytes >= 512 * 1024 and stats.cgroup.cpu_usage_ns > 0:
@@ -150,13 +150,13 @@ def test_reopen_log(runtime: Runtime, rootfs: Path) -> None:
     cid = _running(runtime, sid, rootfs, "/bin/sh", "-c",
                    "echo one; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo two; sleep 600")
     log = Path(runtime.container_status(cid).record.log_path)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while "one" not in (log.read_text() if log.exists() else ""):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     log.rename(log.with_suffix(".1"))
     runtime.reopen_container_log(cid)
-    runtime.exec_sync(cid, ("touch", "/tmp/go"), timeout=10)
+    runtime.exec_sync(cid, ("touch", "/tmp/go"), timeout=60)
     while "two" not in (log.read_text() if log.exists() else ""):
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -175,7 +175,7 @@ def test_runtime_executable_not_writable_from_inside(runtime: Runtime, rootfs: P
                                          "done; echo checked"), timeout=30)
     finally:
         session.kill()
-        session.wait(10)
+        session.wait(60)
         session.close()
     assert result.stdout.strip() == b"checked"
     assert hashlib.sha256(Path(sys.executable).resolve().read_bytes()).hexdigest() == before
@@ -230,7 +230,7 @@ def test_attach_stdin_pipes_and_stdin_once(runtime: Runtime, rootfs: Path) -> No
             session.resize(width=1, height=1)
     finally:
         session.close()  # stdin_once: the first detach closes the container's stdin
-    state = runtime.wait_container(cid, timeout=10)
+    state = runtime.wait_container(cid, timeout=60)
     assert state.exit_code == 0
     assert log_text(runtime, cid).splitlines() == ["hello", "gone"]
 
@@ -244,7 +244,7 @@ def test_attach_tty_resize(runtime: Runtime, rootfs: Path) -> None:
         session.write_stdin(b"stty size\n")
         assert b"33 99" in _read_attached(session, b"33 99")
         session.write_stdin(b"exit 3\n")
-        assert runtime.wait_container(cid, timeout=10).exit_code == 3
+        assert runtime.wait_container(cid, timeout=60).exit_code == 3
     finally:
         session.close()
     with pytest.raises(FailedPrecondition):
@@ -286,7 +286,7 @@ def test_rootfs_from_graphdriver_mounts(runtime: Runtime, rootfs: Path, tmp_path
     cid = runtime.create_container(sid, config, rootfs=Rootfs(mounts=(overlay,)),
                                    image=ImageConfig())
     runtime.start_container(cid)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while not (upper / "written").exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)

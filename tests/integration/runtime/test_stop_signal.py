@@ -40,7 +40,7 @@ def test_stop_sends_the_chosen_signal(runtime: Runtime, rootfs: Path, handler: s
     cid = runtime.create_container(sid, config, rootfs=Rootfs(directory=str(rootfs)),
                                    image=ImageConfig(stop_signal=image))
     runtime.start_container(cid)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while "ready" not in log_text(runtime, cid):  # the traps are set
         assert time.monotonic() < deadline
         time.sleep(0.05)

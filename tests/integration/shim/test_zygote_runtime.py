@@ -44,7 +44,7 @@ def sleeper(rt: Runtime, sid: str, rootfs: Path, **kw: object) -> str:
                               image=ImageConfig())
     rt.start_container(cid)
     pid = rt.container_status(cid).state.pid
-    deadline = time.monotonic() + 10  # runc/crun start returns before their init exec'd
+    deadline = time.monotonic() + 60  # runc/crun start returns before their init exec'd
     while not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/bin/sleep"):
         assert time.monotonic() < deadline
         time.sleep(0.01)

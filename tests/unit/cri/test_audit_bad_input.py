@@ -170,7 +170,7 @@ def test_a_burst_of_bad_requests_leaks_no_thread_or_file(cri: Cri) -> None:
     burst()  # warm: the pool's threads and the channel's sockets exist after this
     before, fds = set(threading.enumerate()), _fds()
     burst()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60
 
     def new_threads() -> list[str]:
         return sorted(t.name for t in threading.enumerate() if t not in before)

@@ -39,7 +39,7 @@ def test_the_payload_gets_status_ok_and_the_right_answer(cri: Cri) -> None:
     request = pb.ContainerStatusRequest(container_id=cid)
     raw = cri.channel.unary_unary(METHOD, request_serializer=None,  # the exact bytes
                                    response_deserializer=None)
-    answer = pb.ContainerStatusResponse.FromString(raw(h2.grpc_frame(request)[5:], timeout=5))
+    answer = pb.ContainerStatusResponse.FromString(raw(h2.grpc_frame(request)[5:], timeout=30))
     assert (answer.status.id, answer.status.state) == (cid, pb.CONTAINER_RUNNING)
 
     def verify(data: bytes) -> str:

@@ -18,7 +18,7 @@ def test_a_thousand_concurrent_requests(cri: Cri) -> None:
     codes = status_counts(futures)
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
     assert codes.get(grpc.StatusCode.OK, 0) > 0
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60
     while threading.active_count() > before + 8 and time.monotonic() < deadline:
         time.sleep(0.05)  # the pool (8 workers in the fixture) may stay warm, nothing more
     assert threading.active_count() <= before + 8

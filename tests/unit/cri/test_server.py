@@ -253,7 +253,7 @@ def test_stats_list_stream_in_batches(cri: Cri) -> None:
     assert code == grpc.StatusCode.NOT_FOUND
 
 
-def _wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+def _wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -283,7 +283,7 @@ def test_container_events_stream_and_cleanup_on_disconnect(cri: Cri) -> None:
     assert _wait_for(lambda: len(received) == 1)
     assert received[0].container_id == "c1"
     stream.cancel()  # the client goes away
-    reader.join(5)
+    reader.join(30)
     assert not reader.is_alive()
     assert _wait_for(lambda: bus.subscriber_count() == 0)
 

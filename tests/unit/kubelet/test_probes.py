@@ -56,15 +56,15 @@ async def test_exec_tcp_http_probes() -> None:
         ok = {"httpGet": {"path": "/ok", "port": port}}
         bad = {"httpGet": {"path": "/bad", "port": port}}
         assert await run_probe(ok, container_id="c", pod_ip="127.0.0.1", runner=runner,
-                               timeout=2)
+                               timeout=30)
         assert not await run_probe(bad, container_id="c", pod_ip="127.0.0.1", runner=runner,
-                                   timeout=2)
+                                   timeout=30)
         assert await run_probe({"tcpSocket": {"port": port}}, container_id="c",
-                               pod_ip="127.0.0.1", runner=runner, timeout=2)
+                               pod_ip="127.0.0.1", runner=runner, timeout=30)
     finally:
         await runner_app.cleanup()
     assert not await run_probe({"tcpSocket": {"port": port}}, container_id="c",
-                               pod_ip="127.0.0.1", runner=runner, timeout=2)
+                               pod_ip="127.0.0.1", runner=runner, timeout=30)
 
 
 def probed_pod(**probes: Any) -> dict[str, Any]:
@@ -94,7 +94,7 @@ async def test_readiness_drives_ready() -> None:
     mgr.sync(p, RT)
     inputs = StatusInputs("fake", (), ready=mgr.ready, started=mgr.started)
     assert compute_pod_status(p, RT, inputs, T0)["containerStatuses"][0]["ready"] is False
-    for _ in range(100):
+    for _ in range(3000):  # 30 s at most
         await asyncio.sleep(0.01)
         if mgr.ready.get("c1"):
             break
@@ -115,7 +115,7 @@ async def test_liveness_failure_kills_container() -> None:
 
     mgr = ProbeManager(runner, on_change=lambda: None, kill=kill)
     mgr.sync(probed_pod(livenessProbe={"exec": {"command": ["false"]}}), RT)
-    for _ in range(100):
+    for _ in range(3000):  # 30 s at most
         await asyncio.sleep(0.01)
         if killed:
             break
@@ -133,7 +133,7 @@ async def test_startup_probe_gates_started_and_liveness() -> None:
     inputs = StatusInputs("fake", (), ready=mgr.ready, started=mgr.started)
     cs = compute_pod_status(p, RT, inputs, T0)["containerStatuses"][0]
     assert cs["started"] is False and cs["ready"] is False
-    for _ in range(100):
+    for _ in range(3000):  # 30 s at most
         await asyncio.sleep(0.01)
         if mgr.started.get("c1"):
             break

@@ -69,7 +69,7 @@ REQ = CertRequest(signer="kubernetes.io/kube-apiserver-client-kubelet",
 @run_async
 async def test_request_certificate_waits_for_issuance() -> None:
     api = CsrApi(start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-    issued = await request_certificate(api, REQ, timeout=5)  # type: ignore[arg-type]
+    issued = await request_certificate(api, REQ, timeout=30)  # type: ignore[arg-type]
     cert = x509.load_pem_x509_certificate(issued.cert_pem)
     key = serialization.load_pem_private_key(issued.key_pem, password=None)
     assert cert.public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
@@ -79,7 +79,7 @@ async def test_request_certificate_waits_for_issuance() -> None:
 async def test_denied_csr_is_an_error() -> None:
     api = CsrApi(deny=True, start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     with pytest.raises(BootstrapError, match="denied: NoWay"):
-        await request_certificate(api, REQ, timeout=5)  # type: ignore[arg-type]
+        await request_certificate(api, REQ, timeout=30)  # type: ignore[arg-type]
 
 
 @run_async
@@ -88,7 +88,7 @@ async def test_rotator_renews_in_window_and_notifies(tmp_path: Path) -> None:
     clock = ManualClock(start)
     api = CsrApi(start=start)
     store = CertStore(tmp_path, "kubelet-client")
-    first = await request_certificate(api, REQ, timeout=5)  # type: ignore[arg-type]
+    first = await request_certificate(api, REQ, timeout=30)  # type: ignore[arg-type]
     store.write(CertPair(first.cert_pem, first.key_pem), now=start)
     seen: list[CertPair] = []
 

@@ -82,7 +82,7 @@ async def test_follow_until_container_stops(tmp_path: Path) -> None:
         f.write(b"2026-01-01T00:00:09Z stdout F later\n")
     await asyncio.sleep(0.5)
     state["running"] = False
-    await asyncio.wait_for(task, 5)
+    await asyncio.wait_for(task, 30)
     assert got == [b"one\n", b"later\n"]
 
 
@@ -160,5 +160,5 @@ async def test_follow_moves_on_after_rotation(tmp_path: Path) -> None:
     path.write_bytes(_lines("new-file", second=3))
     await asyncio.sleep(0.6)
     state["running"] = False
-    await asyncio.wait_for(task, 5)
+    await asyncio.wait_for(task, 30)
     assert got == [b"first\n", b"before-rename\n", b"after-rename\n", b"new-file\n"]

@@ -140,7 +140,7 @@ async def test_exec_proxies_upgrade_and_bytes(proto: str) -> None:
         await writer.drain()
         got = b""
         while len(got) < 23:
-            got += await asyncio.wait_for(reader.read(100), 5)
+            got += await asyncio.wait_for(reader.read(100), 30)
         assert got == b"GET / HTTP/1.1\r\n\x00\x01FRAME"
         writer.close()
         assert streaming.calls == [("exec", "c1", ("sh", "-c", "echo hi"), False, True, True,

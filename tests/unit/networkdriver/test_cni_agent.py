@@ -133,14 +133,14 @@ def test_stale_code_makes_the_shim_fall_back_and_the_agent_exit(
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["supportedVersions"]
     assert b"agent answered S" in proc.stderr
-    served.thread.join(10)
+    served.thread.join(30)
     assert not served.thread.is_alive() and not sock.exists()
     assert served.agent.served == 0
 
 
 def test_the_agent_exits_when_idle(sock: Path) -> None:
     a = agent_harness.ThreadAgent(sock, idle_timeout=0.1)
-    a.thread.join(10)
+    a.thread.join(30)
     assert not a.thread.is_alive() and not sock.exists()
 
 
@@ -242,7 +242,7 @@ def test_status_and_stop_from_the_command_line(sock: Path,
         status = json.loads(capsys.readouterr().out)
         assert status["pid"] == proc.pid and status["served"] == 0 and status["rss_kib"] > 0
         agent.main(["--socket", str(sock), "--stop"])
-        assert proc.wait(10) == 0  # --stop returned once the agent let its lock go
+        assert proc.wait(30) == 0  # --stop returned once the agent let its lock go
         assert not sock.exists()
     finally:
         agent_harness.stop_process(proc)

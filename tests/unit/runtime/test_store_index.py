@@ -131,7 +131,7 @@ def test_a_state_written_by_the_monitor_shows_at_the_next_read(store: Store) -> 
     seen: list[float] = []
 
     def reader() -> None:
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if store.state(rec).status is Status.EXITED:
                 seen.append(time.monotonic())
@@ -169,9 +169,9 @@ def test_a_monitor_exit_is_seen_through_its_pidfd(store: Store,
     gen = store.sync()
     monitor.kill()
     monitor.wait()
-    deadline = time.monotonic() + 1.0
+    deadline = time.monotonic() + 60
     while store.monitor_alive(sid):
-        assert time.monotonic() < deadline, "the monitor's exit was not seen within 1s"
+        assert time.monotonic() < deadline, "the monitor's exit was not seen within 60 s"
         store.sync()
     assert store.sync() > gen
 

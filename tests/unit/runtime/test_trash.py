@@ -20,7 +20,7 @@ def test_discard_moves_at_once_and_deletes_soon(tmp_path: Path) -> None:
         victim = tree(tmp_path / "sandbox")
         trash.discard(victim)
         assert not victim.exists()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60
         while any((tmp_path / "removing").iterdir()):
             assert time.monotonic() < deadline, "the trash was not emptied"
             time.sleep(0.01)

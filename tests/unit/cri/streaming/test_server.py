@@ -124,7 +124,7 @@ def test_websocket_port_forward(streaming: StreamingServer) -> None:
                 url + "?port=80&port=81", protocols=("v4.channel.k8s.io",)) as ws:
             await ws.send_bytes(b"\x00ping")
             while sum(len(v) for v in got.values()) < 6:
-                msg = await ws.receive(timeout=5)
+                msg = await ws.receive(timeout=30)
                 got.setdefault(msg.data[0], []).append(msg.data[1:])
         return got
 
