@@ -17,12 +17,12 @@ engine: venv ## start engined in the background; prints CONTAINER_RUNTIME_ENDPOI
 	  rm -f $(ENGINE_PID); \
 	  setsid nohup $(PY) -m cri.daemon --listen unix://$(ENGINE_SOCK) --root $(ENGINE_DIR)/root \
 	    --run-root $(ENGINE_DIR)/run $(ENGINE_FLAGS) >>$(ENGINE_LOG) 2>&1 & echo $$! >$(ENGINE_PID); \
-	  for i in $$(seq 1 100); do \
+	  for i in $$(seq 1 600); do \
 	    [ -S $(ENGINE_SOCK) ] && break; \
 	    kill -0 $$(cat $(ENGINE_PID)) 2>/dev/null || { echo "engined failed to start, see $(ENGINE_LOG):" >&2; tail -n 20 $(ENGINE_LOG) >&2; rm -f $(ENGINE_PID); exit 1; }; \
 	    sleep 0.1; \
 	  done; \
-	  [ -S $(ENGINE_SOCK) ] || { echo "engined did not create $(ENGINE_SOCK) in 10s" >&2; exit 1; }; \
+	  [ -S $(ENGINE_SOCK) ] || { echo "engined did not create $(ENGINE_SOCK) in 60s" >&2; exit 1; }; \
 	fi
 	@echo "CONTAINER_RUNTIME_ENDPOINT=unix://$(ENGINE_SOCK)"
 

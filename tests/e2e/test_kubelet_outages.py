@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -224,9 +225,16 @@ def _kill_and_restart_the_kubelet(node: Node) -> tuple[tuple[str, int, str, str]
     wait(lambda: not _ready(node.get("node", node.name)), "node not Ready",
          timeout=NODE_MONITOR_GRACE + NODE_MONITOR_PERIOD + 15)
     took = time.monotonic() - renewed
-    print(f"\n[{node.runtime.name}] node not Ready {took:.1f}s after the last lease renewal")
-    assert took <= NODE_MONITOR_GRACE + NODE_MONITOR_PERIOD + 5
     conds = {c["type"]: c for c in node.get("node", node.name)["status"]["conditions"]}
+    # the verdict's own timing, from the server's timestamps: the lease's last renewal (the
+    # kubelet is dead: it stays) to the Ready condition's transition; our polling of both
+    # (which a loaded machine slows) is not in it
+    last = node.get("lease", "-n", "kube-node-lease", node.name)["spec"]["renewTime"]
+    verdict = (datetime.fromisoformat(conds["Ready"]["lastTransitionTime"])
+               - datetime.fromisoformat(last)).total_seconds()
+    print(f"\n[{node.runtime.name}] node not Ready {verdict:.1f}s after the last lease renewal "
+          f"(server times; {took:.1f}s as the test saw it)")
+    assert verdict <= NODE_MONITOR_GRACE + NODE_MONITOR_PERIOD + 5
     assert conds["Ready"]["status"] == "Unknown"
     assert conds["Ready"]["reason"] == "NodeStatusUnknown"
     assert steady_id in _running_ids(node)  # the runtime keeps the pods
