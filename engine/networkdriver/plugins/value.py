@@ -50,21 +50,31 @@ def _make(cls: type[T]) -> type[T]:
             delattr(cls, name)
     qualname = cls.__qualname__
 
+    known = frozenset(names)
+
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if len(args) > len(names):
-            raise TypeError(f"{qualname}() takes {len(names)} arguments, {len(args)} given")
-        values = dict(zip(names, args, strict=False))
-        for key, val in kwargs.items():
-            if key not in names or key in values:
-                raise TypeError(f"{qualname}() got an unexpected or repeated argument {key!r}")
-            values[key] = val
-        for name in names:
-            if name not in values:
-                default = defaults.get(name, _MISSING)
-                if default is _MISSING:
-                    raise TypeError(f"{qualname}() missing required argument {name!r}")
-                values[name] = default.factory() if isinstance(default, _Factory) else default
-            object.__setattr__(self, name, values[name])
+        # the fields go into the instance's dict at once (as object.__setattr__ one by one
+        # would put them): the engine builds a dozen of these per CNI ADD+DEL
+        if args:
+            if len(args) > len(names):
+                raise TypeError(f"{qualname}() takes {len(names)} arguments, {len(args)} given")
+            for key in kwargs:
+                if key in names[:len(args)]:
+                    raise TypeError(f"{qualname}() got an unexpected or repeated argument "
+                                    f"{key!r}")
+            kwargs.update(zip(names, args, strict=False))
+        if not known.issuperset(kwargs):
+            bad = next(key for key in kwargs if key not in known)
+            raise TypeError(f"{qualname}() got an unexpected or repeated argument {bad!r}")
+        if len(kwargs) != len(names):
+            for name in names:
+                if name not in kwargs:
+                    default = defaults.get(name, _MISSING)
+                    if default is _MISSING:
+                        raise TypeError(f"{qualname}() missing required argument {name!r}")
+                    kwargs[name] = (default.factory() if isinstance(default, _Factory)
+                                    else default)
+        self.__dict__.update(kwargs)
 
     def _astuple(self: Any) -> tuple[Any, ...]:
         return tuple(getattr(self, n) for n in names)
