@@ -196,11 +196,17 @@ def delete_link(nl: Rtnl, name: str) -> bool:
     return True
 
 
+_FORWARDING = {4: "/proc/sys/net/ipv4/ip_forward", 6: "/proc/sys/net/ipv6/conf/all/forwarding"}
+
+
 def enable_forwarding(versions: set[int]) -> None:
-    paths = {4: "/proc/sys/net/ipv4/ip_forward", 6: "/proc/sys/net/ipv6/conf/all/forwarding"}
+    """Forwarding on for ``versions`` (written only when off); plain fd I/O, not a text file
+    object: this runs on every ADD."""
     for v in sorted(versions):
-        with open(paths[v], "r+") as f:
-            if f.read().strip() != "1":
-                f.seek(0)
-                f.write("1")
+        fd = os.open(_FORWARDING[v], os.O_RDWR | os.O_CLOEXEC)
+        try:
+            if os.read(fd, 16).strip() != b"1":
+                os.pwrite(fd, b"1", 0)
+        finally:
+            os.close(fd)
 
