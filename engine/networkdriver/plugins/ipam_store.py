@@ -44,9 +44,12 @@ class DiskStore:
         return StoreLock(self)
 
     def _acquire(self) -> int:
-        os.makedirs(self.dir, mode=0o755, exist_ok=True)
-        fd = os.open(os.path.join(self.dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     0o644)
+        lock = os.path.join(self.dir, LOCK_NAME)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:  # the network's first use: its directory is made here
+            os.makedirs(self.dir, mode=0o755, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             if self._lock_timeout is None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
