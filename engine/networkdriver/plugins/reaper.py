@@ -32,7 +32,7 @@ class Reaper:
         thread for each DEL would cost the caller a thread start and a GIL hand-over)."""
         lock = threading.Lock()
         self._work = threading.Condition(lock)  # a job was queued
-        self._done = threading.Condition(lock)  # a job finished
+        self._done = threading.Condition(lock)  # a job finished, or a worker ended
         self._jobs: deque[tuple[str, Callable[[], object]]] = deque()
         self._pending: Counter[str] = Counter()
         self._max_workers = workers
@@ -80,6 +80,7 @@ class Reaper:
                 if not self._jobs:
                     self._workers -= 1
                     self._idle -= 1
+                    self._done.notify_all()  # same lock: whoever waits for the pool to drain
                     return
                 key, job = self._jobs.popleft()
                 self._idle -= 1
