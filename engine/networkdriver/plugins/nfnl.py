@@ -276,43 +276,37 @@ class Nfnl:
                 out.append(_decode_rule(msg))
             raise netlink.NetlinkError(errno.EPROTO, f"list rules of {table_name}")  # unreachable
 
-    def rule(self, family: int, table_name: str, chain_name: str, handle: int) -> Rule | None:
-        """The rule ``handle`` of ``chain_name`` (a get, not a dump); None if it is gone."""
-        body = (strz(NFTA_RULE_TABLE, table_name) + strz(NFTA_RULE_CHAIN, chain_name)
-                + attr(NFTA_RULE_HANDLE, _BE64.pack(handle)))
+    def _get(self, kind: int, family: int, body: bytes, what: str) -> list[bytes] | None:
+        """A get (not a dump) of one object: the messages answering it, None when the kernel
+        says it does not exist (ENOENT)."""
         with self._lock:
-            seq, raw = self._msg(NFT_MSG_GETRULE, netlink.NLM_F_ACK, NFPROTO[family], body)
+            seq, raw = self._msg(kind, netlink.NLM_F_ACK, NFPROTO[family], body)
             self._sock.send(raw)
-            found = None
+            found: list[bytes] = []
             for mtype, mseq, msg in self._replies(block=True):
                 if mseq != seq:
                     continue
                 if mtype != netlink.NLMSG_ERROR:
-                    found = _decode_rule(msg)
+                    found.append(msg)
                     continue
                 (code,) = struct.unpack_from("=i", msg, 16)
-                if code in (0, -errno.ENOENT):
-                    return found if not code else None
-                raise netlink.NetlinkError(-code, f"get rule {handle} of {chain_name}")
+                if code == -errno.ENOENT:
+                    return None
+                if code:
+                    raise netlink.NetlinkError(-code, what)
+                return found
             return found
+
+    def rule(self, family: int, table_name: str, chain_name: str, handle: int) -> Rule | None:
+        """The rule ``handle`` of ``chain_name``; None if it is gone."""
+        body = (strz(NFTA_RULE_TABLE, table_name) + strz(NFTA_RULE_CHAIN, chain_name)
+                + attr(NFTA_RULE_HANDLE, _BE64.pack(handle)))
+        found = self._get(NFT_MSG_GETRULE, family, body, f"get rule {handle} of {chain_name}")
+        return _decode_rule(found[-1]) if found else None
 
     def has_chain(self, family: int, table_name: str, chain_name: str) -> bool:
         body = strz(NFTA_CHAIN_TABLE, table_name) + strz(NFTA_CHAIN_NAME, chain_name)
-        with self._lock:
-            seq, raw = self._msg(NFT_MSG_GETCHAIN, netlink.NLM_F_ACK, NFPROTO[family], body)
-            self._sock.send(raw)
-            found = False
-            for mtype, mseq, msg in self._replies(block=True):
-                if mseq != seq:
-                    continue
-                if mtype != netlink.NLMSG_ERROR:
-                    found = True
-                    continue
-                (code,) = struct.unpack_from("=i", msg, 16)
-                if code in (-errno.ENOENT, 0):
-                    return found and not code
-                raise netlink.NetlinkError(-code, f"get chain {chain_name}")
-            return found
+        return bool(self._get(NFT_MSG_GETCHAIN, family, body, f"get chain {chain_name}"))
 
 
 _shared: list[Nfnl] = []
