@@ -19,6 +19,7 @@ from cri.h2.guard import DEFAULT_LIMITS, Limits
 from cri.h2.server import Server
 
 SERVICE = "test.v1.Echo"
+KINDS = ["kpy", "grpcio"]  # the servers the conformance suites run against
 MAX_MESSAGE = 16 << 20
 
 

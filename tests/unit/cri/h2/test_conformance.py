@@ -6,30 +6,13 @@ import shutil
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from concurrent import futures
 
 import grpc
 import pytest
 
 from cri.h2 import calls, frames, hpack
-from tests.unit.cri.h2.echo_service import SERVICE, Served, frames_until, raw_socket, serve
-
-KINDS = ["kpy", "grpcio"]
-
-
-@pytest.fixture(scope="module", params=KINDS)
-def served(request: pytest.FixtureRequest) -> Iterator[Served]:
-    s = serve(request.param)
-    yield s
-    s.stop()
-    shutil.rmtree(s.path.parent, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def channel(served: Served) -> Iterator[grpc.Channel]:
-    with served.channel() as ch:
-        yield ch
+from tests.unit.cri.h2.echo_service import KINDS, SERVICE, Served, frames_until, raw_socket, serve
 
 
 def failure(fn: object) -> grpc.RpcError:

@@ -8,7 +8,6 @@ import shutil
 import struct
 import time
 import zlib
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -24,23 +23,8 @@ from tests.unit.cri.h2.echo_service import (
     serve,
 )
 
-KINDS = ["kpy", "grpcio"]
 # 40 MiB of zeros is 40 KB of gzip: well past the 16 MiB receive limit once inflated
 BOMB = gzip.compress(b"echo:" + bytes(40 << 20), compresslevel=9)
-
-
-@pytest.fixture(scope="module", params=KINDS)
-def served(request: pytest.FixtureRequest) -> Iterator[Served]:
-    s = serve(request.param)
-    yield s
-    s.stop()
-    shutil.rmtree(s.path.parent, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def channel(served: Served) -> Iterator[grpc.Channel]:
-    with served.channel() as ch:
-        yield ch
 
 
 def _request_block(*extra: hpack.Header, method: str = "Unary") -> bytes:
