@@ -19,10 +19,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.cni.agent import AgentProcess
-from bench.cni.run import AGENT, REF, Contender, drop_netns, latency, netns_pool
+from bench.cni.run import (
+    AGENT,
+    REF,
+    Contender,
+    drop_netns,
+    install_plugins,
+    latency,
+    netns_pool,
+)
 from bench.report import record
-from engine.networkdriver.plugins import install
 from tests.harness.prereq import tools_bin
 
 COMMAND = "make bench-cni-attached"
@@ -52,16 +58,7 @@ def main() -> None:
         raise SystemExit("bench-cni-attached needs root (netns, bridges, nftables)")
     ref_bin = tools_bin()
     root = Path(tempfile.mkdtemp(prefix="kpy-bench-cni-attached-"))
-    bin_dir, agent_bin = root / "bin", root / "bin-agent"
-    python = install.fastest_python()
-    install.install(bin_dir, python=python)
-    sock = root / "agent" / "agent.sock"
-    install.install(agent_bin, python=python, agent_socket=str(sock))
-    for name in ("bridge", "host-local"):
-        if not (ref_bin / name).exists():
-            raise SystemExit(f"reference plugin {name} missing from {ref_bin}: run `make tools`")
-        os.symlink(ref_bin / name, bin_dir / name)
-    served_by = AgentProcess(sock, python)
+    bin_dir, agent_bin, _, served_by = install_plugins(root, ref_bin)
     contenders = [
         Contender(REF, "bridge", "host-local", tag="refA", bin_dir=bin_dir, root=root,
                   subnet="10.205.0.0/16", masq=True),

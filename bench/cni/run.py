@@ -336,6 +336,22 @@ def record_concurrent(runs: dict[str, dict[str, Any]], *, pods: int, masq: bool)
               f"duplicates {v['duplicates']}, leaks {v['leaks']}")
 
 
+def install_plugins(root: Path, ref_bin: Path) -> tuple[Path, Path, str, AgentProcess]:
+    """Under ``root``: ``bin`` (our executables, each running its plugin, and links to the
+    reference bridge/host-local of ``ref_bin``), ``bin-agent`` (ours as shims of an agent)
+    and that agent, started. (bin, bin-agent, the executables' python, the agent)"""
+    bin_dir, agent_bin = root / "bin", root / "bin-agent"
+    python = install.fastest_python()
+    install.install(bin_dir, python=python)
+    sock = root / "agent" / "agent.sock"
+    install.install(agent_bin, python=python, agent_socket=str(sock))
+    for name in ("bridge", "host-local"):
+        if not (ref_bin / name).exists():
+            raise SystemExit(f"reference plugin {name} missing from {ref_bin}: run `make tools`")
+        os.symlink(ref_bin / name, bin_dir / name)
+    return bin_dir, agent_bin, python, AgentProcess(sock, python)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pods", type=int, default=40, help="sequential ADD+DEL samples")
@@ -348,17 +364,7 @@ def main() -> None:
         raise SystemExit("bench-cni needs root (netns, bridges, iptables)")
     ref_bin = tools_bin()
     root = Path(tempfile.mkdtemp(prefix="kpy-bench-cni-"))
-    bin_dir = root / "bin"
-    python = install.fastest_python()
-    install.install(bin_dir, python=python)
-    sock = root / "agent" / "agent.sock"
-    agent_bin = root / "bin-agent"
-    install.install(agent_bin, python=python, agent_socket=str(sock))
-    for name in ("bridge", "host-local"):
-        if not (ref_bin / name).exists():
-            raise SystemExit(f"reference plugin {name} missing from {ref_bin}: run `make tools`")
-        os.symlink(ref_bin / name, bin_dir / name)
-    served_by = AgentProcess(sock, python)
+    bin_dir, agent_bin, python, served_by = install_plugins(root, ref_bin)
     masq_on = contenders_for(bin_dir, root, masq=True, agent_bin=agent_bin,
                              served_by=served_by)
     masq_off = contenders_for(bin_dir, root, masq=False, agent_bin=agent_bin,
