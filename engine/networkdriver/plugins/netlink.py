@@ -53,6 +53,20 @@ RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 _HDR = struct.Struct("=IHHII")
+
+# What one recv asks for. The kernel's dump parts are at most 32 KiB and a single reply of
+# the links we ask about a few KiB. Not 128 KiB or more: a buffer that large is mmap()ed and
+# unmapped by malloc on every call, ~40-80 us per recv, several per ADD.
+RECV_BYTES = 1 << 16
+
+
+def check_length(length: int, left: int, what: str) -> None:
+    """A message header's length against the bytes the datagram has left: a malformed
+    header, or a reply cut to RECV_BYTES, is an error rather than a short message."""
+    if length < 16:
+        raise NetlinkError(errno.EPROTO, what)
+    if length > left:
+        raise NetlinkError(errno.EMSGSIZE, f"{what}: reply larger than {RECV_BYTES} bytes")
 _IFINFO = struct.Struct("=BxHiII")
 _IFADDR = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
@@ -208,12 +222,11 @@ class Rtnl:
         self._sock.send(_HDR.pack(16 + len(body), kind, NLM_F_REQUEST | flags, seq, 0) + body)
         out: list[bytes] = []
         while True:
-            data = self._sock.recv(1 << 17)
+            data = self._sock.recv(RECV_BYTES)
             offset = 0
             while offset + 16 <= len(data):
                 length, mtype, _, mseq, _ = _HDR.unpack_from(data, offset)
-                if length < 16:
-                    raise NetlinkError(errno.EPROTO, what)
+                check_length(length, len(data) - offset, what)
                 chunk = data[offset:offset + length]
                 offset += (length + 3) & ~3
                 if mseq != seq:

@@ -206,14 +206,13 @@ class Nfnl:
         """(type, seq, message) of what is queued; with ``block`` wait for the first read."""
         while True:
             try:
-                data = self._sock.recv(1 << 17, 0 if block else _socket.MSG_DONTWAIT)
+                data = self._sock.recv(netlink.RECV_BYTES, 0 if block else _socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
             offset = 0
             while offset + 16 <= len(data):
                 length, mtype, _, seq, _ = _HDR.unpack_from(data, offset)
-                if length < 16:
-                    raise netlink.NetlinkError(errno.EPROTO, "nfnetlink reply")
+                netlink.check_length(length, len(data) - offset, "nfnetlink reply")
                 yield mtype, seq, data[offset:offset + length]
                 offset += (length + 3) & ~3
 
