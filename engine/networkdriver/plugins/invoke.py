@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from engine.networkdriver.plugins import jsonio, spec
+from engine.networkdriver.plugins import jsonio, skel, spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
@@ -119,7 +119,23 @@ def call(executable: str, *, env: Mapping[str, str], stdin: bytes,
 
 
 def delegate(kind: str, *, command: str, env: Mapping[str, str], stdin: bytes,
-             path: tuple[str, ...]) -> dict[str, Any] | None:
-    """A plugin calling its delegate (IPAM): same env, CNI_COMMAND set, same config."""
+             path: tuple[str, ...], request: spec.Request | None = None,
+             in_process: bool = True) -> dict[str, Any] | None:
+    """A plugin calling its delegate (IPAM): same env, CNI_COMMAND set, same config.
+
+    ``request``: the delegating plugin's own, parsed and validated from the same env and
+    stdin. When the delegate found is one of ours, it runs on that request in this process
+    (see skel.execute) and its result comes back in the internal form: no JSON written and
+    read back, no second parse of a configuration the caller already checked (the checks of
+    the delegate's command are a subset of the caller's: same config, same CNI_* vars)."""
     executable = find(kind, path)
-    return call(executable, env={**env, "CNI_COMMAND": command}, stdin=stdin)
+    env = {**env, "CNI_COMMAND": command}
+    module = our_module(executable) if in_process and request is not None else None
+    if module is None or request is None:
+        return call(executable, env=env, stdin=stdin, in_process=in_process)
+    __import__(module)
+    plugin = sys.modules[module].PLUGIN
+    return skel.execute(plugin, spec.Request(
+        command=command, container_id=request.container_id, netns=request.netns,
+        ifname=request.ifname, args=request.args, path=request.path, stdin=stdin,
+        config=request.config, env=env))

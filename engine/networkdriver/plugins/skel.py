@@ -40,8 +40,24 @@ def dispatch(plugin: Plugin, env: Mapping[str, str], stdin: bytes) -> tuple[int,
         if req.command == "VERSION":
             return 0, _dump(spec.version_info())
         version = req.cni_version
+        result = execute(plugin, req)
+        return 0, _dump(spec.convert_result(result, version)) if result is not None else b""
+    except spec.CNIError as err:
+        if err.code != spec.ERR_INCOMPATIBLE_VERSION and version not in spec.SUPPORTED_VERSIONS:
+            version = spec.SPEC_VERSION
+        return 1, _dump(err.to_json(version))
+    except Exception as exc:  # a bug in the conversion: still answer with the spec's error JSON
+        return 1, _dump(_internal(exc).to_json(version))
+
+
+def execute(plugin: Plugin, req: spec.Request) -> dict[str, Any] | None:
+    """Run a parsed request: the result in the internal form for ADD, else None. Every
+    failure comes out as a CNIError (I/O as 5, netlink as 999 with its message, a bug as an
+    internal error): what an exec of the plugin would have printed, for in-process callers
+    (a delegating plugin) and :func:`dispatch` alike."""
+    try:
         if req.command == "ADD":
-            return 0, _dump(spec.convert_result(plugin.add(req), version))
+            return plugin.add(req)
         if req.command == "DEL":
             plugin.delete(req)
         elif req.command == "CHECK":
@@ -50,20 +66,21 @@ def dispatch(plugin: Plugin, env: Mapping[str, str], stdin: bytes) -> tuple[int,
             plugin.gc(req)
         else:
             plugin.status(req)
-        return 0, b""
-    except spec.CNIError as err:
-        if err.code != spec.ERR_INCOMPATIBLE_VERSION and version not in spec.SUPPORTED_VERSIONS:
-            version = spec.SPEC_VERSION
-        return 1, _dump(err.to_json(version))
+        return None
+    except spec.CNIError:
+        raise
     except OSError as exc:
         _debug("I/O failure")
         code = getattr(exc, "cni_code", spec.ERR_IO)
         what = "netlink request failed" if code == spec.ERR_NETLINK else "I/O failure"
-        return 1, _dump(spec.CNIError(code, what, str(exc)).to_json(version))
-    except Exception as exc:  # a bug: still answer with the spec's error JSON
-        _debug("internal error")
-        return 1, _dump(spec.CNIError(spec.ERR_INTERNAL, f"internal error: {type(exc).__name__}",
-                                      str(exc)).to_json(version))
+        raise spec.CNIError(code, what, str(exc)) from exc
+    except Exception as exc:
+        raise _internal(exc) from exc
+
+
+def _internal(exc: Exception) -> spec.CNIError:
+    _debug("internal error")
+    return spec.CNIError(spec.ERR_INTERNAL, f"internal error: {type(exc).__name__}", str(exc))
 
 
 def _dump(obj: Mapping[str, Any]) -> bytes:
