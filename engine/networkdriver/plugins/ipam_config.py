@@ -89,9 +89,29 @@ def parse_net(value: object, what: str, *, strict: bool = False) -> IPNetwork:
         raise _err(f"invalid {what}", str(exc)) from exc
 
 
+_PARSED: dict[tuple[str | None, ...], Range] = {}
+_PARSED_MAX = 64
+
+
 def parse_range(raw: object) -> Range:
+    """A range, remembered by its four fields while they are strings (or absent): the
+    engine runs every ADD and DEL of a network in one process on the same ranges, and a
+    Range is immutable."""
     if not isinstance(raw, dict):
         raise _err("a range must be an object", repr(raw))
+    key = (raw.get("subnet"), raw.get("gateway"), raw.get("rangeStart"), raw.get("rangeEnd"))
+    if not all(v is None or type(v) is str for v in key):
+        return _parse_range(raw)
+    found = _PARSED.get(key)
+    if found is None:
+        found = _parse_range(raw)  # a bad range raises: only good ones are remembered
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = found
+    return found
+
+
+def _parse_range(raw: dict[str, Any]) -> Range:
     subnet = parse_net(raw.get("subnet"), "subnet")
     if subnet.prefixlen > subnet.max_prefixlen - 2:
         raise _err("network too small to allocate from", str(subnet))

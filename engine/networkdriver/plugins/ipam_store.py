@@ -70,7 +70,7 @@ class DiskStore:
             raise
 
     def reserve(self, ip: IPAddress, container_id: str, ifname: str, set_index: int) -> bool:
-        path = os.path.join(self.dir, str(ip))
+        path = f"{self.dir}/{ip}"
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except FileExistsError:
@@ -82,14 +82,21 @@ class DiskStore:
             os.unlink(path)
             raise
         os.close(fd)
-        _overwrite(os.path.join(self.dir, f"{LAST_IP_PREFIX}{set_index}"), str(ip).encode())
+        _overwrite(f"{self.dir}/{LAST_IP_PREFIX}{set_index}", str(ip).encode())
         return True
 
     def last_reserved(self, set_index: int) -> IPAddress | None:
         try:
-            with open(os.path.join(self.dir, f"{LAST_IP_PREFIX}{set_index}")) as f:
-                return ipnet.ip_address(f.read().strip())
-        except (FileNotFoundError, ValueError):
+            fd = os.open(f"{self.dir}/{LAST_IP_PREFIX}{set_index}", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            text = os.read(fd, 64).decode("utf-8", "replace").strip()
+        finally:
+            os.close(fd)
+        try:
+            return ipnet.ip_address(text)
+        except ValueError:
             return None
 
     def _files(self) -> Iterator[tuple[str, str]]:
@@ -165,7 +172,7 @@ class DiskStore:
         done = []
         for ip in ips:
             try:
-                os.unlink(os.path.join(self.dir, str(ip)))
+                os.unlink(f"{self.dir}/{ip}")
                 done.append(ip)
             except OSError as exc:
                 if exc.errno != errno.ENOENT:

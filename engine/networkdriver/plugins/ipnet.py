@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import _socket
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _FAMILY = {4: _socket.AF_INET, 6: _socket.AF_INET6}
 _BITS = {4: 32, 6: 128}
 
@@ -174,8 +178,30 @@ class Interface:
         return f"Interface({str(self)!r})"
 
 
+# Parsed values by their text: immutable, so shared. The engine parses the same few
+# addresses (gateways, subnets, the addresses it hands out) on every ADD and DEL.
+_MEMO_MAX = 1024
+_ADDRESSES: dict[str, Address] = {}
+_NETWORKS: dict[tuple[str, bool], Network] = {}
+_INTERFACES: dict[str, Interface] = {}
+
+
+def _remember(memo: dict[Any, Any], key: object, value: object) -> None:
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = value
+
+
 def ip_address(text: str) -> Address:
     """``10.0.0.1`` or ``fd00::1``; ValueError otherwise."""
+    found = _ADDRESSES.get(text) if type(text) is str else None
+    if found is None:
+        found = _parse_address(text)
+        _remember(_ADDRESSES, text, found)
+    return found
+
+
+def _parse_address(text: str) -> Address:
     if not isinstance(text, str):
         raise ValueError(f"not an IP address: {text!r}")
     version = 6 if ":" in text else 4
@@ -203,14 +229,23 @@ def _split(text: str) -> tuple[Address, int]:
 
 def ip_network(text: str, *, strict: bool = True) -> Network:
     """``10.1.0.0/16`` (strict: no host bits); a bare address is a /32 or /128."""
-    ip, prefixlen = _split(text)
-    return Network(ip, prefixlen, strict=strict)
+    key = (text, strict)
+    found = _NETWORKS.get(key) if type(text) is str else None
+    if found is None:
+        ip, prefixlen = _split(text)
+        found = Network(ip, prefixlen, strict=strict)
+        _remember(_NETWORKS, key, found)
+    return found
 
 
 def ip_interface(text: str) -> Interface:
     """``10.1.0.5/16``; a bare address is a /32 or /128."""
-    ip, prefixlen = _split(text)
-    return Interface(ip, prefixlen)
+    found = _INTERFACES.get(text) if type(text) is str else None
+    if found is None:
+        ip, prefixlen = _split(text)
+        found = Interface(ip, prefixlen)
+        _remember(_INTERFACES, text, found)
+    return found
 
 
 def _format6(value: int) -> str:
