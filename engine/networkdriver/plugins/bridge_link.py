@@ -166,22 +166,39 @@ def create_veth(nl: Rtnl, *, ifname: str, netns_fd: int, mtu: int,
     raise spec.CNIError(spec.ERR_NETLINK, "cannot find a free host veth name")
 
 
-AF_BRIDGE, RTM_SETLINK, IFLA_PROTINFO, IFLA_BRPORT_MODE = 7, 19, 12, 4
+AF_BRIDGE, RTM_SETLINK, IFLA_PROTINFO = 7, 19, 12
+IFLA_BRPORT_STATE, IFLA_BRPORT_MODE = 1, 4
+BR_STATE_DISABLED = 0
+
+
+def _set_port(nl: Rtnl, index: int, attrs: bytes, what: str) -> None:
+    """Bridge port attributes of ``index``: RTM_SETLINK of family AF_BRIDGE with
+    IFLA_PROTINFO (what ``bridge link set`` sends)."""
+    body = struct.pack("=BxHiII", AF_BRIDGE, 0, index, 0, 0) + netlink.attr(
+        IFLA_PROTINFO | netlink.NLA_F_NESTED, attrs)
+    nl.request(RTM_SETLINK, netlink.NLM_F_ACK, body, what)
 
 
 def set_hairpin(nl: Rtnl, index: int, name: str, conf: BridgeConfig) -> None:
-    """Hairpin mode on the bridge port ``index``: RTM_SETLINK of family AF_BRIDGE with the
-    port's IFLA_BRPORT_MODE (what ``bridge link set ... hairpin on`` sends). Not sysfs's
+    """Hairpin mode on the bridge port ``index`` (IFLA_BRPORT_MODE). Not sysfs's
     ``brport/hairpin_mode``: its store only try-locks RTNL and restarts the write while
     another holds it (milliseconds of spinning while a veth is deleted); netlink waits."""
     if not conf.hairpin:
         return
-    body = struct.pack("=BxHiII", AF_BRIDGE, 0, index, 0, 0) + netlink.attr(
-        IFLA_PROTINFO | netlink.NLA_F_NESTED, netlink.attr(IFLA_BRPORT_MODE, b"\x01"))
     try:
-        nl.request(RTM_SETLINK, netlink.NLM_F_ACK, body, f"hairpin mode on {name}")
+        _set_port(nl, index, netlink.attr(IFLA_BRPORT_MODE, b"\x01"), f"hairpin mode on {name}")
     except netlink.NetlinkError as exc:
         raise netlink.netlink_error(f"cannot set hairpin mode on {name}", exc) from exc
+
+
+def disable_port(nl: Rtnl, index: int, name: str) -> None:
+    """The bridge port ``index`` to the disabled state: the bridge drops every frame it
+    receives there and sends none to it, so whatever is behind it leaves the L2 segment at
+    once. ~0.03 ms, against ~0.2 ms for taking it off the bridge (which waits for an RCU
+    grace period when it unregisters the port's frame handler). The kernel refuses
+    (EBUSY) on a bridge that runs its own STP: the caller then takes the port off."""
+    _set_port(nl, index, netlink.attr(IFLA_BRPORT_STATE, bytes([BR_STATE_DISABLED])),
+              f"disable bridge port {name}")
 
 
 def delete_link(nl: Rtnl, name: str) -> bool:

@@ -97,6 +97,20 @@ def bridge_ports(bridge: str) -> list[str]:
         return []
 
 
+def forwarding_ports(bridge: str) -> list[str]:
+    """The ports of ``bridge`` not in the disabled state (0): the ones frames can cross. A
+    DEL with a reaper leaves its port disabled until the reaper deletes the pair."""
+    out = []
+    for port in bridge_ports(bridge):
+        try:
+            state = Path(f"/sys/class/net/{bridge}/brif/{port}/state").read_text().strip()
+        except FileNotFoundError:
+            continue  # deleted meanwhile
+        if state != "0":
+            out.append(port)
+    return out
+
+
 def ip_files(data_dir: Path, network: str) -> dict[str, bytes]:
     d = data_dir / network
     if not d.is_dir():

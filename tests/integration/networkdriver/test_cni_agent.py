@@ -51,11 +51,11 @@ def test_add_check_del_through_the_agent(net: Net, served: agent_harness.ThreadA
     code, out = net.run("kpy-bridge", "DEL", {**conf, "prevResult": result}, netns=ns,
                         cid="agent-1")
     assert code == 0, out
-    # DEL returned with the address released and the pod off the bridge
+    # DEL returned with the address released and the pod cut off the bridge
     assert helpers.ip_files(net.data_dir, net.name) == {}
-    assert os.listdir(f"/sys/class/net/{net.bridge}/brif") == []
+    assert helpers.forwarding_ports(net.bridge) == []
     assert served.agent.reaper.wait(timeout=30)
-    assert "eth0" not in helpers.links(ns)
+    assert "eth0" not in helpers.links(ns) and helpers.bridge_ports(net.bridge) == []
     assert served.agent.served == 3  # the IPAM ran in-process in the agent, as in the engine
 
 
@@ -154,6 +154,7 @@ def test_concurrent_adds_then_dels_through_the_agent(net: Net,
         assert len(helpers.ip_files(net.data_dir, net.name)) == pods
         list(pool.map(delete, enumerate(results)))
     assert helpers.ip_files(net.data_dir, net.name) == {}
-    assert os.listdir(f"/sys/class/net/{net.bridge}/brif") == []
+    assert helpers.forwarding_ports(net.bridge) == []
     assert served.agent.reaper.wait(timeout=60)
+    assert helpers.bridge_ports(net.bridge) == []
     assert served.agent.served == 2 * pods

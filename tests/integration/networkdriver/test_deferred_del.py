@@ -1,10 +1,11 @@
 """An in-process DEL with a reaper: the attachment is cut off (address released, masquerade
-chain removed, host end off the bridge) when DEL returns, and the pair is deleted by the
+chain removed, the host end's bridge port disabled) when DEL returns, and the pair is deleted by the
 reaper's thread; an ADD of the same netns and interface waits for it."""
 from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ pytestmark = pytest.mark.integration
 
 
 def call(net: Net, command: str, conf: dict[str, Any], ns: str, reaper: Reaper,
-         prev: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": "d1", "CNI_NETNS": ns,
+         prev: dict[str, Any] | None = None, *, cid: str = "d1") -> dict[str, Any] | None:
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": ns,
            "CNI_IFNAME": "eth0", "CNI_PATH": ":".join(map(str, net.bin_dirs)),
            "PATH": os.environ.get("PATH", "")}
     stdin = json.dumps({**conf, "prevResult": prev} if prev else conf).encode()
@@ -39,9 +40,7 @@ def test_del_cuts_off_at_once_and_the_reaper_deletes_the_pair(net: Net, kpy_bin:
     assert call(net, "DEL", conf, ns, reaper, result) is None
     assert helpers.ip_files(net.data_dir, net.name) == {}
     assert helpers.masq_chains(net.name) == []
-    left = helpers.links().get(veth)
-    if left is not None:  # the reaper has not got to it yet: off the bridge already
-        assert not left["master"]
+    assert helpers.forwarding_ports(net.bridge) == []  # the reaper may not be done: cut off
     assert reaper.wait(timeout=30)
     assert veth not in helpers.links() and "eth0" not in helpers.links(ns)
     assert helpers.bridge_ports(net.bridge) == []
@@ -59,3 +58,28 @@ def test_add_after_del_in_the_same_netns_waits_for_the_reaper(net: Net) -> None:
     assert first["interfaces"][1]["name"] not in helpers.links()
     call(net, "DEL", conf, ns, reaper, second)
     assert reaper.wait(timeout=30) and "eth0" not in helpers.links(ns)
+
+
+def test_a_deleted_pod_is_cut_off_before_the_reaper_deletes_its_pair(net: Net) -> None:
+    conf = net.conf()
+    reaper = Reaper(workers=1)
+    a_ns, b_ns = net.new_netns(), net.new_netns()
+    a = call(net, "ADD", conf, a_ns, reaper, cid="a1")
+    b = call(net, "ADD", conf, b_ns, reaper, cid="b1")
+    assert a is not None and b is not None
+    a_ip, b_ip = (r["ips"][0]["address"].split("/")[0] for r in (a, b))
+    assert helpers.ping(b_ns, a_ip) and helpers.ping(a_ns, b_ip)
+    gate = threading.Event()
+    reaper.submit("hold", gate.wait)  # its one worker waits here: no deletion until set
+    try:
+        call(net, "DEL", conf, a_ns, reaper, a, cid="a1")
+        assert "eth0" in helpers.links(a_ns)  # the pair is still there, and yet:
+        assert not helpers.ping(b_ns, a_ip), "the deleted pod still answers on the bridge"
+        assert not helpers.ping(a_ns, b_ip), "the deleted pod still reaches the bridge"
+        assert helpers.ping(b_ns, net.gw4()), "the other pod lost its network"
+    finally:
+        gate.set()
+    assert reaper.wait(timeout=60)
+    assert "eth0" not in helpers.links(a_ns)
+    call(net, "DEL", conf, b_ns, reaper, b, cid="b1")
+    assert reaper.wait(timeout=60) and helpers.bridge_ports(net.bridge) == []
