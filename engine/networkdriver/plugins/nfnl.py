@@ -84,7 +84,30 @@ def _value(kind: int, raw: bytes) -> bytes:
 
 
 def match_prefix(offset: int, raw: bytes, prefixlen: int, *, negate: bool = False) -> bytes:
-    """Expressions for ``<network header at offset> [!]= raw/prefixlen`` (an address)."""
+    """Expressions for ``<network header at offset> [!]= raw/prefixlen`` (an address).
+
+    The address is the last thing in them (the cmp's data: 4 or 16 bytes, no padding), so
+    everything before it is built once per (offset, size, prefix length, negate) and the
+    masked address appended: a setup builds two of these per pod address."""
+    size = len(raw)
+    key = (offset, size, prefixlen, negate)
+    found = _PREFIX_HEADS.get(key)
+    if found is None:
+        full = build_match_prefix(offset, bytes(size), prefixlen, negate=negate)
+        mask = (((1 << prefixlen) - 1) << (size * 8 - prefixlen)) if prefixlen < size * 8 else -1
+        found = _PREFIX_HEADS[key] = (full[:-size], mask)
+    head, mask = found
+    if mask != -1:
+        raw = (int.from_bytes(raw, "big") & mask).to_bytes(size, "big")
+    return head + raw
+
+
+_PREFIX_HEADS: dict[tuple[int, int, int, bool], tuple[bytes, int]] = {}
+
+
+def build_match_prefix(offset: int, raw: bytes, prefixlen: int, *,
+                       negate: bool = False) -> bytes:
+    """:func:`match_prefix` built attribute by attribute (what its templates come from)."""
     size = len(raw)
     out = _expr("payload", be32(NFTA_PAYLOAD_DREG, NFT_REG_1),
                 be32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER),

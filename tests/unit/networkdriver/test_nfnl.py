@@ -1,6 +1,7 @@
 """nfnetlink encoding of the nftables masquerade backend (no kernel needed)."""
 from __future__ import annotations
 
+import random
 import struct
 
 import pytest
@@ -35,6 +36,20 @@ def test_prefix_match_masks_the_address_and_compares_big_endian() -> None:
 
 def test_full_length_prefix_needs_no_mask() -> None:
     assert _expr_names(nfnl.match_prefix(8, bytes(16), 128)) == ["payload", "cmp"]
+
+
+def test_prefix_match_templates_equal_a_fresh_build() -> None:
+    """match_prefix splices the masked address into a template built once: the bytes are
+    those of a build attribute by attribute, for every offset, size, length and negation
+    (each one asked twice, so the second comes from the template)."""
+    rng = random.Random(7)
+    for _ in range(2):
+        for offset, size in ((12, 4), (16, 4), (8, 16), (24, 16)):
+            for prefixlen in range(size * 8 + 1):
+                for negate in (False, True):
+                    raw = rng.randbytes(size)
+                    assert nfnl.match_prefix(offset, raw, prefixlen, negate=negate) == \
+                        nfnl.build_match_prefix(offset, raw, prefixlen, negate=negate)
 
 
 def test_jump_verdict_names_the_chain() -> None:
