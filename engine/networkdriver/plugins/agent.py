@@ -5,7 +5,7 @@ listens on a unix socket (0600, in a 0700 directory of its uid), serves each req
 thread of a pool with the code the engine runs in-process (plugins/invoke.py: the
 request's own environment, never ``os.environ``; the pod's netns entered per thread;
 delegated IPAM in-process when it is ours, else exec'd from CNI_PATH), and a reaper: DEL
-returns once the pod is off the bridge and its address and rules are released, the
+returns once the pod is cut off the bridge and its address and rules are released, the
 kernel's veth deletion finishes on the reaper's thread.
 
 Started on demand by the first shim that finds none (``autostart`` in the installed

@@ -3,8 +3,8 @@
 Deleting a network device makes the kernel wait for an RCU barrier (``netdev_run_todo``):
 15-25 ms in which the caller's thread sleeps, however little the machine does. A plugin exec
 must wait (it cannot outlive its DEL), but an in-process DEL can return once the attachment
-is cut off: the bridge plugin releases the address and the masquerade rules and takes the
-host end off the bridge (the pod leaves the network's L2 segment: nothing of the released
+is cut off: the bridge plugin releases the address and the masquerade rules and disables the
+host end's bridge port (the pod leaves the network's L2 segment: nothing of the released
 address is answered or forwarded there any more), and leaves the deletion itself to a
 reaper's worker thread.
 
