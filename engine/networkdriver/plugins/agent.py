@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import FailedPrecondition, Unavailable
-from engine.networkdriver.plugins import agent_wire, netlink, shim, spec
+from engine.networkdriver.plugins import agent_wire, setns, shim, spec
 from engine.networkdriver.plugins.reaper import Reaper
 
 log = logging.getLogger(__name__)
@@ -267,11 +267,11 @@ class Agent:
         __import__(req.module)
         runner = sys.modules[req.module]
         netns = req.env.get("CNI_NETNS", "")
-        netlink.pass_netns(netns, req.netns_fd if netns else None)
+        setns.pass_netns(netns, req.netns_fd if netns else None)
         try:
             code, out = runner.run(req.env, req.stdin, reaper=self.reaper)
         finally:
-            netlink.pass_netns("", None)
+            setns.pass_netns("", None)
         return int(code), bytes(out)
 
 

@@ -10,6 +10,7 @@ from engine.networkdriver.plugins import (
     invoke,
     ipnet,
     netlink,
+    setns,
     skel,
     spec,
 )
@@ -74,7 +75,7 @@ class Bridge:
         conf = bridge_config.load(req.config)
         if self.reaper is not None:  # our own DEL of this attachment may still be deleting
             self.reaper.wait(_reap_key(req))
-        nsfd = netlink.open_netns(req.netns)
+        nsfd = setns.open_netns(req.netns)
         try:
             raw = _ipam(req, conf, "ADD")
             if raw is None:
@@ -272,7 +273,7 @@ class Bridge:
     def _delete_in_container(req: spec.Request) -> list[Iface]:
         """Delete ``ifname`` in the pod's netns; its addresses (for the masquerade rules)."""
         try:
-            nsfd = netlink.open_netns(req.netns)
+            nsfd = setns.open_netns(req.netns)
         except spec.CNIError as err:
             if err.code != spec.ERR_UNKNOWN_CONTAINER:
                 raise
@@ -303,7 +304,7 @@ class Bridge:
         _ipam(req, conf, "CHECK")
         from engine.networkdriver.plugins import bridge_check
 
-        nsfd = netlink.open_netns(req.netns)
+        nsfd = setns.open_netns(req.netns)
         try:
             bridge_check.check(conf, req, prev, nsfd)
         finally:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from engine.networkdriver.plugins import netlink, skel, spec
+from engine.networkdriver.plugins import netlink, setns, skel, spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value.py)
@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # typing costs a plugin exec ~10 ms of CPU (see plugins/value
 def _set_lo(netns: str, state: str) -> bool:
     """False when the netns is gone."""
     try:
-        fd = netlink.open_netns(netns)
+        fd = setns.open_netns(netns)
     except spec.CNIError as err:
         if err.code == spec.ERR_UNKNOWN_CONTAINER and state == "down":
             return False
@@ -47,7 +47,7 @@ class Loopback:
             _set_lo(req.netns, "down")
 
     def check(self, req: spec.Request) -> None:
-        fd = netlink.open_netns(req.netns)
+        fd = setns.open_netns(req.netns)
         try:
             with netlink.session(fd) as ns:
                 flags = ns.link_by_index(netlink.lookup(ns, "lo") or 1)["flags"]

@@ -17,12 +17,12 @@ thread; safe in the engine's threads too).
 from __future__ import annotations
 
 import _socket
-import _thread
 import errno
 import os
 import struct
 
 from engine.networkdriver.plugins import spec
+from engine.networkdriver.plugins.setns import setns
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,36 +72,6 @@ _IFADDR = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _ATTR = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
-
-
-_PASSED = _thread._local()  # per thread: (path, fd) of a netns the caller opened for us
-
-
-def pass_netns(path: str, fd: int | None) -> None:
-    """For the calling thread, until called again: ``open_netns(path)`` opens ``fd`` (a netns
-    opened by the plugin's caller, passed to the CNI agent) instead of resolving ``path``."""
-    _PASSED.netns = None if fd is None else (path, fd)
-
-
-def open_netns(path: str) -> int:
-    """An fd of the netns at ``path``; CNIError 3 when it does not exist."""
-    passed = getattr(_PASSED, "netns", None)
-    try:
-        if passed is not None and passed[0] == path:
-            fd = os.dup(passed[1])
-        else:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError) as exc:
-        raise spec.CNIError(spec.ERR_UNKNOWN_CONTAINER, "network namespace does not exist",
-                            path) from exc
-    try:
-        st = os.fstat(fd)
-        if st.st_size != 0 or not os.path.exists(f"/proc/self/fd/{fd}"):
-            raise spec.CNIError(spec.ERR_UNKNOWN_CONTAINER, "not a network namespace", path)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 class NetlinkError(OSError):
@@ -379,8 +349,6 @@ def rtnl(netns_fd: int | None = None) -> Rtnl:
         return Rtnl(_socket_here())
     here = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        from engine.networkdriver.plugins.setns import setns  # only pod-side work needs it
-
         try:
             setns(netns_fd)
         except OSError as exc:

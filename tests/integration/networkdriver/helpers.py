@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.networkdriver.plugins import masq, masq_nft, netlink
+from engine.networkdriver.plugins import masq, masq_nft, netlink, setns
 
 
 def suffix() -> str:
@@ -55,7 +55,7 @@ def ping(src_netns: str | None, dst: str) -> bool:
 
 
 def links(netns: str | None = None) -> dict[str, dict[str, Any]]:
-    fd = netlink.open_netns(netns) if netns else None
+    fd = setns.open_netns(netns) if netns else None
     try:
         with netlink.session(fd) as nl:
             out = {}
@@ -72,7 +72,7 @@ def links(netns: str | None = None) -> dict[str, dict[str, Any]]:
 
 def addresses(netns: str | None, ifname: str) -> dict[str, int]:
     """``address/prefix`` -> IFA flags of ``ifname``."""
-    fd = netlink.open_netns(netns) if netns else None
+    fd = setns.open_netns(netns) if netns else None
     try:
         with netlink.session(fd) as nl:
             index = netlink.lookup(nl, ifname)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.networkdriver.plugins import ipnet, netlink
+from engine.networkdriver.plugins import ipnet, netlink, setns
 from tests.integration.networkdriver import helpers
 from tests.integration.networkdriver.conftest import Net
 
@@ -70,7 +70,7 @@ def test_host(net: Net) -> Iterator[tuple[str, str]]:
     s = helpers.suffix()
     subnet = ipaddress.ip_network(next(helpers.iter_subnets())[0])
     node_ip, host_ip = str(subnet.network_address + 1), str(subnet.network_address + 2)
-    fd = netlink.open_netns(outside)
+    fd = setns.open_netns(outside)
     try:
         with netlink.session() as nl:
             nl.add_veth(f"kpyo{s}", peer="eth0", peer_netns_fd=fd)

@@ -286,20 +286,20 @@ def test_the_shims_own_error_is_valid_json(tmp_path: Path) -> None:
 
 
 def test_a_passed_netns_fd_stands_for_its_path_on_this_thread_only() -> None:
-    from engine.networkdriver.plugins import netlink
+    from engine.networkdriver.plugins import setns
 
     passed = os.open("/proc/self/ns/net", os.O_RDONLY)
     seen: list[BaseException] = []
 
     def elsewhere() -> None:
         try:
-            netlink.open_netns("/nonexistent/netns")
+            setns.open_netns("/nonexistent/netns")
         except spec.CNIError as exc:
             seen.append(exc)
 
     try:
-        netlink.pass_netns("/nonexistent/netns", passed)
-        fd = netlink.open_netns("/nonexistent/netns")
+        setns.pass_netns("/nonexistent/netns", passed)
+        fd = setns.open_netns("/nonexistent/netns")
         try:
             assert os.fstat(fd).st_ino == os.fstat(passed).st_ino and fd != passed
         finally:
@@ -309,10 +309,10 @@ def test_a_passed_netns_fd_stands_for_its_path_on_this_thread_only() -> None:
         other.join()
         assert [getattr(e, "code", None) for e in seen] == [spec.ERR_UNKNOWN_CONTAINER]
     finally:
-        netlink.pass_netns("", None)
+        setns.pass_netns("", None)
         os.close(passed)
     with pytest.raises(spec.CNIError):
-        netlink.open_netns("/nonexistent/netns")
+        setns.open_netns("/nonexistent/netns")
 
 
 def test_a_bug_in_the_agent_is_a_cni_error(plugin: Path, served: agent_harness.ThreadAgent,
