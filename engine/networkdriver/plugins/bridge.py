@@ -336,7 +336,7 @@ def _our_port(nl: Rtnl, name: str, bridge: str) -> int | None:
     """The index of ``name`` if it is a veth enslaved to ``bridge`` (else None: gone already,
     or the name is someone else's now)."""
     msg = nl.link(name)
-    if msg is None or (msg.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_KIND") != "veth":
+    if msg is None or not _is_veth(msg):
         return None
     master = msg.get("IFLA_MASTER")
     if not master:
@@ -346,6 +346,10 @@ def _our_port(nl: Rtnl, name: str, bridge: str) -> int | None:
     except OSError:
         ours = master == netlink.lookup(nl, bridge)
     return int(msg["index"]) if ours else None
+
+
+def _is_veth(msg: Mapping[str, Any]) -> bool:
+    return bool((msg.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_KIND") == "veth")
 
 
 def _nothing() -> None:
@@ -358,8 +362,7 @@ def _delete_detached(name: str, index: int) -> None:
     our host ends' random names are not)."""
     with netlink.session() as nl:
         msg = nl.link(name)
-        if (msg is None or int(msg["index"]) != index
-                or (msg.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_KIND") != "veth"):
+        if msg is None or int(msg["index"]) != index or not _is_veth(msg):
             return
         _delete_index(nl, index, name)
 

@@ -130,8 +130,7 @@ def delegate(kind: str, *, command: str, env: Mapping[str, str], stdin: bytes,
     the delegate's command are a subset of the caller's: same config, same CNI_* vars)."""
     executable = find(kind, path)
     env = {**env, "CNI_COMMAND": command}
-    module = our_module(executable) if in_process and request is not None else None
-    if module is None or request is None:
+    if request is None or not in_process or (module := our_module(executable)) is None:
         return call(executable, env=env, stdin=stdin, in_process=in_process)
     __import__(module)
     plugin = sys.modules[module].PLUGIN
