@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 
 from engine.networkdriver.plugins import agent, install
 from tests.harness import containerd as harness
+from tests.harness.cluster_api import wait_for
 from tests.harness.prereq import need_binary, need_root, need_tool
 from tests.harness.registry import LocalRegistry
 from tests.integration.networkdriver import agent_harness, helpers
@@ -193,7 +193,5 @@ def test_containerd_runs_pods_on_our_plugins(node: Node) -> None:
     # the first plugin exec started the agent, which served the later ones (the DELs at
     # least: of our bridge and of the loopback, per pod)
     assert agent.query_status(str(node.agent_socket), settle=True)["served"] >= 4
-    deadline = time.monotonic() + 30
-    while helpers.bridge_ports(node.instance.bridge) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert helpers.bridge_ports(node.instance.bridge) == []
+    wait_for("the deleted pods' veths gone from the bridge",
+             lambda: helpers.bridge_ports(node.instance.bridge) == [], timeout=30)

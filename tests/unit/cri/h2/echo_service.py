@@ -178,18 +178,19 @@ def raw_socket(served: Served) -> socket.socket:
     return sock
 
 
-def frames_until(sock: socket.socket, ftype: int) -> list[tuple[int, int, int, bytes]]:
-    """Frames read until one of `ftype` (or the connection closes)."""
+def frames_until(sock: socket.socket, ftype: int,
+                 flags: int = 0) -> list[tuple[int, int, int, bytes]]:
+    """Frames read until one of `ftype` carrying all of `flags` (or the connection closes)."""
     buf = b""
     seen: list[tuple[int, int, int, bytes]] = []
     while True:
         while len(buf) >= 9:
-            length, t, flags, sid = frames.parse_header(buf, 0)
+            length, t, f, sid = frames.parse_header(buf, 0)
             if len(buf) < 9 + length:
                 break
-            seen.append((t, flags, sid, buf[9:9 + length]))
+            seen.append((t, f, sid, buf[9:9 + length]))
             buf = buf[9 + length:]
-            if t == ftype:
+            if t == ftype and f & flags == flags:
                 return seen
         try:
             data = sock.recv(65536)

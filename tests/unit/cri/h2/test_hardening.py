@@ -48,21 +48,11 @@ def _answer(served: Served, block: bytes, body: bytes, flag: int) -> dict[bytes,
         sock.sendall(frames.PREFACE + frames.settings({})
                      + frames.headers(1, block, end_stream=False, max_frame=16384)
                      + _message_frames(1, flag, body))
-        blocks: list[bytes] = []
-        buf = b""
-        ended = False
-        while not ended:
-            data = sock.recv(65536)
-            assert data, "closed before the answer"
-            buf += data
-            while len(buf) >= 9:
-                length, t, flags, sid = frames.parse_header(buf, 0)
-                if len(buf) < 9 + length:
-                    break
-                if t == FrameType.HEADERS and sid == 1:
-                    blocks.append(buf[9:9 + length])
-                    ended = bool(flags & frames.Flag.END_STREAM)
-                buf = buf[9 + length:]
+        got = frames_until(sock, FrameType.HEADERS, frames.Flag.END_STREAM)
+    last = got[-1] if got else (0, 0, 0, b"")
+    assert last[0] == FrameType.HEADERS and last[1] & frames.Flag.END_STREAM and last[2] == 1, \
+        "closed before the answer"
+    blocks = [payload for t, _, sid, payload in got if t == FrameType.HEADERS and sid == 1]
     decoder = hpack.Decoder()
     return {name: value for block in blocks for name, value in decoder.decode(block)}
 
